@@ -1,0 +1,62 @@
+# lua-keyfactor — build in place, run the demo, run the checks.
+#
+#   make demo     install what is missing, run examples/deploy_to_stores.lua against the sandbox
+#   make check    install what is missing, build, luacheck, every busted spec
+#
+# LUA selects the runtime: lua5.4 (default), lua5.3, luajit.
+
+LUA        ?= lua5.4
+PREFIX_BIN := $(shell command -v $(LUA) 2>/dev/null)
+
+ifeq ($(LUA),luajit)
+LUA_INC    ?= /usr/include/luajit-2.1
+LUA_ABI    := 5.1
+else
+LUA_ABI    := $(patsubst lua%,%,$(LUA))
+LUA_INC    ?= /usr/include/lua$(LUA_ABI)
+endif
+
+BUILD      := build/$(LUA)
+CORE       := $(BUILD)/keyfactor/core.so
+SRC        := $(wildcard csrc/*.c)
+HDR        := $(wildcard csrc/*.h)
+
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+KF_CFLAGS  := -std=c99 -fPIC -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
+              -I$(LUA_INC) $(shell pkg-config --cflags libcurl 2>/dev/null)
+LDLIBS     := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+
+# Lua sees the checkout first: lua/ for modules, build/ for the C core.
+LUA_ENV    := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+              LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
+BUSTED     := $(LUA_ENV) $(LUA) /usr/bin/busted --lpath="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua" \
+              --cpath="$(CURDIR)/$(BUILD)/?.so"
+SPECS      ?= spec
+
+.PHONY: all build deps demo check lint spec clean check-asan check-valgrind
+
+all: build
+
+build: $(CORE)
+
+$(CORE): $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(KF_CFLAGS) -shared -o $@ $(SRC) $(LDLIBS)
+
+deps:
+	@bash .ci/install-deps $(LUA)
+
+demo: deps build
+	$(LUA_ENV) $(LUA) examples/deploy_to_stores.lua
+
+lint:
+	luacheck lua spec examples bin bench
+
+spec: build
+	$(BUSTED) $(SPECS)
+
+check: deps build lint spec
+
+clean:
+	rm -rf build

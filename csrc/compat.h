@@ -1,0 +1,30 @@
+/*
+ * The few Lua C API differences between 5.1/LuaJIT and 5.2+ that the core
+ * touches.  Everything else is written against the common subset.
+ */
+#ifndef KF_COMPAT_H
+#define KF_COMPAT_H
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#if LUA_VERSION_NUM < 502
+#define lua_rawlen(L, i) lua_objlen((L), (i))
+
+static inline void kf_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+{
+  luaL_checkstack(L, nup, "too many upvalues");
+  for (; l->name != NULL; l++) {
+    int i;
+    for (i = 0; i < nup; i++)
+      lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
+#define luaL_setfuncs(L, l, nup) kf_compat_setfuncs((L), (l), (nup))
+#define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs((L), (l), 0))
+#endif
+
+#endif

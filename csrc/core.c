@@ -1,0 +1,64 @@
+/*
+ * keyfactor.core: the module entry point.
+ *
+ *   core.session([options]) -> session     (session.c)
+ *   core.now() -> seconds                  monotonic clock, for timing and backoff
+ *   core.sleep(seconds)                    blocking sleep, for sequential backoff
+ *   core.curl_version() -> string
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <time.h>
+
+#include "kfcore.h"
+
+static int core_now(lua_State *L)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+static int core_sleep(lua_State *L)
+{
+  double seconds = luaL_checknumber(L, 1);
+  struct timespec ts;
+  luaL_argcheck(L, seconds >= 0, 1, "must not be negative");
+  ts.tv_sec = (time_t)seconds;
+  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+  return 0;
+}
+
+static int core_curl_version(lua_State *L)
+{
+  lua_pushstring(L, curl_version());
+  return 1;
+}
+
+int luaopen_keyfactor_core(lua_State *L);
+
+int luaopen_keyfactor_core(lua_State *L)
+{
+  static const luaL_Reg functions[] = {
+    {"now", core_now},
+    {"sleep", core_sleep},
+    {"curl_version", core_curl_version},
+    {NULL, NULL}
+  };
+  /* Reference-counted and thread-safe in libcurl >= 7.84; never undone,
+   * since other modules in the process may share libcurl. */
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return luaL_error(L, "keyfactor.core: curl_global_init failed");
+  kf_open_request(L);
+  luaL_newlib(L, functions);
+  kf_open_session(L);
+  lua_setfield(L, -2, "session");
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  return 1;
+}

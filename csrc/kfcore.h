@@ -1,0 +1,120 @@
+/*
+ * keyfactor.core — private declarations shared by the C files of the core.
+ *
+ * The core is libcurl transport only: a session (multi handle, share handle,
+ * idle easy handles, TLS and timeout settings, credentials) and requests
+ * (one easy handle each while in flight, with their header and body
+ * buffers).  JSON, validation and the API mapping live in Lua.
+ */
+#ifndef KFCORE_H
+#define KFCORE_H
+
+#include <stddef.h>
+
+#include <curl/curl.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "compat.h"
+
+#define KF_SESSION_MT "keyfactor.session"
+#define KF_REQUEST_MT "keyfactor.request"
+
+/* Idle easy handles kept per session for reuse; more are simply freed. */
+#define KF_IDLE_MAX 64
+
+/* Default cap on a response body (DESIGN.md §3). */
+#define KF_DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
+
+/* ---- buffer.c: a growable byte buffer with a hard maximum ---------------- */
+
+typedef struct kf_buffer {
+  char *data;
+  size_t len;
+  size_t cap;
+  size_t max;     /* appends beyond this fail and set overflow */
+  int overflow;
+} kf_buffer;
+
+void kf_buffer_init(kf_buffer *b, size_t max);
+int kf_buffer_append(kf_buffer *b, const char *data, size_t n);
+void kf_buffer_clear(kf_buffer *b);
+void kf_buffer_free(kf_buffer *b);
+
+/* ---- session.c ----------------------------------------------------------- */
+
+typedef struct kf_request kf_request;
+
+typedef struct kf_session {
+  CURLM *multi;
+  CURLSH *share;
+  kf_request *active;           /* in-flight requests, a doubly linked list */
+  int nactive;
+  CURL *idle[KF_IDLE_MAX];
+  int nidle;
+  /* settings applied to every easy handle */
+  char *ca_file;
+  char *proxy;
+  char *user_agent;
+  long timeout_ms;
+  long connect_timeout_ms;
+  int insecure;
+  int http2;
+  size_t max_body;
+  /* credentials: wiped when replaced or freed, never printed */
+  char *username;
+  char *password;
+  char *bearer;
+  int closed;
+} kf_session;
+
+kf_session *kf_check_session(lua_State *L, int idx);
+CURL *kf_session_acquire_easy(kf_session *s);
+void kf_session_release_easy(kf_session *s, CURL *easy);
+void kf_session_link(kf_session *s, kf_request *r);
+void kf_session_unlink(kf_session *s, kf_request *r);
+int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms);
+int kf_open_session(lua_State *L);
+
+/* ---- request.c ----------------------------------------------------------- */
+
+typedef enum kf_request_state {
+  KF_REQUEST_RUNNING,
+  KF_REQUEST_DONE,
+  KF_REQUEST_CANCELED
+} kf_request_state;
+
+struct kf_request {
+  kf_session *session;          /* NULL once detached from its session */
+  kf_request *prev;
+  kf_request *next;
+  CURL *easy;
+  struct curl_slist *headers;
+  kf_buffer body;
+  kf_buffer head;
+  kf_request_state state;
+  CURLcode code;
+  long status;
+  long request_size;            /* bytes of request sent: 0 = never reached */
+  double total_time;
+  int self_ref;                 /* registry ref keeping it alive in flight */
+  int body_ref;                 /* registry ref to the request body string */
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+int kf_request_start(lua_State *L, kf_session *s, int spec);
+void kf_request_finish(lua_State *L, kf_request *r, CURLcode code);
+void kf_request_detach(lua_State *L, kf_request *r);
+kf_request *kf_check_request(lua_State *L, int idx);
+int kf_open_request(lua_State *L);
+
+/* ---- options.c: reading option tables ------------------------------------ */
+
+const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt);
+double kf_opt_number(lua_State *L, int t, const char *field, double dflt);
+int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt);
+char *kf_strdup(const char *s);
+void kf_free_secret(char **p);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * Reading fields of an option table, and the string helpers for settings
+ * and secrets.  A field of the wrong type is an argument error naming it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kfcore.h"
+
+static int field_type(lua_State *L, int t, const char *field, int want)
+{
+  int type;
+  lua_getfield(L, t, field);
+  type = lua_type(L, -1);
+  if (type != LUA_TNIL && type != want) {
+    luaL_error(L, "option '%s' must be a %s, not a %s", field,
+               lua_typename(L, want), lua_typename(L, type));
+  }
+  return type;
+}
+
+/* The returned string stays valid while the option table is alive. */
+const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt)
+{
+  const char *s = dflt;
+  if (field_type(L, t, field, LUA_TSTRING) == LUA_TSTRING)
+    s = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return s;
+}
+
+double kf_opt_number(lua_State *L, int t, const char *field, double dflt)
+{
+  double n = dflt;
+  if (field_type(L, t, field, LUA_TNUMBER) == LUA_TNUMBER)
+    n = (double)lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return n;
+}
+
+int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt)
+{
+  int b = dflt;
+  if (field_type(L, t, field, LUA_TBOOLEAN) == LUA_TBOOLEAN)
+    b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+char *kf_strdup(const char *s)
+{
+  char *copy;
+  size_t n;
+  if (s == NULL)
+    return NULL;
+  n = strlen(s) + 1;
+  copy = malloc(n);
+  if (copy != NULL)
+    memcpy(copy, s, n);
+  return copy;
+}
+
+/* Overwrites a secret before freeing it, so it does not linger in the heap. */
+void kf_free_secret(char **p)
+{
+  if (*p != NULL) {
+    volatile char *c = *p;
+    while (*c != '\0')
+      *c++ = '\0';
+    free(*p);
+    *p = NULL;
+  }
+}

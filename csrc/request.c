@@ -1,0 +1,416 @@
+/*
+ * keyfactor.request: one HTTP transfer on a session's multi handle.
+ *
+ * session:start(spec) configures an easy handle and adds it to the multi
+ * handle; the request is then driven by session:wait or session:step and
+ * read with request:result().  While in flight a request is anchored in the
+ * registry, so dropping the Lua reference never frees a handle curl still
+ * uses; closing the session detaches (cancels) it instead.
+ *
+ * spec fields: method, url (required); headers (array of "Name: value");
+ * body (string); timeout, connect_timeout (seconds, override the session);
+ * auth (boolean, default true: send the session's credentials);
+ * userpwd ("user:password" for this request only, e.g. OAuth client
+ * credentials).
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kfcore.h"
+
+/* Response headers are small; this caps a server that sends endless ones. */
+#define KF_MAX_HEADER_BYTES ((size_t)256 * 1024)
+
+kf_request *kf_check_request(lua_State *L, int idx)
+{
+  return luaL_checkudata(L, idx, KF_REQUEST_MT);
+}
+
+/* ---- curl callbacks ------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+  kf_request *r = ud;
+  size_t n = size * nmemb;
+  return kf_buffer_append(&r->body, data, n) ? n : 0;
+}
+
+/* Keeps only the last response's header block (a 100 Continue or an
+ * interim response starts over at its status line). */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+  kf_request *r = ud;
+  size_t n = size * nmemb;
+  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+    kf_buffer_clear(&r->head);
+  return kf_buffer_append(&r->head, data, n) ? n : 0;
+}
+
+/* ---- configuring an easy handle ------------------------------------------ */
+
+static void apply_session_settings(kf_session *s, CURL *easy, long timeout_ms,
+                                   long connect_timeout_ms, int auth)
+{
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_SHARE, s->share);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_body);
+  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+                   s->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+  if (s->ca_file != NULL)
+    curl_easy_setopt(easy, CURLOPT_CAINFO, s->ca_file);
+  if (s->insecure) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (s->proxy != NULL)
+    curl_easy_setopt(easy, CURLOPT_PROXY, s->proxy);
+  if (s->user_agent != NULL)
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, s->user_agent);
+  if (auth && s->username != NULL) {
+    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    curl_easy_setopt(easy, CURLOPT_USERNAME, s->username);
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, s->password);
+  } else if (auth && s->bearer != NULL) {
+    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+    curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, s->bearer);
+  }
+}
+
+static void apply_method(CURL *easy, const char *method, const char *body, size_t len)
+{
+  if (strcmp(method, "GET") == 0 && body == NULL) {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    return;
+  }
+  if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    return;
+  }
+  if (body != NULL || strcmp(method, "POST") == 0) {
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+  }
+  if (strcmp(method, "POST") != 0)
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+}
+
+static struct curl_slist *read_headers(lua_State *L, int spec)
+{
+  struct curl_slist *list = NULL;
+  int i, n;
+  lua_getfield(L, spec, "headers");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1))
+    luaL_error(L, "request field 'headers' must be an array of strings");
+  n = (int)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    struct curl_slist *grown;
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      curl_slist_free_all(list);
+      luaL_error(L, "request field 'headers[%d]' must be a string", i);
+    }
+    grown = curl_slist_append(list, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (grown == NULL) {
+      curl_slist_free_all(list);
+      luaL_error(L, "keyfactor.core: out of memory building headers");
+    }
+    list = grown;
+  }
+  lua_pop(L, 1);
+  return list;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static void release_refs(lua_State *L, kf_request *r)
+{
+  luaL_unref(L, LUA_REGISTRYINDEX, r->body_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
+  r->body_ref = LUA_NOREF;
+  r->self_ref = LUA_NOREF;
+}
+
+/* Takes the easy handle out of the multi handle and back to the pool. */
+static void release_easy(kf_request *r)
+{
+  kf_session *s = r->session;
+  if (r->easy == NULL)
+    return;
+  if (s != NULL) {
+    curl_multi_remove_handle(s->multi, r->easy);
+    kf_session_release_easy(s, r->easy);
+    kf_session_unlink(s, r);
+  } else {
+    curl_easy_cleanup(r->easy);
+  }
+  r->easy = NULL;
+  r->session = NULL;
+  curl_slist_free_all(r->headers);
+  r->headers = NULL;
+}
+
+void kf_request_finish(lua_State *L, kf_request *r, CURLcode code)
+{
+  long size = 0;
+  r->code = code;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &size);
+  curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &r->total_time);
+  r->request_size = size;
+  r->state = KF_REQUEST_DONE;
+  release_easy(r);
+  release_refs(L, r);
+}
+
+void kf_request_detach(lua_State *L, kf_request *r)
+{
+  if (r->state == KF_REQUEST_RUNNING)
+    r->state = KF_REQUEST_CANCELED;
+  release_easy(r);
+  release_refs(L, r);
+}
+
+int kf_request_start(lua_State *L, kf_session *s, int spec)
+{
+  const char *method = kf_opt_string(L, spec, "method", NULL);
+  const char *url = kf_opt_string(L, spec, "url", NULL);
+  const char *userpwd = kf_opt_string(L, spec, "userpwd", NULL);
+  double timeout = kf_opt_number(L, spec, "timeout", (double)s->timeout_ms / 1000.0);
+  double connect_timeout =
+      kf_opt_number(L, spec, "connect_timeout", (double)s->connect_timeout_ms / 1000.0);
+  int auth = kf_opt_boolean(L, spec, "auth", 1);
+  const char *body = NULL;
+  size_t body_len = 0;
+  kf_request *r;
+  CURLMcode mc;
+
+  if (method == NULL || url == NULL)
+    return luaL_error(L, "request fields 'method' and 'url' are required");
+  lua_getfield(L, spec, "body");
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    return luaL_error(L, "request field 'body' must be a string");
+  body = lua_tolstring(L, -1, &body_len);   /* stays on the stack: anchored below */
+
+  r = lua_newuserdata(L, sizeof *r);
+  memset(r, 0, sizeof *r);
+  r->self_ref = r->body_ref = LUA_NOREF;
+  r->state = KF_REQUEST_CANCELED;   /* until fully started, gc has no work */
+  kf_buffer_init(&r->body, s->max_body);
+  kf_buffer_init(&r->head, KF_MAX_HEADER_BYTES);
+  luaL_getmetatable(L, KF_REQUEST_MT);
+  lua_setmetatable(L, -2);
+
+  r->headers = read_headers(L, spec);
+  r->easy = kf_session_acquire_easy(s);
+  if (r->easy == NULL)
+    return luaL_error(L, "keyfactor.core: out of memory creating a curl handle");
+  r->session = s;
+  kf_session_link(s, r);
+  r->state = KF_REQUEST_RUNNING;
+
+  apply_session_settings(s, r->easy, (long)(timeout * 1000.0),
+                         (long)(connect_timeout * 1000.0), auth && userpwd == NULL);
+  if (userpwd != NULL) {
+    curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */
+  }
+  curl_easy_setopt(r->easy, CURLOPT_URL, url);
+  curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+  curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
+  curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, (void *)r);
+  curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, (void *)r);
+  apply_method(r->easy, method, body, body_len);
+
+  /* curl reads the body in place (no copy): keep the string alive. */
+  lua_pushvalue(L, -2);
+  r->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  mc = curl_multi_add_handle(s->multi, r->easy);
+  if (mc != CURLM_OK) {
+    kf_request_detach(L, r);
+    return luaL_error(L, "keyfactor.core: %s", curl_multi_strerror(mc));
+  }
+  return 1;
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+/* The error kinds of DESIGN.md §2, from curl's own result code. */
+static const char *error_kind(CURLcode code)
+{
+  switch (code) {
+  case CURLE_OPERATION_TIMEDOUT:
+    return "timeout";
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CRL_BADFILE:
+    return "tls";
+  default:
+    return "transport";
+  }
+}
+
+/* Whether any byte of the request may have reached the server.  Only when
+ * this is false may a POST be retried (DESIGN.md, Retries). */
+static int request_was_sent(const kf_request *r)
+{
+  switch (r->code) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+    return 0;
+  default:   /* a TLS failure happens in the handshake, before the request */
+    return strcmp(error_kind(r->code), "tls") != 0 && r->request_size > 0;
+  }
+}
+
+static void push_headers(lua_State *L, const kf_buffer *head)
+{
+  const char *p = head->data, *end = head->data + head->len;
+  luaL_Buffer name;
+  lua_newtable(L);
+  while (p != NULL && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *colon, *v, *ve;
+    if (eol == NULL)
+      eol = end;
+    colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon != NULL && memcmp(p, "HTTP/", 5) != 0) {
+      const char *c;
+      for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+        ;
+      for (ve = eol; ve > v && isspace((unsigned char)ve[-1]); ve--)
+        ;
+      luaL_buffinit(L, &name);
+      for (c = p; c < colon; c++)
+        luaL_addchar(&name, (char)tolower((unsigned char)*c));
+      luaL_pushresult(&name);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, -3);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      } else {   /* a repeated header: join as HTTP allows */
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      }
+      lua_rawset(L, -3);
+    }
+    p = eol + 1;
+  }
+}
+
+/* request:result() -> status, body, headers, seconds
+ *                  -> nil, kind, message, sent   on a transport failure
+ * Raises if the request is still in flight. */
+static int request_result(lua_State *L)
+{
+  kf_request *r = kf_check_request(L, 1);
+  if (r->state == KF_REQUEST_RUNNING)
+    return luaL_error(L, "keyfactor.core: request is still in flight");
+  if (r->state == KF_REQUEST_CANCELED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "canceled");
+    lua_pushliteral(L, "request was canceled before it completed");
+    lua_pushboolean(L, r->request_size > 0);
+    return 4;
+  }
+  if (r->code != CURLE_OK) {
+    lua_pushnil(L);
+    if (r->body.overflow || r->code == CURLE_FILESIZE_EXCEEDED) {
+      lua_pushliteral(L, "transport");
+      lua_pushfstring(L, "response body exceeds the maximum of %d bytes (max_body)",
+                      (int)(r->body.max > 0x7fffffff ? 0x7fffffff : r->body.max));
+    } else {
+      lua_pushstring(L, error_kind(r->code));
+      if (r->errbuf[0] != '\0')
+        lua_pushstring(L, r->errbuf);
+      else
+        lua_pushstring(L, curl_easy_strerror(r->code));
+    }
+    lua_pushboolean(L, request_was_sent(r));
+    return 4;
+  }
+  lua_pushinteger(L, r->status);
+  lua_pushlstring(L, r->body.data != NULL ? r->body.data : "", r->body.len);
+  push_headers(L, &r->head);
+  lua_pushnumber(L, r->total_time);
+  return 4;
+}
+
+/* request:done() -> boolean */
+static int request_done(lua_State *L)
+{
+  lua_pushboolean(L, kf_check_request(L, 1)->state != KF_REQUEST_RUNNING);
+  return 1;
+}
+
+/* request:cancel(): stops an in-flight transfer; result() then says so. */
+static int request_cancel(lua_State *L)
+{
+  kf_request_detach(L, kf_check_request(L, 1));
+  return 0;
+}
+
+static int request_gc(lua_State *L)
+{
+  kf_request *r = kf_check_request(L, 1);
+  kf_request_detach(L, r);
+  kf_buffer_free(&r->body);
+  kf_buffer_free(&r->head);
+  return 0;
+}
+
+static int request_tostring(lua_State *L)
+{
+  kf_request *r = kf_check_request(L, 1);
+  static const char *const names[] = {"in flight", "done", "canceled"};
+  lua_pushfstring(L, "keyfactor.request (%s): %p", names[r->state], (void *)r);
+  return 1;
+}
+
+int kf_open_request(lua_State *L)
+{
+  static const luaL_Reg methods[] = {
+    {"result", request_result},
+    {"done", request_done},
+    {"cancel", request_cancel},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__gc", request_gc},
+    {"__close", request_cancel},
+    {"__tostring", request_tostring},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, KF_REQUEST_MT);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  return 0;
+}
