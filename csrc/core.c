@@ -5,6 +5,7 @@
  *   core.now() -> seconds                  monotonic clock, for timing and backoff
  *   core.sleep(seconds)                    blocking sleep, for sequential backoff
  *   core.curl_version() -> string
+ *   core.integerize(value) -> value        integral floats to integers (integers.c)
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -48,6 +49,7 @@ int luaopen_keyfactor_core(lua_State *L)
     {"now", core_now},
     {"sleep", core_sleep},
     {"curl_version", core_curl_version},
+    {"integerize", kf_integerize},
     {NULL, NULL}
   };
   /* Reference-counted and thread-safe in libcurl >= 7.84; never undone,

@@ -109,6 +109,10 @@ void kf_request_detach(lua_State *L, kf_request *r);
 kf_request *kf_check_request(lua_State *L, int idx);
 int kf_open_request(lua_State *L);
 
+/* ---- integers.c ---------------------------------------------------------- */
+
+int kf_integerize(lua_State *L);
+
 /* ---- options.c: reading option tables ------------------------------------ */
 
 const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt);

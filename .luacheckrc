@@ -1,0 +1,7 @@
+-- luacheck configuration for the whole tree.
+std = "lua54"
+max_line_length = 120
+self = false              -- methods may ignore `self`
+exclude_files = { "build/**" }
+files["spec"] = { std = "+busted" }
+files["lua/keyfactor/sandbox"] = { std = "+lua53" }

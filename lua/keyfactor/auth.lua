@@ -1,0 +1,102 @@
+--- Credentials: HTTP Basic, a bearer token, or OAuth2 client credentials.
+--
+-- Secrets are handed to the C session (which gives them to libcurl) and
+-- registered with the transport for redaction; they are never part of a
+-- header string built in Lua, an error, or a debug line.
+-- @module keyfactor.auth
+
+local core = require "keyfactor.core"
+local errors = require "keyfactor.errors"
+local transport = require "keyfactor.transport"
+
+local auth = {}
+local Auth = {}
+Auth.__index = Auth
+
+-- Refresh this long before the server would reject the token.
+local EXPIRY_MARGIN = 30
+
+--- Sets up `session` for the credentials in `config` (see keyfactor.new).
+function auth.new(config, session, http)
+  local self = setmetatable({ session = session, http = http, mode = "none" }, Auth)
+  if config.oauth then
+    local o = config.oauth
+    self.mode = "oauth"
+    self.oauth = {
+      token_url = o.token_url, client_id = o.client_id, client_secret = o.client_secret,
+      scopes = o.scopes, audience = o.audience,
+    }
+    http:set_secret("client_secret", o.client_secret)
+  elseif config.token then
+    self.mode = "bearer"
+    session:set_credentials("bearer", config.token)
+    http:set_secret("token", config.token)
+  elseif config.username then
+    self.mode = "basic"
+    session:set_credentials("basic", config.username, config.password)
+    http:set_secret("password", config.password)
+  end
+  return self
+end
+
+function Auth:can_refresh()
+  return self.mode == "oauth"
+end
+
+function Auth:invalidate()
+  if self.oauth then self.oauth.expires_at = nil end
+end
+
+local function form(fields)
+  local parts = {}
+  for _, kv in ipairs(fields) do
+    parts[#parts + 1] = transport.escape(kv[1]) .. "=" .. transport.escape(kv[2])
+  end
+  return table.concat(parts, "&")
+end
+
+-- POST to the token endpoint (RFC 6749 §4.4), client credentials in HTTP
+-- Basic, each part form-encoded first as §2.3.1 asks.
+function Auth:fetch_token()
+  local o = self.oauth
+  local fields = { { "grant_type", "client_credentials" } }
+  if o.scopes and #o.scopes > 0 then fields[#fields + 1] = { "scope", table.concat(o.scopes, " ") } end
+  if o.audience then fields[#fields + 1] = { "audience", o.audience } end
+  local body, err = self.http:call("POST", "/oauth2/token", {
+    url = o.token_url, body = form(fields), auth = false,
+    userpwd = transport.escape(o.client_id) .. ":" .. transport.escape(o.client_secret),
+    headers = { "Content-Type: application/x-www-form-urlencoded" },
+  })
+  if not body then
+    if err.kind == "http" then err.kind = "auth" end
+    err.message = "OAuth token request failed: " .. err.message
+    return nil, err
+  end
+  if type(body) ~= "table" or type(body.access_token) ~= "string" then
+    return nil, errors.new { kind = "auth", method = "POST", path = "/oauth2/token",
+      message = "OAuth token response has no access_token" }
+  end
+  local lifetime = tonumber(body.expires_in) or 3600
+  o.expires_at = core.now() + math.max(1, lifetime - math.min(EXPIRY_MARGIN, lifetime / 2))
+  self.http:set_secret("token", body.access_token)
+  self.session:set_credentials("bearer", body.access_token)
+  return true
+end
+
+--- Makes sure the credentials are usable before a request is sent: for
+-- OAuth, fetches a token when there is none or it is about to expire.
+function Auth:prepare()
+  local o = self.oauth
+  if not o or (o.expires_at and core.now() < o.expires_at) then return true end
+  if o.fetching then
+    -- another coroutine of a parallel run is fetching: wait for it
+    while o.fetching do self.http:sleep(0.005) end
+    return o.expires_at ~= nil or self:prepare()
+  end
+  o.fetching = true
+  local ok, err = self:fetch_token()
+  o.fetching = false
+  return ok, err
+end
+
+return auth

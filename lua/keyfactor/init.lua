@@ -1,0 +1,158 @@
+--- lua-keyfactor: the Keyfactor Command REST API from Lua.
+--
+--   local keyfactor = require "keyfactor"
+--   local kf = keyfactor.new{ url = "https://kf.example.com/KeyfactorAPI",
+--                             username = "DOMAIN\\user", password = "..." }
+--   local cert, err = kf:certificate(42, {includeLocations = true})
+--
+-- See keyfactor.client for the calls, keyfactor.errors for failures.
+-- @module keyfactor
+
+local core = require "keyfactor.core"
+local auth = require "keyfactor.auth"
+local Client = require "keyfactor.client"
+local errors = require "keyfactor.errors"
+local transport = require "keyfactor.transport"
+local v = require "keyfactor.validate"
+
+local keyfactor = {
+  VERSION = "0.1.0",
+  errors = errors,
+}
+
+local OAUTH = v.record({
+  token_url = v.nonempty, client_id = v.nonempty, client_secret = v.nonempty,
+  scopes = v.array(v.string), audience = v.string,
+}, { "token_url", "client_id", "client_secret" })
+
+local function callable(value, path)
+  if type(value) ~= "function" then v.fail(path, "must be a function, not " .. type(value)) end
+  return value
+end
+
+local OPTIONS = v.record({
+  url = v.nonempty,
+  username = v.nonempty, password = v.string, token = v.nonempty, oauth = OAUTH,
+  ca_file = v.nonempty, insecure = v.boolean, allow_http = v.boolean,
+  timeout = v.number, connect_timeout = v.number, retries = v.integer,
+  api_version = v.nonempty, proxy = v.nonempty, user_agent = v.nonempty,
+  headers = v.map(v.string), debug = callable, warn = callable,
+  max_body = v.integer, http2 = v.boolean,
+}, { "url" })
+
+local warned_insecure = false
+
+local function warn(config, message)
+  if config.warn then config.warn(message) else io.stderr:write("keyfactor: warning: ", message, "\n") end
+end
+
+--- Makes a client.  Options (all but `url` optional):
+--   url              base URL including the API path (https://host/KeyfactorAPI)
+--   username, password   HTTP Basic ("DOMAIN\\user"), or
+--   token            a bearer token, or
+--   oauth            {token_url, client_id, client_secret, scopes, audience}
+--   ca_file          PEM file of CAs to trust; insecure = true skips
+--                    verification (warns once per process)
+--   allow_http       permit credentials over plain http:// (refused otherwise)
+--   timeout, connect_timeout   seconds (60, 10)
+--   retries          extra attempts for retryable failures (2)
+--   api_version ("1"), proxy, user_agent, headers (name -> value)
+--   max_body         largest response body accepted, bytes (64 MiB)
+--   debug            function(line): one line per request, secrets redacted
+--   warn             function(message) for warnings (default: stderr)
+function keyfactor.new(opts)
+  local config = v.check("keyfactor.new", OPTIONS, opts, "options")
+  local scheme = config.url:match("^(%a[%w+.-]*)://")
+  if scheme ~= "https" and scheme ~= "http" then
+    v.raise("keyfactor.new", "options.url must start with https:// or http://")
+  end
+  local methods = (config.username and 1 or 0) + (config.token and 1 or 0) + (config.oauth and 1 or 0)
+  if methods > 1 then
+    v.raise("keyfactor.new", "give one of options.username, options.token, options.oauth")
+  end
+  if config.username and config.password == nil then
+    v.raise("keyfactor.new", "options.password is required with options.username")
+  end
+  if scheme == "http" and methods > 0 and not config.allow_http then
+    v.raise("keyfactor.new", "refusing to send credentials over plain http:// (set allow_http = true to permit)")
+  end
+  if config.retries and config.retries < 0 then v.raise("keyfactor.new", "options.retries must not be negative") end
+  if config.insecure and not warned_insecure then
+    warned_insecure = true
+    warn(config, "TLS certificate verification is off (insecure = true)")
+  end
+  config.retries = config.retries or 2
+  config.api_version = config.api_version or "1"
+  config.url = config.url:gsub("/+$", "")
+
+  local session = core.session {
+    ca_file = config.ca_file, insecure = config.insecure, proxy = config.proxy,
+    user_agent = config.user_agent or ("lua-keyfactor/" .. keyfactor.VERSION),
+    timeout = config.timeout, connect_timeout = config.connect_timeout,
+    max_body = config.max_body, http2 = config.http2,
+  }
+  local http = transport.new(session, config)
+  local self = setmetatable({ url = config.url, session = session, http = http }, Client)
+  self.auth = auth.new(config, session, http)
+  http.auth = self.auth
+  return self
+end
+
+local function truthy(value)
+  return value ~= nil and ({ ["1"] = true, ["true"] = true, yes = true, on = true })[value:lower()] == true
+end
+
+local function split_list(value)
+  local items = {}
+  for item in (value or ""):gmatch("[^,%s]+") do items[#items + 1] = item end
+  return #items > 0 and items or nil
+end
+
+--- Makes a client from the environment variables kfutil uses:
+-- KEYFACTOR_HOSTNAME (host or URL), KEYFACTOR_API_PATH (default
+-- KeyfactorAPI), KEYFACTOR_USERNAME, KEYFACTOR_PASSWORD, KEYFACTOR_DOMAIN,
+-- KEYFACTOR_AUTH_CLIENT_ID, KEYFACTOR_AUTH_CLIENT_SECRET,
+-- KEYFACTOR_AUTH_TOKEN_URL, KEYFACTOR_AUTH_SCOPES, KEYFACTOR_AUTH_AUDIENCE,
+-- KEYFACTOR_AUTH_ACCESS_TOKEN, KEYFACTOR_SKIP_VERIFY, KEYFACTOR_CA_CERT.
+-- Credentials: Basic when a username is set, else OAuth client credentials,
+-- else an access token.  `overrides` are keyfactor.new options applied on top;
+-- `overrides.env` (a table) replaces the process environment, for tests.
+function keyfactor.from_env(overrides)
+  overrides = overrides or {}
+  local env = overrides.env
+  local function get(name)
+    local value
+    if env then value = env[name] else value = os.getenv(name) end
+    if value ~= nil and value ~= "" then return value end
+  end
+  local opts = {}
+  local host = get "KEYFACTOR_HOSTNAME"
+  if host then
+    if not host:find("://", 1, true) then host = "https://" .. host end
+    local api_path = (get "KEYFACTOR_API_PATH" or "KeyfactorAPI"):gsub("^/+", ""):gsub("/+$", "")
+    opts.url = host:gsub("/+$", "") .. "/" .. api_path
+  end
+  local user = get "KEYFACTOR_USERNAME"
+  if user then
+    local domain = get "KEYFACTOR_DOMAIN"
+    if domain and not user:find("[\\@]") then user = domain .. "\\" .. user end
+    opts.username, opts.password = user, get "KEYFACTOR_PASSWORD" or ""
+  elseif get "KEYFACTOR_AUTH_CLIENT_ID" then
+    opts.oauth = {
+      client_id = get "KEYFACTOR_AUTH_CLIENT_ID", client_secret = get "KEYFACTOR_AUTH_CLIENT_SECRET",
+      token_url = get "KEYFACTOR_AUTH_TOKEN_URL", scopes = split_list(get "KEYFACTOR_AUTH_SCOPES"),
+      audience = get "KEYFACTOR_AUTH_AUDIENCE",
+    }
+  elseif get "KEYFACTOR_AUTH_ACCESS_TOKEN" then
+    opts.token = get "KEYFACTOR_AUTH_ACCESS_TOKEN"
+  end
+  opts.insecure = truthy(get "KEYFACTOR_SKIP_VERIFY") or nil
+  opts.ca_file = get "KEYFACTOR_CA_CERT" or get "KEYFACTOR_AUTH_CA_CERT"
+  for k, value in pairs(overrides) do
+    if k ~= "env" then opts[k] = value end
+  end
+  if opts.url == nil then error("keyfactor.from_env: KEYFACTOR_HOSTNAME is not set", 2) end
+  return keyfactor.new(opts)
+end
+
+return keyfactor

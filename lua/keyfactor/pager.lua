@@ -1,0 +1,63 @@
+--- Lazy iteration over Keyfactor's paged lists.
+--
+-- Keyfactor list endpoints take `<prefix>.pageReturned` (1-based) and
+-- `<prefix>.returnLimit`, with a prefix that differs per endpoint
+-- (`pq` for certificates, `certificateStoreQuery` for stores, `pagedQuery`
+-- for workflow), and answer a bare JSON array.  The iterator fetches one page
+-- at a time, so memory stays bounded by one page however long the list.
+--
+-- A remote failure in the middle of a loop is raised (as the structured
+-- error table): an iterator cannot return `nil, err` without silently ending
+-- the loop.  Wrap the loop in `pcall` to handle it.
+-- @module keyfactor.pager
+
+local pager = {}
+
+--- Query parameters for one page.
+-- `opts`: query, page_size, sort, ascending (default true), plus `extra`
+-- parameters copied as they are.
+function pager.params(prefix, opts, page, extra)
+  local q = {
+    [prefix .. ".pageReturned"] = page,
+    [prefix .. ".returnLimit"] = opts.page_size,
+  }
+  if opts.query then q[prefix .. ".queryString"] = opts.query end
+  if opts.sort then
+    q[prefix .. ".sortField"] = opts.sort
+    -- Keyfactor: 0 = ascending, 1 = descending
+    q[prefix .. ".sortAscending"] = opts.ascending == false and 1 or 0
+  end
+  for k, v in pairs(extra or {}) do q[k] = v end
+  return q
+end
+
+--- Returns an iterator over the items of every page.
+-- `fetch(page_number)` returns the array of that page, or nil, err.
+-- A page shorter than `page_size` is the last one.
+function pager.iterate(fetch, page_size)
+  local items, index, number, last = nil, 0, 0, false
+  return function()
+    if items and index < #items then
+      index = index + 1
+      return items[index]
+    end
+    if last then return nil end
+    number = number + 1
+    local page, err = fetch(number)
+    if not page then error(err, 0) end
+    items, index = nil, 0            -- let the previous page be collected
+    last = #page < page_size
+    if #page == 0 then return nil end
+    items, index = page, 1
+    return page[1]
+  end
+end
+
+--- Collects every page into one array (for short lists such as store types).
+function pager.collect(fetch, page_size)
+  local all = {}
+  for item in pager.iterate(fetch, page_size) do all[#all + 1] = item end
+  return all
+end
+
+return pager

@@ -1,0 +1,247 @@
+--- HTTP for the client: URLs, headers, JSON, retries, errors, debug lines.
+--
+-- One `transport` per client, over one `keyfactor.core` session.  Every API
+-- call goes through `transport:call`, which either blocks on the session or,
+-- inside `kf:parallel`, yields to the scheduler (keyfactor.parallel) so other
+-- calls proceed meanwhile.
+-- @module keyfactor.transport
+
+local core = require "keyfactor.core"
+local cjson = require "cjson"
+local errors = require "keyfactor.errors"
+local scheduler = require "keyfactor.scheduler"
+
+local transport = {}
+local unpack = table.unpack or unpack   -- luacheck: ignore 113
+local Transport = {}
+Transport.__index = Transport
+
+local json = cjson.new()
+json.decode_max_depth(200)
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+local BACKOFF_BASE, BACKOFF_MAX, RETRY_AFTER_MAX = 0.25, 8, 60
+
+--- Percent-encodes a query component; spaces become %20 (the Keyfactor
+-- client's habit; `+` would be read as a literal plus by some servers).
+function transport.escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+local escape = transport.escape
+
+local function format_value(v)
+  if type(v) == "number" and math.tointeger and math.tointeger(v) then
+    return tostring(math.tointeger(v))
+  end
+  return tostring(v)
+end
+
+--- `{a = 1, b = "x y"}` -> "a=1&b=x%20y", keys sorted so URLs are stable.
+function transport.query_string(query)
+  if type(query) == "string" then return query end
+  local keys = {}
+  for k, v in pairs(query) do
+    if v ~= nil then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  for i, k in ipairs(keys) do
+    keys[i] = escape(k) .. "=" .. escape(format_value(query[k]))
+  end
+  return table.concat(keys, "&")
+end
+
+function transport.new(session, config)
+  local self = setmetatable({
+    session = session,
+    base = config.url:gsub("/+$", ""),
+    retries = config.retries,
+    debug = config.debug,
+    secrets = {},
+    auth = nil,                       -- set by the client (keyfactor.auth)
+  }, Transport)
+  local headers = {
+    "Accept: application/json",
+    "Content-Type: application/json",
+    "x-keyfactor-requested-with: APIClient",
+    "x-keyfactor-api-version: " .. config.api_version,
+    "Expect:",                        -- no 100-continue round trip on POSTs
+  }
+  for name, value in pairs(config.headers or {}) do
+    headers[#headers + 1] = name .. ": " .. value
+  end
+  self.headers = headers
+  return self
+end
+
+--- Registers a secret under `name` (replacing any earlier one of that
+-- name) to be redacted from every message and debug line.
+function Transport:set_secret(name, secret)
+  if type(secret) == "string" and secret ~= "" then self.secrets[name] = secret end
+end
+
+function Transport:redact(text, extra)
+  text = errors.redact(text, self.secrets)
+  if extra then text = errors.redact(text, extra) end
+  return text
+end
+
+--- Runs one transfer to completion and returns `request:result()`:
+-- blocking here, or yielding to the scheduler inside `kf:parallel`.
+function Transport:transfer(spec)
+  local sched = scheduler.current(self.session)
+  if sched then return sched:transfer(spec) end
+  local request = self.session:start(spec)
+  self.session:wait(request)
+  return request:result()
+end
+
+function Transport:sleep(seconds)
+  local sched = scheduler.current(self.session)
+  if sched then return sched:sleep(seconds) end
+  core.sleep(seconds)
+end
+
+-- The first readable line of a non-JSON error page (HTML tags stripped).
+local function page_summary(body)
+  local text = body:gsub("<[^>]*>", " "):gsub("%s+", " "):gsub("^ ", "")
+  if #text > 200 then text = text:sub(1, 200) .. "..." end
+  return text ~= "" and text or "(empty body)"
+end
+
+-- Keyfactor's error body: {ErrorCode, Message, FailedOperations = [{Reason}]}
+local function error_details(body)
+  local ok, decoded = pcall(json.decode, body)
+  if not ok or type(decoded) ~= "table" then return nil, page_summary(body) end
+  local message = decoded.Message or decoded.message or decoded.error_description or decoded.error
+  if type(decoded.FailedOperations) == "table" then
+    local reasons = {}
+    for _, op in ipairs(decoded.FailedOperations) do
+      if type(op) == "table" and op.Reason then reasons[#reasons + 1] = tostring(op.Reason) end
+    end
+    if #reasons > 0 then
+      message = (message and message .. ": " or "") .. table.concat(reasons, "; ")
+    end
+  end
+  local code = decoded.ErrorCode
+  return code ~= nil and tostring(code) or nil, message and tostring(message) or page_summary(body)
+end
+
+local function retry_after(headers)
+  local value = headers and headers["retry-after"]
+  local seconds = value and tonumber(value)
+  if seconds and seconds >= 0 then return math.min(seconds, RETRY_AFTER_MAX) end
+end
+
+local function backoff(attempt)
+  local ceiling = math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ^ (attempt - 1))
+  return ceiling * (0.5 + math.random() * 0.5)
+end
+
+--- Makes the error for a finished transfer, or nil when it succeeded.
+-- Returns err, and whether trying again is allowed and may help.
+function Transport:failure(method, path, status, body, headers, kind, message, sent, extra)
+  local err
+  if status == nil then
+    local idempotent = IDEMPOTENT[method]
+    err = errors.new {
+      kind = kind, message = self:redact(message, extra), method = method, path = path,
+      -- never sent: safe for anything; sent: only an idempotent call may repeat
+      retryable = kind ~= "tls" and kind ~= "canceled" and (not sent or (idempotent and kind == "transport")),
+    }
+    return err, err.retryable and message:find("max_body", 1, true) == nil
+  end
+  if status >= 200 and status < 300 then return nil end
+  local code, text = error_details(body)
+  err = errors.new {
+    kind = (status == 401 or status == 403) and "auth" or "http",
+    status = status, code = code, message = self:redact(text, extra),
+    method = method, path = path,
+    retryable = errors.retryable_status(status) and IDEMPOTENT[method] == true,
+    retry_after = retry_after(headers),
+  }
+  return err, err.retryable
+end
+
+local function decode(body)
+  if body == "" then return true end
+  local ok, value = pcall(json.decode, body)
+  if not ok then return nil, value end
+  return core.integerize(value)
+end
+
+function Transport:log(line)
+  if self.debug then self.debug(self:redact(line)) end
+end
+
+--- Performs an API call.
+-- `opts`: query (table or string), body (table -> JSON, or string), headers
+-- (array of "Name: value"), secrets (strings to redact), url (absolute,
+-- instead of base .. path), raw (return the body undecoded), userpwd, auth.
+-- Returns decoded body, status, headers; or nil, err.
+function Transport:call(method, path, opts)
+  opts = opts or {}
+  local url = opts.url or self.base .. path
+  if opts.query then
+    local qs = transport.query_string(opts.query)
+    if qs ~= "" then url = url .. "?" .. qs end
+  end
+  local body = opts.body
+  if type(body) == "table" then body = json.encode(body) end
+  local headers = self.headers
+  if opts.headers then
+    headers = { unpack(self.headers) }
+    for _, h in ipairs(opts.headers) do headers[#headers + 1] = h end
+  end
+  local spec = {
+    method = method, url = url, headers = headers, body = body,
+    userpwd = opts.userpwd, auth = opts.auth, timeout = opts.timeout,
+  }
+  local refreshed = false
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    if self.auth and opts.auth ~= false then
+      local ok, err = self.auth:prepare(method, path)
+      if not ok then return nil, err end
+    end
+    local status, rbody, rheaders, seconds = self:transfer(spec)
+    local err, may_retry
+    if status == nil then
+      err, may_retry = self:failure(method, path, nil, nil, nil, rbody, rheaders, seconds, opts.secrets)
+    else
+      err, may_retry = self:failure(method, path, status, rbody, rheaders, nil, nil, nil, opts.secrets)
+    end
+    local shown = url:sub(#self.base + 1)
+    if not err then
+      self:log(string.format("%s %s %d %.1fms", method, shown, status, seconds * 1000))
+      if opts.raw then return rbody, status, rheaders end
+      local value, why = decode(rbody)
+      if value == nil then
+        return nil, errors.new {
+          kind = "decode", status = status, method = method, path = path,
+          message = "response is not valid JSON: " .. self:redact(tostring(why), opts.secrets),
+        }
+      end
+      return value, status, rheaders
+    end
+    -- An expired OAuth token: the server refused before doing anything, so
+    -- one fresh token and one resend are safe even for a POST.
+    if status == 401 and not refreshed and self.auth and self.auth:can_refresh() and opts.auth ~= false then
+      refreshed = true
+      self.auth:invalidate()
+      self:log(string.format("%s %s 401, refreshing the OAuth token", method, shown))
+      attempt = attempt - 1
+    elseif may_retry and attempt <= self.retries then
+      local delay = err.retry_after or backoff(attempt)
+      self:log(string.format("%s %s failed: %s; retry %d/%d in %.2fs",
+        method, shown, tostring(err), attempt, self.retries, delay))
+      self:sleep(delay)
+    else
+      self:log(string.format("%s %s failed: %s", method, shown, tostring(err)))
+      return nil, err
+    end
+  end
+end
+
+transport.json = json
+return transport

@@ -1,0 +1,167 @@
+--- Checking request tables before anything is sent.
+--
+-- A schema is a checker function `check(value, path) -> normalized value`
+-- that raises `fail(path, "must be ...")`.  `validate.check` turns that into
+-- a Lua error naming the call and the field, raised at the caller's line:
+--
+--   kf:deploy: Stores[2].StoreId must be a string
+--
+-- Checkers return a normalized copy (e.g. a JobTime given as `os.time()` comes
+-- back as an ISO 8601 string); the caller's table is never modified.
+-- @module keyfactor.validate
+
+local validate = {}
+
+local Failure = {}   -- marks our own errors, so check() can tell them apart
+
+local function fail(path, message)
+  error(setmetatable({ text = (path ~= "" and path or "argument") .. " " .. message }, Failure), 0)
+end
+validate.fail = fail
+
+local function join(path, key)
+  if type(key) == "number" then return path .. "[" .. key .. "]" end
+  return path == "" and key or path .. "." .. key
+end
+
+local function typed(name, test)
+  return function(value, path)
+    if not test(value) then fail(path, "must be " .. name .. ", not " .. type(value)) end
+    return value
+  end
+end
+
+validate.string = typed("a string", function(v) return type(v) == "string" end)
+validate.boolean = typed("a boolean", function(v) return type(v) == "boolean" end)
+validate.number = typed("a number", function(v) return type(v) == "number" end)
+validate.table = typed("a table", function(v) return type(v) == "table" end)
+
+--- A non-empty string.
+function validate.nonempty(value, path)
+  if type(value) ~= "string" then fail(path, "must be a string, not " .. type(value)) end
+  if value == "" then fail(path, "must not be empty") end
+  return value
+end
+
+--- An integer; integral floats (as JSON decoding gives) are accepted.
+function validate.integer(value, path)
+  local i = math.tointeger and math.tointeger(value)
+  if i then return i end
+  if type(value) == "number" and value == math.floor(value) and value == value then return value end
+  fail(path, "must be an integer, not " .. (type(value) == "number" and tostring(value) or type(value)))
+end
+
+local GUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+
+function validate.guid(value, path)
+  if type(value) ~= "string" then fail(path, "must be a string, not " .. type(value)) end
+  if not value:match(GUID) then fail(path, "must be a GUID, not \"" .. value .. "\"") end
+  return value
+end
+
+--- ISO 8601 UTC date-time (`2023-11-19T16:23:01Z`, fractions allowed), or a
+-- number of seconds since the epoch (`os.time()`), formatted as such.
+function validate.time(value, path)
+  if type(value) == "number" then
+    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(value))
+  end
+  if type(value) ~= "string" then
+    fail(path, "must be an ISO 8601 UTC string or os.time() number, not " .. type(value))
+  end
+  if not (value:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.?%d*Z$")
+      or value:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.?%d*[+-]00:?00$")) then
+    fail(path, "must be ISO 8601 UTC like 2023-11-19T16:23:01Z, not \"" .. value .. "\"")
+  end
+  return value
+end
+
+--- One of a fixed set of strings, compared case-insensitively; returns the
+-- canonical spelling.
+function validate.one_of(choices)
+  local canonical, listed = {}, {}
+  for _, c in ipairs(choices) do
+    canonical[c:lower()] = c
+    listed[#listed + 1] = '"' .. c .. '"'
+  end
+  local expected = "must be one of " .. table.concat(listed, ", ")
+  return function(value, path)
+    local c = type(value) == "string" and canonical[value:lower()]
+    if not c then
+      fail(path, expected .. ", not " .. (type(value) == "string" and '"' .. value .. '"' or type(value)))
+    end
+    return c
+  end
+end
+
+local function is_array(t)
+  local n = #t
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return false end
+  end
+  return true
+end
+
+--- An array whose items pass `item`; `opts.min` is the least length.
+function validate.array(item, opts)
+  local min = opts and opts.min or 0
+  return function(value, path)
+    if type(value) ~= "table" or not is_array(value) then
+      fail(path, "must be an array, not " .. type(value))
+    end
+    if #value < min then fail(path, "must have at least " .. min .. " item" .. (min > 1 and "s" or "")) end
+    local out = {}
+    for i = 1, #value do out[i] = item(value[i], join(path, i)) end
+    return out
+  end
+end
+
+--- A table with string keys whose values pass `item` (e.g. Metadata, SANs).
+function validate.map(item)
+  return function(value, path)
+    if type(value) ~= "table" then fail(path, "must be a table, not " .. type(value)) end
+    local out = {}
+    for k, v in pairs(value) do
+      if type(k) ~= "string" then fail(path, "keys must be strings") end
+      out[k] = item(v, join(path, k))
+    end
+    return out
+  end
+end
+
+--- A table with known fields.  `fields` maps names to checkers; `required`
+-- lists the names that must be present.  Unknown fields are errors.
+function validate.record(fields, required)
+  required = required or {}
+  return function(value, path)
+    if type(value) ~= "table" then fail(path, "must be a table, not " .. type(value)) end
+    local out = {}
+    for k, v in pairs(value) do
+      local check = fields[k]
+      if not check then fail(join(path, tostring(k)), "is not a known field") end
+      out[k] = check(v, join(path, k))
+    end
+    for _, name in ipairs(required) do
+      if value[name] == nil then fail(join(path, name), "is required") end
+    end
+    return out
+  end
+end
+
+--- Runs `schema` on `value` for the call named `where`; raises a Lua error
+-- at the caller of the API method on failure, returns the normalized value.
+function validate.check(where, schema, value, path)
+  local ok, result = pcall(schema, value, path or "")
+  if ok then return result end
+  if getmetatable(result) == Failure then
+    error(where .. ": " .. result.text, 3)
+  end
+  error(result, 0)
+end
+
+--- Raises a validation error for `where` from inside an API method (for
+-- rules across fields, after `check`).
+function validate.raise(where, text)
+  error(where .. ": " .. text, 3)
+end
+
+return validate
