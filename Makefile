@@ -34,7 +34,7 @@ BUSTED     := $(LUA_ENV) $(LUA) /usr/bin/busted --lpath="$(CURDIR)/lua/?.lua;$(C
               --cpath="$(CURDIR)/$(BUILD)/?.so"
 SPECS      ?= spec
 
-.PHONY: all build deps demo check lint spec clean check-asan check-valgrind
+.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind
 
 all: build
 
@@ -60,3 +60,17 @@ check: deps build lint spec
 
 clean:
 	rm -rf build
+
+# The rockspecs install with luarocks (no registry here: --deps-mode=none)
+# into a private tree, and the installed client loads.
+ROCKTREE := $(CURDIR)/build/rocktree
+# Debian keeps curl.h and libcurl.so under the multiarch directories.
+MULTIARCH  := $(shell $(CC) -print-multiarch 2>/dev/null)
+CURL_DIRS  := $(if $(MULTIARCH),CURL_INCDIR=/usr/include/$(MULTIARCH) CURL_LIBDIR=/usr/lib/$(MULTIARCH))
+rock-check:
+	rm -rf $(ROCKTREE)
+	luarocks --lua-version=5.4 make --deps-mode=none --tree=$(ROCKTREE) keyfactor-0.1.0-1.rockspec \
+	  $(CURL_DIRS)
+	LUA_PATH="$(ROCKTREE)/share/lua/5.4/?.lua;$(ROCKTREE)/share/lua/5.4/?/init.lua;;" \
+	LUA_CPATH="$(ROCKTREE)/lib/lua/5.4/?.so;;" \
+	lua5.4 -e 'local kf = require "keyfactor"; print("installed keyfactor " .. kf.VERSION .. " over " .. require("keyfactor.core").curl_version())'
