@@ -5,6 +5,7 @@
  *   core.now() -> seconds                  monotonic clock, for timing and backoff
  *   core.sleep(seconds)                    blocking sleep, for sequential backoff
  *   core.curl_version() -> string
+ *   core.stderr_is_tty() -> boolean        for the progress line of kf:parallel
  *   core.integerize(value) -> value        integral floats to integers (integers.c)
  */
 #ifndef _POSIX_C_SOURCE
@@ -12,6 +13,7 @@
 #endif
 #include <errno.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kfcore.h"
 
@@ -35,6 +37,12 @@ static int core_sleep(lua_State *L)
   return 0;
 }
 
+static int core_stderr_is_tty(lua_State *L)
+{
+  lua_pushboolean(L, isatty(STDERR_FILENO));
+  return 1;
+}
+
 static int core_curl_version(lua_State *L)
 {
   lua_pushstring(L, curl_version());
@@ -49,6 +57,7 @@ int luaopen_keyfactor_core(lua_State *L)
     {"now", core_now},
     {"sleep", core_sleep},
     {"curl_version", core_curl_version},
+    {"stderr_is_tty", core_stderr_is_tty},
     {"integerize", kf_integerize},
     {NULL, NULL}
   };

@@ -83,11 +83,17 @@ function Auth:fetch_token()
   return true
 end
 
+--- True when a request may be sent now without fetching a token first.
+function Auth:ready()
+  local o = self.oauth
+  return not o or (o.expires_at ~= nil and core.now() < o.expires_at)
+end
+
 --- Makes sure the credentials are usable before a request is sent: for
 -- OAuth, fetches a token when there is none or it is about to expire.
 function Auth:prepare()
+  if self:ready() then return true end
   local o = self.oauth
-  if not o or (o.expires_at and core.now() < o.expires_at) then return true end
   if o.fetching then
     -- another coroutine of a parallel run is fetching: wait for it
     while o.fetching do self.http:sleep(0.005) end

@@ -9,6 +9,7 @@
 local core = require "keyfactor.core"
 local errors = require "keyfactor.errors"
 local pager = require "keyfactor.pager"
+local progress = require "keyfactor.progress"
 local scheduler = require "keyfactor.scheduler"
 local v = require "keyfactor.validate"
 
@@ -234,6 +235,7 @@ end
 
 local LIST_OPTS = {
   query = v.string, page_size = v.integer, sort = v.nonempty, ascending = v.boolean,
+  prefetch = v.boolean,
 }
 
 local CERTIFICATES_OPTS
@@ -258,15 +260,18 @@ end
 
 -- An iterator over GET `path`, paged with the query-string `prefix`.
 local function paged(self, path, prefix, opts, extra)
-  return pager.iterate(function(page)
-    return self.http:call("GET", path, { query = pager.params(prefix, opts, page, extra) })
-  end, opts.page_size)
+  local http = self.http
+  local function begin(page, start)
+    return http:begin("GET", path, { query = pager.params(prefix, opts, page, extra) }, start)
+  end
+  local function finish(call) return http:finish(call) end
+  return pager.iterate(begin, finish, opts.page_size, opts.prefetch and function() http:poke() end)
 end
 
 --- Iterates over certificates: GET /Certificates, one page at a time.
 --   for cert in kf:certificates{query = 'IssuedCN -contains "web"'} do ... end
 -- `opts`: query (Keyfactor query language), page_size (default 100), sort,
--- ascending, includeRevoked, includeExpired, includeLocations,
+-- ascending, prefetch (fetch the next page while this one is used), includeRevoked, includeExpired, includeLocations,
 -- includeMetadata, includeHasPrivateKey, verbose, collectionId.
 -- Raises the error table if a page fails (see keyfactor.pager).
 function Client:certificates(opts)
@@ -317,9 +322,10 @@ end
 -- Every page of a short list, as one array; nil, err on failure.
 local function all_pages(self, path, prefix)
   local opts = { page_size = 500 }
+  local http = self.http
   local ok, result = pcall(pager.collect, function(page)
-    return self.http:call("GET", path, { query = pager.params(prefix, opts, page) })
-  end, opts.page_size)
+    return http:begin("GET", path, { query = pager.params(prefix, opts, page) })
+  end, function(call) return http:finish(call) end, opts.page_size)
   if ok then return result end
   if errors.is(result) then return nil, result end
   error(result, 0)
@@ -380,20 +386,11 @@ end
 -- Deployment confirmation
 ---------------------------------------------------------------------------
 
-local WAIT_OPTS = v.record { timeout = v.number, interval = v.number }
+local WAIT_OPTS = v.record { timeout = v.number, interval = v.number, concurrency = v.integer }
+local STORE_IDS = v.array(v.guid, { min = 1 })
 
---- Waits until the certificate is inventoried in every one of `store_ids`
--- (polling GET /Certificates/{id}?includeLocations=true).
--- `opts.timeout` (seconds, default 60), `opts.interval` (default 1).
--- Returns true, or nil, err (kind "timeout", `err.missing` = the store ids
--- still without the certificate).
-function Client:wait_deployed(cert_id, store_ids, opts)
-  check_open(self, "kf:wait_deployed")
-  cert_id = v.check("kf:wait_deployed", v.integer, cert_id, "cert_id")
-  if type(store_ids) == "string" then store_ids = { store_ids } end
-  store_ids = v.check("kf:wait_deployed", v.array(v.guid, { min = 1 }), store_ids, "store_ids")
-  opts = v.check("kf:wait_deployed", WAIT_OPTS, opts or {}, "opts")
-  local deadline = core.now() + (opts.timeout or 60)
+-- Polls one certificate until every store in `store_ids` holds it.
+local function wait_one(self, cert_id, store_ids, deadline, opts)
   local interval = opts.interval or 1
   local path = "/Certificates/" .. string.format("%d", cert_id)
   while true do
@@ -415,6 +412,63 @@ function Client:wait_deployed(cert_id, store_ids, opts)
     end
     self.http:sleep(interval)
   end
+end
+
+-- Many certificates at once, over the parallel scheduler.
+local function wait_many(self, cert_ids, store_ids, deadline, opts)
+  local fns = {}
+  local shared = type(store_ids[1]) == "string"   -- one array for every certificate
+  for i, cert_id in ipairs(cert_ids) do
+    local stores = shared and store_ids or store_ids[cert_id]
+    stores = v.check("kf:wait_deployed", STORE_IDS, stores, "store_ids[" .. cert_id .. "]")
+    fns[i] = function() return wait_one(self, cert_id, stores, deadline, opts) end
+  end
+  local _, errs
+  if scheduler.current(self.session) then      -- already inside kf:parallel
+    errs = {}
+    for i, fn in ipairs(fns) do errs[i] = select(2, fn()) end
+  else
+    _, errs = scheduler.run(self.session, fns, { concurrency = opts.concurrency or 16 },
+      function() return self end)
+  end
+  local missing, first, failed = {}, nil, 0
+  for i, cert_id in ipairs(cert_ids) do
+    local err = errs[i]
+    if err ~= nil then
+      failed = failed + 1
+      first = first or err
+      if type(err) == "table" and err.missing then missing[cert_id] = err.missing end
+    end
+  end
+  if failed == 0 then return true end
+  if not errors.is(first) then error(first, 0) end
+  return nil, errors.new { kind = first.kind, status = first.status, code = first.code,
+    method = "GET", path = "/Certificates", missing = missing,
+    message = string.format("%d of %d certificates not deployed; first: %s", failed, #cert_ids, first.message) }
+end
+
+--- Waits until certificates are inventoried in their stores (polling
+-- GET /Certificates/{id}?includeLocations=true).
+--   kf:wait_deployed(42, {store1, store2}, {timeout = 120})
+--   kf:wait_deployed({42, 43}, {store1})              -- the same stores for each
+--   kf:wait_deployed({42, 43}, {[42] = {s1}, [43] = {s2}})
+-- Several certificates are polled concurrently (one multi handle).
+-- `opts.timeout` (seconds, default 60), `opts.interval` (default 1).
+-- Returns true, or nil, err: kind "timeout" with `err.missing` = the store
+-- ids still without the certificate (for several: cert id -> store ids).
+function Client:wait_deployed(cert_id, store_ids, opts)
+  check_open(self, "kf:wait_deployed")
+  opts = v.check("kf:wait_deployed", WAIT_OPTS, opts or {}, "opts")
+  local deadline = core.now() + (opts.timeout or 60)
+  if type(store_ids) == "string" then store_ids = { store_ids } end
+  if type(cert_id) == "table" then
+    local ids = v.check("kf:wait_deployed", v.array(v.integer, { min = 1 }), cert_id, "cert_id")
+    if type(store_ids) ~= "table" then v.raise("kf:wait_deployed", "store_ids must be a table") end
+    return wait_many(self, ids, store_ids, deadline, opts)
+  end
+  cert_id = v.check("kf:wait_deployed", v.integer, cert_id, "cert_id")
+  store_ids = v.check("kf:wait_deployed", STORE_IDS, store_ids, "store_ids")
+  return wait_one(self, cert_id, store_ids, deadline, opts)
 end
 
 ---------------------------------------------------------------------------
@@ -462,11 +516,21 @@ function Client:status()
   return self.http:call("GET", "/Status/Endpoints")
 end
 
-local PARALLEL_OPTS = v.record { concurrency = v.integer, progress = v.boolean }
+local PARALLEL_OPTS = v.record {
+  concurrency = v.integer,
+  progress = function(value, path)
+    if type(value) ~= "boolean" and type(value) ~= "function" then
+      v.fail(path, "must be a boolean or a function, not " .. type(value))
+    end
+    return value
+  end,
+}
 
 --- Runs the functions of `fns` concurrently over one curl multi handle.
 -- Each `fns[i](kf, i)` runs in a coroutine and uses ordinary `kf:` calls.
 -- `opts.concurrency` bounds the transfers open at once (default 16).
+-- `opts.progress`: a live line on stderr when it is a terminal (default),
+-- false for none, true to force it, or a function(done, total, failed).
 -- Returns values, errors: `values[i]` is what fns[i] returned first,
 -- `errors[i]` its error (a returned `nil, err` or a raised error).
 function Client:parallel(fns, opts)
@@ -478,8 +542,9 @@ function Client:parallel(fns, opts)
   opts = v.check("kf:parallel", PARALLEL_OPTS, opts or {}, "opts")
   if opts.concurrency and opts.concurrency < 1 then v.raise("kf:parallel", "opts.concurrency must be at least 1") end
   if scheduler.current(self.session) then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end
-  return scheduler.run(self.session, fns, { concurrency = opts.concurrency },
-    function(i) return self, i end)
+  return scheduler.run(self.session, fns, {
+    concurrency = opts.concurrency, progress = progress.for_option(opts.progress, #fns),
+  }, function(i) return self, i end)
 end
 
 --- Releases the connection pool and every curl handle.  Calls on a closed

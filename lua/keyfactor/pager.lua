@@ -32,31 +32,38 @@ function pager.params(prefix, opts, page, extra)
 end
 
 --- Returns an iterator over the items of every page.
--- `fetch(page_number)` returns the array of that page, or nil, err.
--- A page shorter than `page_size` is the last one.
-function pager.iterate(fetch, page_size)
-  local items, index, number, last = nil, 0, 0, false
+-- `begin(page_number, start)` prepares the request for a page (sending it at
+-- once when `start`), `finish(call)` returns that page's array or nil, err.
+-- A page shorter than `page_size` is the last one.  With `poke` (a function
+-- that lets transfers progress without blocking), the next page is fetched
+-- while the caller works through the current one: two pages in memory.
+function pager.iterate(begin, finish, page_size, poke)
+  local items, index, number, last, ahead = nil, 0, 0, false, nil
   return function()
     if items and index < #items then
       index = index + 1
+      if ahead and index % 8 == 0 then poke() end
       return items[index]
     end
     if last then return nil end
     number = number + 1
-    local page, err = fetch(number)
-    if not page then error(err, 0) end
+    local call = ahead or begin(number, false)
+    ahead = nil
     items, index = nil, 0            -- let the previous page be collected
+    local page, err = finish(call)
+    if not page then error(err, 0) end
     last = #page < page_size
     if #page == 0 then return nil end
+    if poke and not last then ahead = begin(number + 1, true) end
     items, index = page, 1
     return page[1]
   end
 end
 
 --- Collects every page into one array (for short lists such as store types).
-function pager.collect(fetch, page_size)
+function pager.collect(begin, finish, page_size)
   local all = {}
-  for item in pager.iterate(fetch, page_size) do all[#all + 1] = item end
+  for item in pager.iterate(begin, finish, page_size) do all[#all + 1] = item end
   return all
 end
 

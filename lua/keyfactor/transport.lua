@@ -58,6 +58,7 @@ function transport.new(session, config)
     debug = config.debug,
     secrets = {},
     auth = nil,                       -- set by the client (keyfactor.auth)
+    waiter = nil, sleeper = nil,      -- set by keyfactor.cqueues
   }, Transport)
   local headers = {
     "Accept: application/json",
@@ -91,13 +92,21 @@ function Transport:transfer(spec)
   local sched = scheduler.current(self.session)
   if sched then return sched:transfer(spec) end
   local request = self.session:start(spec)
-  self.session:wait(request)
+  self:await(request)
   return request:result()
+end
+
+-- Waits for a started request: blocking, or through a host event loop's
+-- waiter (keyfactor.cqueues).
+function Transport:await(request)
+  if self.waiter then return self.waiter(self.session, request) end
+  self.session:wait(request)
 end
 
 function Transport:sleep(seconds)
   local sched = scheduler.current(self.session)
   if sched then return sched:sleep(seconds) end
+  if self.sleeper and self.sleeper(seconds) then return end
   core.sleep(seconds)
 end
 
@@ -173,12 +182,21 @@ function Transport:log(line)
   if self.debug then self.debug(self:redact(line)) end
 end
 
---- Performs an API call.
+-- The outcome of one transfer: status, body, headers, seconds on an
+-- answer; nil, kind, message, sent on a transport failure.
+local function outcome(self, method, path, extra, a, b, c, d)
+  if a == nil then
+    return self:failure(method, path, nil, nil, nil, b, c, d, extra)
+  end
+  return self:failure(method, path, a, b, c, nil, nil, nil, extra)
+end
+
+--- Prepares an API call and, with `start`, sends its first attempt now
+-- without waiting (for prefetching); `finish` completes it.
 -- `opts`: query (table or string), body (table -> JSON, or string), headers
 -- (array of "Name: value"), secrets (strings to redact), url (absolute,
 -- instead of base .. path), raw (return the body undecoded), userpwd, auth.
--- Returns decoded body, status, headers; or nil, err.
-function Transport:call(method, path, opts)
+function Transport:begin(method, path, opts, start)
   opts = opts or {}
   local url = opts.url or self.base .. path
   if opts.query then
@@ -192,41 +210,61 @@ function Transport:call(method, path, opts)
     headers = { unpack(self.headers) }
     for _, h in ipairs(opts.headers) do headers[#headers + 1] = h end
   end
-  local spec = {
-    method = method, url = url, headers = headers, body = body,
-    userpwd = opts.userpwd, auth = opts.auth, timeout = opts.timeout,
+  local call = {
+    method = method, path = path, opts = opts, shown = url:sub(#self.base + 1),
+    spec = {
+      method = method, url = url, headers = headers, body = body,
+      userpwd = opts.userpwd, auth = opts.auth, timeout = opts.timeout,
+    },
   }
+  if start and not scheduler.current(self.session)
+      and (not self.auth or opts.auth == false or self.auth:ready()) then
+    call.started = self.session:start(call.spec)
+  end
+  return call
+end
+
+-- The first attempt: the prefetched request if there is one, else a new one.
+function Transport:attempt(call)
+  local request = call.started
+  if request then
+    call.started = nil
+    self:await(request)
+    return request:result()
+  end
+  if self.auth and call.opts.auth ~= false then
+    local ok, err = self.auth:prepare()
+    if not ok then return nil, "auth", err end
+  end
+  return self:transfer(call.spec)
+end
+
+--- Runs a prepared call to its end, with retries.
+-- Returns decoded body, status, headers; or nil, err.
+function Transport:finish(call)
+  local method, path, opts, shown = call.method, call.path, call.opts, call.shown
   local refreshed = false
   local attempt = 0
   while true do
     attempt = attempt + 1
-    if self.auth and opts.auth ~= false then
-      local ok, err = self.auth:prepare(method, path)
-      if not ok then return nil, err end
-    end
-    local status, rbody, rheaders, seconds = self:transfer(spec)
-    local err, may_retry
-    if status == nil then
-      err, may_retry = self:failure(method, path, nil, nil, nil, rbody, rheaders, seconds, opts.secrets)
-    else
-      err, may_retry = self:failure(method, path, status, rbody, rheaders, nil, nil, nil, opts.secrets)
-    end
-    local shown = url:sub(#self.base + 1)
+    local a, b, c, d = self:attempt(call)
+    if a == nil and b == "auth" and errors.is(c) then return nil, c end
+    local err, may_retry = outcome(self, method, path, opts.secrets, a, b, c, d)
     if not err then
-      self:log(string.format("%s %s %d %.1fms", method, shown, status, seconds * 1000))
-      if opts.raw then return rbody, status, rheaders end
-      local value, why = decode(rbody)
+      self:log(string.format("%s %s %d %.1fms", method, shown, a, d * 1000))
+      if opts.raw then return b, a, c end
+      local value, why = decode(b)
       if value == nil then
         return nil, errors.new {
-          kind = "decode", status = status, method = method, path = path,
+          kind = "decode", status = a, method = method, path = path,
           message = "response is not valid JSON: " .. self:redact(tostring(why), opts.secrets),
         }
       end
-      return value, status, rheaders
+      return value, a, c
     end
     -- An expired OAuth token: the server refused before doing anything, so
     -- one fresh token and one resend are safe even for a POST.
-    if status == 401 and not refreshed and self.auth and self.auth:can_refresh() and opts.auth ~= false then
+    if a == 401 and not refreshed and self.auth and self.auth:can_refresh() and opts.auth ~= false then
       refreshed = true
       self.auth:invalidate()
       self:log(string.format("%s %s 401, refreshing the OAuth token", method, shown))
@@ -241,6 +279,17 @@ function Transport:call(method, path, opts)
       return nil, err
     end
   end
+end
+
+--- Performs an API call (see `begin` for `opts`).
+-- Returns decoded body, status, headers; or nil, err.
+function Transport:call(method, path, opts)
+  return self:finish(self:begin(method, path, opts))
+end
+
+--- Lets a prefetched request progress without blocking.
+function Transport:poke()
+  self.session:step(0)
 end
 
 transport.json = json
