@@ -28,13 +28,14 @@ KF_CFLAGS  := -std=c99 -fPIC -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
 LDLIBS     := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
 # Lua sees the checkout first: lua/ for modules, build/ for the C core.
-LUA_ENV    := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
-              LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
-BUSTED     := $(LUA_ENV) $(LUA) /usr/bin/busted --lpath="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua" \
-              --cpath="$(CURDIR)/$(BUILD)/?.so"
+# $(call lua_env,BUILD_DIR) sets the module paths for a build of the core;
+# $(call busted,BUILD_DIR,WRAPPER) runs busted (on $(LUA)) over it.
+LPATH      := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua
+lua_env     = LUA_PATH="$(LPATH);;" LUA_CPATH="$(CURDIR)/$(1)/?.so;;"
+busted      = $(call lua_env,$(1)) $(2) $(LUA) /usr/bin/busted --lpath="$(LPATH)" --cpath="$(CURDIR)/$(1)/?.so"
 SPECS      ?= spec
 
-.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind
+.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind bench bench-smoke
 
 all: build
 
@@ -48,15 +49,40 @@ deps:
 	@bash .ci/install-deps $(LUA)
 
 demo: deps build
-	$(LUA_ENV) $(LUA) examples/deploy_to_stores.lua
+	$(call lua_env,$(BUILD)) $(LUA) examples/deploy_to_stores.lua
 
 lint:
 	luacheck lua spec examples bin bench
 
 spec: build
-	$(BUSTED) $(SPECS)
+	$(call busted,$(BUILD)) $(SPECS)
 
 check: deps build lint spec
+
+# The C core built with AddressSanitizer + UBSan, the whole spec suite run
+# against it (the interpreter is not instrumented, so the runtime is
+# preloaded; leaks are valgrind's job, below).
+ASAN_BUILD := build/asan-$(LUA)
+ASAN_LIB    = $(shell $(CC) -print-file-name=libasan.so)
+check-asan: deps
+	@mkdir -p $(ASAN_BUILD)/keyfactor
+	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	  $(KF_CFLAGS) -shared -o $(ASAN_BUILD)/keyfactor/core.so $(SRC) $(LDLIBS)
+	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(call busted,$(ASAN_BUILD)) $(SPECS)
+
+# The spec suite under valgrind memcheck (the client process; the sandbox
+# runs in a child and is not traced): no errors, no definite leaks.
+VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+            --show-leak-kinds=definite --track-fds=no --trace-children=no
+check-valgrind: deps build
+	$(call busted,$(BUILD),$(VALGRIND)) $(SPECS)
+
+bench: deps build
+	bash bench/run
+
+bench-smoke: build
+	bash bench/run --smoke
 
 clean:
 	rm -rf build

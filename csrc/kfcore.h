@@ -57,6 +57,7 @@ typedef struct kf_session {
   char *ca_file;
   char *proxy;
   char *user_agent;
+  struct curl_slist *resolve;   /* "host:port:address" pins (CURLOPT_RESOLVE) */
   long timeout_ms;
   long connect_timeout_ms;
   int insecure;

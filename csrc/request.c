@@ -11,7 +11,8 @@
  * body (string); timeout, connect_timeout (seconds, override the session);
  * auth (boolean, default true: send the session's credentials);
  * userpwd ("user:password" for this request only, e.g. OAuth client
- * credentials).
+ * credentials); fresh_connect (boolean: use a new connection — see
+ * transport.lua: it keeps curl from silently resending a POST).
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -69,6 +70,8 @@ static void apply_session_settings(kf_session *s, CURL *easy, long timeout_ms,
   }
   if (s->proxy != NULL)
     curl_easy_setopt(easy, CURLOPT_PROXY, s->proxy);
+  if (s->resolve != NULL)
+    curl_easy_setopt(easy, CURLOPT_RESOLVE, s->resolve);
   if (s->user_agent != NULL)
     curl_easy_setopt(easy, CURLOPT_USERAGENT, s->user_agent);
   if (auth && s->username != NULL) {
@@ -189,6 +192,7 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   double connect_timeout =
       kf_opt_number(L, spec, "connect_timeout", (double)s->connect_timeout_ms / 1000.0);
   int auth = kf_opt_boolean(L, spec, "auth", 1);
+  int fresh_connect = kf_opt_boolean(L, spec, "fresh_connect", 0);
   const char *body = NULL;
   size_t body_len = 0;
   kf_request *r;
@@ -224,6 +228,8 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
     curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */
   }
+  if (fresh_connect)
+    curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(r->easy, CURLOPT_URL, url);
   curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);

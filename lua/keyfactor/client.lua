@@ -220,11 +220,19 @@ function Client:certificate(id, opts)
   params["pq.includeRevoked"] = "true"
   params["pq.includeExpired"] = "true"
   params["pq.returnLimit"] = 50
+  -- newest first, so the first page holds the newest match however many there are
+  params["pq.sortField"] = "ImportDate"
+  params["pq.sortAscending"] = 1
   local found, err = self.http:call("GET", "/Certificates", { query = params })
   if not found then return nil, err end
+  -- ImportDate has one-second resolution: among equal dates the higher Id is newer
   local newest
   for _, cert in ipairs(found) do
-    if not newest or tostring(cert.ImportDate) > tostring(newest.ImportDate) then newest = cert end
+    local date, best = tostring(cert.ImportDate), newest and tostring(newest.ImportDate)
+    if not newest or date > best
+        or (date == best and (tonumber(cert.Id) or 0) > (tonumber(newest.Id) or 0)) then
+      newest = cert
+    end
   end
   if not newest then
     return nil, errors.new { kind = "http", status = 404, method = "GET", path = "/Certificates",

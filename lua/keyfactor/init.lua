@@ -37,7 +37,7 @@ local OPTIONS = v.record({
   timeout = v.number, connect_timeout = v.number, retries = v.integer,
   api_version = v.nonempty, proxy = v.nonempty, user_agent = v.nonempty,
   headers = v.map(v.string), debug = callable, warn = callable,
-  max_body = v.integer, http2 = v.boolean,
+  max_body = v.integer, http2 = v.boolean, resolve = v.array(v.string),
 }, { "url" })
 
 local warned_insecure = false
@@ -58,6 +58,7 @@ end
 --   retries          extra attempts for retryable failures (2)
 --   api_version ("1"), proxy, user_agent, headers (name -> value)
 --   max_body         largest response body accepted, bytes (64 MiB)
+--   resolve          {"host:port:address", ...} pins names to addresses (curl's RESOLVE)
 --   debug            function(line): one line per request, secrets redacted
 --   warn             function(message) for warnings (default: stderr)
 function keyfactor.new(opts)
@@ -89,7 +90,7 @@ function keyfactor.new(opts)
     ca_file = config.ca_file, insecure = config.insecure, proxy = config.proxy,
     user_agent = config.user_agent or ("lua-keyfactor/" .. keyfactor.VERSION),
     timeout = config.timeout, connect_timeout = config.connect_timeout,
-    max_body = config.max_body, http2 = config.http2,
+    max_body = config.max_body, http2 = config.http2, resolve = config.resolve,
   }
   local http = transport.new(session, config)
   local self = setmetatable({ url = config.url, session = session, http = http }, Client)

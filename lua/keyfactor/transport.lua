@@ -152,12 +152,14 @@ function Transport:failure(method, path, status, body, headers, kind, message, s
   local err
   if status == nil then
     local idempotent = IDEMPOTENT[method]
+    local too_large = message:find("max_body", 1, true) ~= nil
     err = errors.new {
       kind = kind, message = self:redact(message, extra), method = method, path = path,
       -- never sent: safe for anything; sent: only an idempotent call may repeat
-      retryable = kind ~= "tls" and kind ~= "canceled" and (not sent or (idempotent and kind == "transport")),
+      retryable = not too_large and kind ~= "tls" and kind ~= "canceled"
+        and (not sent or (idempotent and kind == "transport")),
     }
-    return err, err.retryable and message:find("max_body", 1, true) == nil
+    return err, err.retryable
   end
   if status >= 200 and status < 300 then return nil end
   local code, text = error_details(body)
@@ -215,6 +217,10 @@ function Transport:begin(method, path, opts, start)
     spec = {
       method = method, url = url, headers = headers, body = body,
       userpwd = opts.userpwd, auth = opts.auth, timeout = opts.timeout,
+      -- libcurl resends a request on its own when a reused keep-alive
+      -- connection turns out closed before any answer: harmless for a GET,
+      -- but it could run a POST twice.  A new connection is never resent.
+      fresh_connect = not IDEMPOTENT[method],
     },
   }
   if start and not scheduler.current(self.session)

@@ -44,10 +44,16 @@ function validate.nonempty(value, path)
 end
 
 --- An integer; integral floats (as JSON decoding gives) are accepted.
+-- Only numbers: Lua 5.4's math.tointeger also converts the string "12".
 function validate.integer(value, path)
-  local i = math.tointeger and math.tointeger(value)
-  if i then return i end
-  if type(value) == "number" and value == math.floor(value) and value == value then return value end
+  if type(value) == "number" then
+    if math.tointeger then
+      local i = math.tointeger(value)
+      if i then return i end
+    elseif value == math.floor(value) and math.abs(value) < 2^53 then
+      return value
+    end
+  end
   fail(path, "must be an integer, not " .. (type(value) == "number" and tostring(value) or type(value)))
 end
 
@@ -147,13 +153,26 @@ function validate.record(fields, required)
   end
 end
 
+-- The error level, seen from the function that called user_level, of the
+-- first caller outside the library's own modules (keyfactor/*.lua), so a
+-- message points at the user's line however deep the helper that raised it.
+local function user_level()
+  local level = 3
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info then return 2 end
+    if not info.source:match("[@/\\]keyfactor[/\\][%w_]+%.lua$") then return level - 1 end
+    level = level + 1
+  end
+end
+
 --- Runs `schema` on `value` for the call named `where`; raises a Lua error
 -- at the caller of the API method on failure, returns the normalized value.
 function validate.check(where, schema, value, path)
   local ok, result = pcall(schema, value, path or "")
   if ok then return result end
   if getmetatable(result) == Failure then
-    error(where .. ": " .. result.text, 3)
+    error(where .. ": " .. result.text, user_level())
   end
   error(result, 0)
 end
@@ -161,7 +180,7 @@ end
 --- Raises a validation error for `where` from inside an API method (for
 -- rules across fields, after `check`).
 function validate.raise(where, text)
-  error(where .. ": " .. text, 3)
+  error(where .. ": " .. text, user_level())
 end
 
 return validate

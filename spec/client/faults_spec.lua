@@ -1,0 +1,402 @@
+-- The fault matrix: every failure the sandbox can inject (and a few it
+-- cannot: refused connections, silent servers, wrong CA, wrong host name),
+-- for a GET and a POST.  For each: the typed error (kind, status,
+-- retryable), retries only where allowed, and the sandbox request log
+-- proving that no POST reached the server twice.
+local fixture = require "support.fixture"
+local errors = require "keyfactor.errors"
+local keyfactor = require "keyfactor"
+
+local DEPLOY = "/KeyfactorAPI/Enrollment/PFX/Deploy"
+
+describe("fault matrix", function()
+  local sb, kf, cert_id, store, lines
+
+  local function cert_path() return "/KeyfactorAPI/Certificates/" .. cert_id end
+
+  local function get() return kf:certificate(cert_id) end
+  local function post()
+    return kf:deploy { CertificateId = cert_id, Stores = { { StoreId = store } }, Password = "entry-pass" }
+  end
+
+  -- Requests the sandbox logged for method + path since the test began.
+  local mark
+  local function seen(method, path)
+    local n = 0
+    for _, r in ipairs(sb:requests()) do
+      if r.id > mark and r.method == method and r.path:lower() == path:lower() then n = n + 1 end
+    end
+    return n
+  end
+
+  local function retries_logged()
+    local n = 0
+    for _, line in ipairs(lines) do
+      if line:find("; retry ", 1, true) then n = n + 1 end
+    end
+    return n
+  end
+
+  lazy_setup(function()
+    sb = fixture.sandbox()
+    lines = {}
+    kf = fixture.client(sb, { retries = 2, debug = function(line) lines[#lines + 1] = line end })
+    local c = fixture.enroll(kf, "faults.example.com", { format = "STORE", Password = nil })
+    cert_id = c.CertificateInformation.KeyfactorId
+    store = fixture.store_ids(kf, fixture.WEB, "PKCS12")[1]
+  end)
+
+  lazy_teardown(function()
+    kf:close()
+    sb:stop()
+  end)
+
+  before_each(function()
+    sb:clear_faults()
+    local log = sb:requests()
+    mark = #log > 0 and log[#log].id or 0
+    for i = #lines, 1, -1 do lines[i] = nil end
+  end)
+
+  describe("connection reset before the request is read", function()
+    it("GET: retried, then succeeds", function()
+      sb:fault { method = "GET", path = cert_path(), times = 1, action = "reset_before" }
+      local cert = assert(get())
+      assert.are.equal(cert_id, cert.Id)
+      -- resent once: by libcurl itself when the reset hits a reused
+      -- keep-alive connection, else by the client's retry
+      assert.are.equal(2, seen("GET", cert_path()))
+    end)
+
+    it("POST: transport error, not retried, sent once", function()
+      sb:fault { method = "POST", path = DEPLOY, times = 1, action = "reset_before" }
+      local ok, err = post()
+      assert.is_nil(ok)
+      assert.are.equal("transport", err.kind)
+      assert.is_false(err.retryable)
+      assert.are.equal(1, seen("POST", DEPLOY))
+      assert.are.equal(0, retries_logged())
+    end)
+  end)
+
+  describe("connection reset after the request was handled", function()
+    it("GET: retried, then succeeds", function()
+      sb:fault { method = "GET", path = cert_path(), times = 1, action = "reset_after" }
+      local cert = assert(get())
+      assert.are.equal(cert_id, cert.Id)
+      assert.are.equal(2, seen("GET", cert_path()))
+    end)
+
+    it("POST: transport error, never sent twice", function()
+      sb:fault { method = "POST", path = DEPLOY, times = 1, action = "reset_after" }
+      local ok, err = post()
+      assert.is_nil(ok)
+      assert.are.equal("transport", err.kind)
+      assert.are.equal("POST", err.method)
+      assert.are.equal("/Enrollment/PFX/Deploy", err.path)
+      assert.is_false(err.retryable)
+      assert.are.equal(1, seen("POST", DEPLOY))
+    end)
+  end)
+
+  for _, status in ipairs { 429, 502, 503, 504 } do
+    describe(status .. " answers", function()
+      it("GET without Retry-After: retried with backoff, then succeeds", function()
+        sb:fault { method = "GET", path = cert_path(), times = 2, status = status }
+        local cert = assert(get())
+        assert.are.equal(cert_id, cert.Id)
+        assert.are.equal(3, seen("GET", cert_path()))
+        assert.are.equal(2, retries_logged())
+      end)
+
+      it("GET with Retry-After: the server's delay is honoured", function()
+        sb:fault { method = "GET", path = cert_path(), times = 1, status = status, retry_after = 1 }
+        assert(get())
+        assert.are.equal(1, retries_logged())
+        assert.matches("in 1%.00s", lines[1])
+      end)
+
+      it("GET that keeps failing: the typed error after the last retry", function()
+        sb:fault { method = "GET", path = cert_path(), times = 5, status = status }
+        local cert, err = get()
+        assert.is_nil(cert)
+        assert.are.equal("http", err.kind)
+        assert.are.equal(status, err.status)
+        assert.is_true(err.retryable)
+        assert.are.equal(3, seen("GET", cert_path()))
+      end)
+
+      it("POST: not retried, sent once", function()
+        sb:fault { method = "POST", path = DEPLOY, times = 1, status = status, retry_after = 1 }
+        local ok, err = post()
+        assert.is_nil(ok)
+        assert.are.equal("http", err.kind)
+        assert.are.equal(status, err.status)
+        assert.is_string(err.code)
+        assert.is_false(err.retryable)
+        assert.are.equal(1, seen("POST", DEPLOY))
+      end)
+    end)
+  end
+
+  describe("truncated body", function()
+    it("GET: transport error on the cut, retried, then succeeds", function()
+      sb:fault { method = "GET", path = cert_path(), times = 1, action = "truncate" }
+      assert(get())
+      assert.are.equal(2, seen("GET", cert_path()))
+    end)
+
+    it("POST: transport error, sent once", function()
+      sb:fault { method = "POST", path = DEPLOY, times = 1, action = "truncate" }
+      local ok, err = post()
+      assert.is_nil(ok)
+      assert.are.equal("transport", err.kind)
+      assert.are.equal(1, seen("POST", DEPLOY))
+    end)
+  end)
+
+  describe("invalid JSON in a 200 answer", function()
+    for _, call in ipairs { { "GET", get, cert_path }, { "POST", post, function() return DEPLOY end } } do
+      it(call[1] .. ": decode error, not retried", function()
+        sb:fault { method = call[1], path = call[3](), times = 1, action = "invalid_json" }
+        local ok, err = call[2]()
+        assert.is_nil(ok)
+        assert.are.equal("decode", err.kind)
+        assert.are.equal(200, err.status)
+        assert.is_false(err.retryable)
+        assert.are.equal(1, seen(call[1], call[3]()))
+      end)
+    end
+  end)
+
+  describe("a non-JSON error page", function()
+    it("GET: kind http with the page's text, retried on 502", function()
+      sb:fault { method = "GET", path = cert_path(), times = 3, action = "html", status = 502 }
+      local ok, err = get()
+      assert.is_nil(ok)
+      assert.are.equal("http", err.kind)
+      assert.are.equal(502, err.status)
+      assert.matches("The gateway could not reach", err.message)
+      assert.is_nil(err.message:find("<", 1, true))
+      assert.are.equal(3, seen("GET", cert_path()))
+    end)
+
+    it("POST: not retried", function()
+      sb:fault { method = "POST", path = DEPLOY, times = 1, action = "html", status = 500 }
+      local ok, err = post()
+      assert.is_nil(ok)
+      assert.are.equal(500, err.status)
+      assert.are.equal(1, seen("POST", DEPLOY))
+    end)
+  end)
+
+  describe("an oversized body", function()
+    it("is cut at max_body with a clear error, not retried", function()
+      local small = fixture.client(sb, { max_body = 1024 * 1024 })
+      for _, call in ipairs {
+        { "GET", function() return small:certificate(cert_id) end, cert_path() },
+        { "POST", function()
+          return small:deploy { CertificateId = cert_id, Stores = { { StoreId = store } } }
+        end, DEPLOY },
+      } do
+        sb:fault { method = call[1], path = call[3], times = 1, action = "oversize", bytes = 3 * 1024 * 1024 }
+        local ok, err = call[2]()
+        assert.is_nil(ok)
+        assert.are.equal("transport", err.kind)
+        assert.matches("max_body", err.message)
+        assert.is_false(err.retryable)
+        assert.are.equal(1, seen(call[1], call[3]))
+      end
+      small:close()
+    end)
+  end)
+
+  describe("slow server", function()
+    it("GET past the total timeout: kind timeout, not repeated", function()
+      local impatient = fixture.client(sb, { timeout = 0.5 })
+      sb:fault { method = "GET", path = cert_path(), times = 1, delay_ms = 1500 }
+      local ok, err = impatient:certificate(cert_id)
+      assert.is_nil(ok)
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal(1, seen("GET", cert_path()))
+      impatient:close()
+    end)
+
+    it("POST past the total timeout: kind timeout, sent once", function()
+      local impatient = fixture.client(sb, { timeout = 0.5 })
+      sb:fault { method = "POST", path = DEPLOY, times = 1, delay_ms = 1500 }
+      local ok, err = impatient:deploy { CertificateId = cert_id, Stores = { { StoreId = store } } }
+      assert.is_nil(ok)
+      assert.are.equal("timeout", err.kind)
+      assert.is_false(err.retryable)
+      assert.are.equal(1, seen("POST", DEPLOY))
+      impatient:close()
+    end)
+  end)
+
+  describe("authentication", function()
+    it("401 for a wrong password: kind auth, not retried (GET and POST)", function()
+      local wrong = fixture.client(sb, { password = "not-the-password" })
+      local a, err_get = wrong:certificate(cert_id)
+      local b, err_post = wrong:deploy { CertificateId = cert_id, Stores = { { StoreId = store } } }
+      assert.is_nil(a)
+      assert.is_nil(b)
+      for _, err in ipairs { err_get, err_post } do
+        assert.are.equal("auth", err.kind)
+        assert.are.equal(401, err.status)
+        assert.is_false(err.retryable)
+      end
+      assert.are.equal(1, seen("GET", cert_path()))
+      assert.are.equal(1, seen("POST", DEPLOY))
+      wrong:close()
+    end)
+
+    it("an OAuth token expired mid-session: one refresh, then success, the POST handled once", function()
+      local oauth = fixture.client(sb, { oauth = { token_url = sb.token_url,
+        client_id = sb.client_id, client_secret = sb.client_secret } })
+      assert(oauth:certificate(cert_id))
+      sb:expire_tokens()
+      local answer = assert(oauth:deploy { CertificateId = cert_id, Stores = { { StoreId = store } } })
+      assert.are.equal(1, #answer.SuccessfulStores)
+      assert.are.equal(2, seen("POST", "/oauth2/token"))
+      local handled = 0
+      for _, r in ipairs(sb:requests()) do
+        if r.id > mark and r.method == "POST" and r.path == DEPLOY and r.status == 200 then handled = handled + 1 end
+      end
+      assert.are.equal(1, handled)
+      oauth:close()
+    end)
+
+    it("403 for a call the user may not make: kind auth, not retried", function()
+      local operator = fixture.operator(sb)
+      local ok, err = operator:approve(1)
+      assert.is_nil(ok)
+      assert.are.equal("auth", err.kind)
+      assert.are.equal(403, err.status)
+      assert.are.equal(1, seen("POST", "/KeyfactorAPI/Workflow/Certificates/Approve"))
+      operator:close()
+    end)
+
+    it("404 for an unknown id: kind http, not retried", function()
+      local ok, err = kf:certificate(987654)
+      assert.is_nil(ok)
+      assert.are.equal("http", err.kind)
+      assert.are.equal(404, err.status)
+      assert.is_false(err.retryable)
+      assert.are.equal(1, seen("GET", "/KeyfactorAPI/Certificates/987654"))
+    end)
+  end)
+
+  describe("no server", function()
+    it("connection refused: kind transport, retried for GET and POST (never sent)", function()
+      local port = sb.url:match(":(%d+)/")
+      local gone = keyfactor.new { url = "https://127.0.0.1:1/KeyfactorAPI", ca_file = sb.ca_file,
+        username = "u", password = "p", retries = 2, debug = function(line) lines[#lines + 1] = line end }
+      local a, err_get = gone:certificate(1)
+      local b, err_post = gone:deploy { CertificateId = 1, StoreIds = { store } }
+      assert.is_nil(a)
+      assert.is_nil(b)
+      for _, err in ipairs { err_get, err_post } do
+        assert.are.equal("transport", err.kind)
+        assert.is_true(err.retryable)
+      end
+      assert.are.equal(4, retries_logged())
+      assert.is_string(port)
+      gone:close()
+    end)
+
+    it("connect timeout (a server that never answers the handshake): kind timeout, retried", function()
+      local socket = require "cqueues.socket"
+      local silent = socket.listen { host = "127.0.0.1", port = 0 }
+      assert(silent:listen())
+      local _, _, port = silent:localname()
+      local stuck = keyfactor.new { url = "https://127.0.0.1:" .. port .. "/KeyfactorAPI",
+        ca_file = sb.ca_file, username = "u", password = "p", connect_timeout = 0.3, retries = 1,
+        debug = function(line) lines[#lines + 1] = line end }
+      local a, err_get = stuck:certificate(1)
+      local b, err_post = stuck:deploy { CertificateId = 1, StoreIds = { store } }
+      assert.is_nil(a)
+      assert.is_nil(b)
+      for _, err in ipairs { err_get, err_post } do
+        assert.are.equal("timeout", err.kind)
+        assert.is_true(err.retryable)
+      end
+      assert.are.equal(2, retries_logged())
+      stuck:close()
+      silent:close()
+    end)
+  end)
+
+  describe("TLS", function()
+    local function other_ca_file()
+      local pkey = require "openssl.pkey"
+      local x509 = require "openssl.x509"
+      local name = require "openssl.x509.name"
+      local key = pkey.new { type = "EC", curve = "prime256v1" }
+      local cert = x509.new()
+      local subject = name.new()
+      subject:add("CN", "Some Other CA")
+      cert:setSubject(subject)
+      cert:setIssuer(subject)
+      cert:setPublicKey(key)
+      cert:setBasicConstraints { CA = true }
+      cert:setBasicConstraintsCritical(true)
+      cert:setLifetime(os.time() - 60, os.time() + 3600)
+      cert:sign(key)
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write(cert:tostring("PEM"))
+      f:close()
+      return path
+    end
+
+    it("a server certificate from another CA: kind tls, nothing sent", function()
+      local path = other_ca_file()
+      local wrong = fixture.client(sb, { ca_file = path })
+      local a, err_get = wrong:certificate(cert_id)
+      local b, err_post = wrong:deploy { CertificateId = cert_id, Stores = { { StoreId = store } } }
+      assert.is_nil(a)
+      assert.is_nil(b)
+      for _, err in ipairs { err_get, err_post } do
+        assert.are.equal("tls", err.kind)
+        assert.is_false(err.retryable)
+      end
+      assert.are.equal(0, seen("GET", cert_path()))
+      assert.are.equal(0, seen("POST", DEPLOY))
+      wrong:close()
+      os.remove(path)
+    end)
+
+    it("a host name the certificate does not name: kind tls, nothing sent", function()
+      local port = sb.url:match(":(%d+)/")
+      local wrong = fixture.client(sb, { url = "https://kf.wrong.example:" .. port .. "/KeyfactorAPI",
+        resolve = { "kf.wrong.example:" .. port .. ":127.0.0.1" } })
+      local ok, err = wrong:certificate(cert_id)
+      assert.is_nil(ok)
+      assert.are.equal("tls", err.kind)
+      assert.matches("subject name", err.message)
+      assert.are.equal(0, seen("GET", cert_path()))
+      wrong:close()
+    end)
+
+    it("insecure = true skips verification (and warned once)", function()
+      local warnings = {}
+      local path = other_ca_file()
+      local lax = fixture.client(sb, { ca_file = path, insecure = true,
+        warn = function(m) warnings[#warnings + 1] = m end })
+      assert(lax:certificate(cert_id))
+      assert.is_true(#warnings <= 1)
+      lax:close()
+      os.remove(path)
+    end)
+  end)
+
+  it("every error above is a keyfactor error with a one-line tostring", function()
+    sb:fault { method = "GET", path = cert_path(), times = 3, status = 503 }
+    local _, err = get()
+    assert.is_true(errors.is(err))
+    local line = tostring(err)
+    assert.is_nil(line:find("\n", 1, true))
+    assert.matches("^keyfactor: http 503 %(0x%x+%) GET /Certificates/%d+: ", line)
+  end)
+end)
