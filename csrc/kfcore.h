@@ -75,7 +75,7 @@ CURL *kf_session_acquire_easy(kf_session *s);
 void kf_session_release_easy(kf_session *s, CURL *easy);
 void kf_session_link(kf_session *s, kf_request *r);
 void kf_session_unlink(kf_session *s, kf_request *r);
-int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms);
+int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect);
 int kf_open_session(lua_State *L);
 
 /* ---- request.c ----------------------------------------------------------- */
@@ -95,12 +95,16 @@ struct kf_request {
   kf_buffer body;
   kf_buffer head;
   kf_request_state state;
+  int taken;                    /* result() has handed the body over */
   CURLcode code;
   long status;
   long request_size;            /* bytes of request sent: 0 = never reached */
   double total_time;
   int self_ref;                 /* registry ref keeping it alive in flight */
   int body_ref;                 /* registry ref to the request body string */
+  const char *upload;           /* the request body, read by on_upload */
+  size_t upload_len;
+  size_t upload_pos;
   char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -11,8 +11,15 @@
  * body (string); timeout, connect_timeout (seconds, override the session);
  * auth (boolean, default true: send the session's credentials);
  * userpwd ("user:password" for this request only, e.g. OAuth client
- * credentials); fresh_connect (boolean: use a new connection — see
- * transport.lua: it keeps curl from silently resending a POST).
+ * credentials).
+ *
+ * A POST is never sent twice behind the caller's back: libcurl resends a
+ * request by itself when a reused keep-alive connection turns out to have
+ * been closed before any answer, which could run a POST twice.  The body is
+ * therefore fed through a read callback with no seek callback: once any of
+ * it went out, libcurl cannot rewind it and fails the transfer
+ * (CURLE_SEND_FAIL_REWIND) instead of resending.  Until then nothing of the
+ * request reached the server, and the resend is safe.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -29,6 +36,17 @@ kf_request *kf_check_request(lua_State *L, int idx)
 }
 
 /* ---- curl callbacks ------------------------------------------------------- */
+
+static size_t on_upload(char *data, size_t size, size_t nmemb, void *ud)
+{
+  kf_request *r = ud;
+  size_t n = size * nmemb, left = r->upload_len - r->upload_pos;
+  if (n > left)
+    n = left;
+  memcpy(data, r->upload + r->upload_pos, n);
+  r->upload_pos += n;
+  return n;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
@@ -62,6 +80,9 @@ static void apply_session_settings(kf_session *s, CURL *easy, long timeout_ms,
   curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_body);
   curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                    s->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+  /* Fan-out: wait for a connection that can multiplex instead of opening one
+   * connection (and TLS handshake) per transfer. */
+  curl_easy_setopt(easy, CURLOPT_PIPEWAIT, (long)s->http2);
   if (s->ca_file != NULL)
     curl_easy_setopt(easy, CURLOPT_CAINFO, s->ca_file);
   if (s->insecure) {
@@ -84,8 +105,9 @@ static void apply_session_settings(kf_session *s, CURL *easy, long timeout_ms,
   }
 }
 
-static void apply_method(CURL *easy, const char *method, const char *body, size_t len)
+static void apply_method(kf_request *r, const char *method, const char *body, size_t len)
 {
+  CURL *easy = r->easy;
   if (strcmp(method, "GET") == 0 && body == NULL) {
     curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     return;
@@ -95,8 +117,13 @@ static void apply_method(CURL *easy, const char *method, const char *body, size_
     return;
   }
   if (body != NULL || strcmp(method, "POST") == 0) {
+    r->upload = body != NULL ? body : "";
+    r->upload_len = len;
+    r->upload_pos = 0;
+    curl_easy_setopt(easy, CURLOPT_POST, 1L);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+    curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_upload);
+    curl_easy_setopt(easy, CURLOPT_READDATA, (void *)r);
   }
   if (strcmp(method, "POST") != 0)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
@@ -192,7 +219,6 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   double connect_timeout =
       kf_opt_number(L, spec, "connect_timeout", (double)s->connect_timeout_ms / 1000.0);
   int auth = kf_opt_boolean(L, spec, "auth", 1);
-  int fresh_connect = kf_opt_boolean(L, spec, "fresh_connect", 0);
   const char *body = NULL;
   size_t body_len = 0;
   kf_request *r;
@@ -228,8 +254,6 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
     curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */
   }
-  if (fresh_connect)
-    curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(r->easy, CURLOPT_URL, url);
   curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
@@ -238,7 +262,7 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, (void *)r);
   curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, (void *)r);
-  apply_method(r->easy, method, body, body_len);
+  apply_method(r, method, body, body_len);
 
   /* curl reads the body in place (no copy): keep the string alive. */
   lua_pushvalue(L, -2);
@@ -329,8 +353,9 @@ static void push_headers(lua_State *L, const kf_buffer *head)
   }
 }
 
-/* request:result() -> status, body, headers, seconds
+/* request:result() -> status, body, seconds
  *                  -> nil, kind, message, sent   on a transport failure
+ * The body is handed over once: its buffer is freed, a second call raises.
  * Raises if the request is still in flight. */
 static int request_result(lua_State *L)
 {
@@ -360,11 +385,23 @@ static int request_result(lua_State *L)
     lua_pushboolean(L, request_was_sent(r));
     return 4;
   }
+  if (r->taken)
+    return luaL_error(L, "keyfactor.core: result already taken");
+  r->taken = 1;
   lua_pushinteger(L, r->status);
   lua_pushlstring(L, r->body.data != NULL ? r->body.data : "", r->body.len);
-  push_headers(L, &r->head);
+  kf_buffer_free(&r->body);
   lua_pushnumber(L, r->total_time);
-  return 4;
+  return 3;
+}
+
+/* request:headers() -> table of the response headers, names in lower case
+ * (only built when asked for: most calls never look). */
+static int request_headers(lua_State *L)
+{
+  kf_request *r = kf_check_request(L, 1);
+  push_headers(L, &r->head);
+  return 1;
 }
 
 /* request:done() -> boolean */
@@ -402,6 +439,7 @@ int kf_open_request(lua_State *L)
 {
   static const luaL_Reg methods[] = {
     {"result", request_result},
+    {"headers", request_headers},
     {"done", request_done},
     {"cancel", request_cancel},
     {NULL, NULL}

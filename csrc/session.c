@@ -65,9 +65,9 @@ void kf_session_unlink(kf_session *s, kf_request *r)
 
 /* ---- driving the multi handle -------------------------------------------- */
 
-/* Finishes every transfer curl reports done; pushes them into the table on
- * the top of the stack.  Returns how many finished. */
-static int collect_finished(lua_State *L, kf_session *s)
+/* Finishes every transfer curl reports done; with `collect`, pushes them
+ * into the table on the top of the stack.  Returns how many finished. */
+static int collect_finished(lua_State *L, kf_session *s, int collect)
 {
   CURLMsg *msg;
   int left, n = 0;
@@ -78,8 +78,10 @@ static int collect_finished(lua_State *L, kf_session *s)
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     if (r == NULL)
       continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->self_ref);
-    lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+    if (collect) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->self_ref);
+      lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+    }
     kf_request_finish(L, r, msg->data.result);
     n++;
   }
@@ -87,24 +89,25 @@ static int collect_finished(lua_State *L, kf_session *s)
 }
 
 /* One round of work: perform, wait up to timeout_ms for activity if nothing
- * finished, perform again.  Leaves a table of finished requests on the
- * stack. */
-int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms)
+ * finished, perform again.  With `collect`, leaves a table of the finished
+ * requests on the stack. */
+int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect)
 {
   int running = 0, n;
   CURLMcode mc;
-  lua_newtable(L);
+  if (collect)
+    lua_newtable(L);
   mc = curl_multi_perform(s->multi, &running);
   if (mc != CURLM_OK)
     return luaL_error(L, "keyfactor.core: %s", curl_multi_strerror(mc));
-  n = collect_finished(L, s);
+  n = collect_finished(L, s, collect);
   if (n == 0 && running > 0 && timeout_ms > 0) {
     mc = curl_multi_poll(s->multi, NULL, 0, (int)timeout_ms, NULL);
     if (mc == CURLM_OK)
       mc = curl_multi_perform(s->multi, &running);
     if (mc != CURLM_OK)
       return luaL_error(L, "keyfactor.core: %s", curl_multi_strerror(mc));
-    n = collect_finished(L, s);
+    n = collect_finished(L, s, collect);
   }
   return n;
 }
@@ -116,7 +119,7 @@ static int session_step(lua_State *L)
   kf_session *s = kf_check_session(L, 1);
   double timeout = luaL_optnumber(L, 2, 1.0);
   luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
-  kf_session_drive(L, s, (long)(timeout * 1000.0));
+  kf_session_drive(L, s, (long)(timeout * 1000.0), 1);
   return 1;
 }
 
@@ -128,10 +131,8 @@ static int session_wait(lua_State *L)
   kf_request *r = kf_check_request(L, 2);
   luaL_argcheck(L, r->session == s || r->state != KF_REQUEST_RUNNING, 2,
                 "request belongs to another session");
-  while (r->state == KF_REQUEST_RUNNING) {
-    kf_session_drive(L, s, 1000);
-    lua_pop(L, 1);
-  }
+  while (r->state == KF_REQUEST_RUNNING)
+    kf_session_drive(L, s, 1000, 0);
   return 0;
 }
 

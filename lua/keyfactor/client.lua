@@ -515,7 +515,8 @@ function Client:request(method, path, opts)
     headers = {}
     for name, value in pairs(opts.headers) do headers[#headers + 1] = name .. ": " .. value end
   end
-  return self.http:call(method, path, { query = opts.query, body = opts.body, headers = headers, raw = opts.raw })
+  return self.http:call(method, path, { query = opts.query, body = opts.body, headers = headers,
+    raw = opts.raw, headers_wanted = true })
 end
 
 --- Login check: GET /Status/Endpoints; returns the array of endpoints.

@@ -33,7 +33,7 @@ function Scheduler:transfer(spec)
   local request = self.session:start(spec)
   self.inflight = self.inflight + 1
   coroutine.yield("wait", request)
-  return request:result()
+  return request
 end
 
 function Scheduler:sleep(seconds)

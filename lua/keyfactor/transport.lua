@@ -86,14 +86,14 @@ function Transport:redact(text, extra)
   return text
 end
 
---- Runs one transfer to completion and returns `request:result()`:
+--- Runs one transfer to completion and returns the finished request:
 -- blocking here, or yielding to the scheduler inside `kf:parallel`.
 function Transport:transfer(spec)
   local sched = scheduler.current(self.session)
   if sched then return sched:transfer(spec) end
   local request = self.session:start(spec)
   self:await(request)
-  return request:result()
+  return request
 end
 
 -- Waits for a started request: blocking, or through a host event loop's
@@ -184,20 +184,12 @@ function Transport:log(line)
   if self.debug then self.debug(self:redact(line)) end
 end
 
--- The outcome of one transfer: status, body, headers, seconds on an
--- answer; nil, kind, message, sent on a transport failure.
-local function outcome(self, method, path, extra, a, b, c, d)
-  if a == nil then
-    return self:failure(method, path, nil, nil, nil, b, c, d, extra)
-  end
-  return self:failure(method, path, a, b, c, nil, nil, nil, extra)
-end
-
 --- Prepares an API call and, with `start`, sends its first attempt now
 -- without waiting (for prefetching); `finish` completes it.
 -- `opts`: query (table or string), body (table -> JSON, or string), headers
 -- (array of "Name: value"), secrets (strings to redact), url (absolute,
--- instead of base .. path), raw (return the body undecoded), userpwd, auth.
+-- instead of base .. path), raw (return the body undecoded), headers_wanted
+-- (return the response headers too), userpwd, auth.
 function Transport:begin(method, path, opts, start)
   opts = opts or {}
   local url = opts.url or self.base .. path
@@ -217,10 +209,6 @@ function Transport:begin(method, path, opts, start)
     spec = {
       method = method, url = url, headers = headers, body = body,
       userpwd = opts.userpwd, auth = opts.auth, timeout = opts.timeout,
-      -- libcurl resends a request on its own when a reused keep-alive
-      -- connection turns out closed before any answer: harmless for a GET,
-      -- but it could run a POST twice.  A new connection is never resent.
-      fresh_connect = not IDEMPOTENT[method],
     },
   }
   if start and not scheduler.current(self.session)
@@ -230,47 +218,56 @@ function Transport:begin(method, path, opts, start)
   return call
 end
 
--- The first attempt: the prefetched request if there is one, else a new one.
+-- One attempt, to the finished request (the prefetched one if there is
+-- one); nil, err when no token could be had.
 function Transport:attempt(call)
   local request = call.started
   if request then
     call.started = nil
     self:await(request)
-    return request:result()
+    return request
   end
   if self.auth and call.opts.auth ~= false then
     local ok, err = self.auth:prepare()
-    if not ok then return nil, "auth", err end
+    if not ok then return nil, err end
   end
   return self:transfer(call.spec)
 end
 
 --- Runs a prepared call to its end, with retries.
--- Returns decoded body, status, headers; or nil, err.
+-- Returns decoded body, status, headers (only with opts.headers_wanted or
+-- opts.raw); or nil, err.
 function Transport:finish(call)
   local method, path, opts, shown = call.method, call.path, call.opts, call.shown
   local refreshed = false
   local attempt = 0
   while true do
     attempt = attempt + 1
-    local a, b, c, d = self:attempt(call)
-    if a == nil and b == "auth" and errors.is(c) then return nil, c end
-    local err, may_retry = outcome(self, method, path, opts.secrets, a, b, c, d)
+    local request, auth_err = self:attempt(call)
+    if not request then return nil, auth_err end
+    local status, body, seconds, sent = request:result()
+    local err, may_retry, headers
+    if status == nil then        -- body, seconds, sent: kind, message, sent
+      err, may_retry = self:failure(method, path, nil, nil, nil, body, seconds, sent, opts.secrets)
+    else
+      if status >= 300 or opts.raw or opts.headers_wanted then headers = request:headers() end
+      err, may_retry = self:failure(method, path, status, body, headers, nil, nil, nil, opts.secrets)
+    end
     if not err then
-      self:log(string.format("%s %s %d %.1fms", method, shown, a, d * 1000))
-      if opts.raw then return b, a, c end
-      local value, why = decode(b)
+      if self.debug then self:log(string.format("%s %s %d %.1fms", method, shown, status, seconds * 1000)) end
+      if opts.raw then return body, status, headers end
+      local value, why = decode(body)
       if value == nil then
         return nil, errors.new {
-          kind = "decode", status = a, method = method, path = path,
+          kind = "decode", status = status, method = method, path = path,
           message = "response is not valid JSON: " .. self:redact(tostring(why), opts.secrets),
         }
       end
-      return value, a, c
+      return value, status, headers
     end
     -- An expired OAuth token: the server refused before doing anything, so
     -- one fresh token and one resend are safe even for a POST.
-    if a == 401 and not refreshed and self.auth and self.auth:can_refresh() and opts.auth ~= false then
+    if status == 401 and not refreshed and self.auth and self.auth:can_refresh() and opts.auth ~= false then
       refreshed = true
       self.auth:invalidate()
       self:log(string.format("%s %s 401, refreshing the OAuth token", method, shown))

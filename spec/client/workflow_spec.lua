@@ -1,0 +1,93 @@
+-- kf:pending, kf:approve, kf:deny against a live sandbox.
+local fixture = require "support.fixture"
+
+describe("workflow", function()
+  local sb, kf
+
+  lazy_setup(function()
+    sb = fixture.sandbox()
+    kf = fixture.client(sb)
+  end)
+  lazy_teardown(function()
+    if kf then kf:close() end
+    if sb then sb:stop() end
+  end)
+
+  local function request(prefix)
+    local cn = fixture.unique(prefix)
+    local answer = assert(kf:enroll { Template = "WebServerApproval", Subject = "CN=" .. cn, Password = "pw-0001" })
+    return answer.CertificateInformation.KeyfactorRequestId, cn
+  end
+
+  local function pending_ids(opts)
+    local ids = {}
+    for item in kf:pending(opts) do ids[item.Id] = item end
+    return ids
+  end
+
+  it("kf:pending lists waiting requests across pages", function()
+    local a, b, c = request("pend-a"), request("pend-b"), request("pend-c")
+    local ids = pending_ids { page_size = 1 }
+    assert.is_not_nil(ids[a])
+    assert.is_not_nil(ids[b])
+    assert.is_not_nil(ids[c])
+    assert.are.equal("integer", math.type(ids[a].Id))
+    assert.are.equal(1, ids[a].State)
+  end)
+
+  it("kf:approve issues every id of an array", function()
+    local a, cn_a = request("appr-a")
+    local b = request("appr-b")
+    local result = assert(kf:approve { a, b })
+    assert.are.equal(2, #result.Successes)
+    assert.are.same({}, result.Failures)
+    local pending = pending_ids {}
+    assert.is_nil(pending[a])
+    assert.is_nil(pending[b])
+    local cert = assert(kf:certificate { CertRequestId = a })
+    assert.are.equal(cn_a, cert.IssuedCN)
+  end)
+
+  it("kf:deny takes the request out of pending; approving it afterwards lands in Failures", function()
+    local id = request("deny")
+    local result = assert(kf:deny(id, "not in the inventory"))
+    assert.are.equal(1, #result.Denials)
+    assert.are.equal(id, result.Denials[1].KeyfactorRequestId)
+    assert.are.equal("not in the inventory", result.Denials[1].Comment)
+    assert.is_nil(pending_ids {}[id])
+    local again = assert(kf:approve(id))
+    assert.are.same({}, again.Successes)
+    assert.are.equal(1, #again.Failures)
+    assert.are.equal(id, again.Failures[1].KeyfactorRequestId)
+    local cert, err = kf:certificate { CertRequestId = id }
+    assert.is_nil(cert)
+    assert.are.equal(404, err.status)
+  end)
+
+  it("approving an unknown id lands in Failures", function()
+    local result = assert(kf:approve(777777))
+    assert.are.same({}, result.Successes)
+    assert.are.equal(777777, result.Failures[1].KeyfactorRequestId)
+  end)
+
+  it("denying an unknown id lands in Failures", function()
+    local result = assert(kf:deny({ 777778 }, "no such request"))
+    assert.are.same({}, result.Denials)
+    assert.are.equal(777778, result.Failures[1].KeyfactorRequestId)
+  end)
+
+  it("the operator may not approve or deny: nil, err kind auth status 403", function()
+    local id = request("op")
+    local operator = fixture.operator(sb)
+    local result, err = operator:approve(id)
+    assert.is_nil(result)
+    assert.are.equal("auth", err.kind)
+    assert.are.equal(403, err.status)
+    assert.are.equal("0xA0300002", err.code)
+    local denied, err2 = operator:deny(id, "operator says no")
+    assert.is_nil(denied)
+    assert.are.equal(403, err2.status)
+    assert.is_not_nil(pending_ids {}[id])
+    operator:close()
+  end)
+end)
