@@ -5,3 +5,5 @@ self = false              -- methods may ignore `self`
 exclude_files = { "build/**" }
 files["spec"] = { std = "+busted" }
 files["lua/keyfactor/sandbox"] = { std = "+lua53" }
+files["examples/haproxy"] = { std = "lua53", read_globals = { "core", "txn" } }   -- HAProxy's Lua API
+files["examples/openresty"] = { std = "luajit+ngx_lua" }

@@ -35,7 +35,7 @@ lua_env     = LUA_PATH="$(LPATH);;" LUA_CPATH="$(CURDIR)/$(1)/?.so;;"
 busted      = $(call lua_env,$(1)) $(2) $(LUA) /usr/bin/busted --lpath="$(LPATH)" --cpath="$(CURDIR)/$(1)/?.so"
 SPECS      ?= spec
 
-.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind bench bench-smoke
+.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind bench bench-smoke docs
 
 all: build
 
@@ -77,6 +77,12 @@ VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-
             --show-leak-kinds=definite --track-fds=no --trace-children=no
 check-valgrind: deps build
 	$(call busted,$(BUILD),$(VALGRIND)) $(SPECS)
+
+# The API reference from the code's LDoc comments, as HTML in doc/html.
+docs:
+	@command -v ldoc >/dev/null || bash .ci/install-deps $(LUA) lua-ldoc
+	ldoc -c config.ld .
+	@echo "reference: doc/html/index.html"
 
 bench: deps build
 	bash bench/run

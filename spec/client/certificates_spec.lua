@@ -34,7 +34,7 @@ describe("certificates", function()
       assert.are.equal(info.SerialNumber, cert.SerialNumber)
       assert.are.equal(info.KeyfactorRequestId, cert.CertRequestId)
       for _, field in ipairs { "Id", "CertState", "CertRequestId", "KeySizeInBits", "KeyType", "TemplateId" } do
-        assert.are.equal("integer", math.type(cert[field]), field .. " is not a Lua integer")
+        assert.is_true(fixture.is_integer(cert[field]), field .. " is not a Lua integer")
       end
       assert.are.equal(1, cert.CertState)
       assert.are.equal("CN=SandboxCA, O=Keyfactor Sandbox", cert.IssuerDN)
@@ -225,7 +225,7 @@ describe("certificates", function()
       local cn = fixture.unique("renew")
       local old = fixture.enroll(kf, cn).CertificateInformation
       local renewed = assert(kf:renew { CertificateId = old.KeyfactorId })
-      assert.are.equal("integer", math.type(renewed.KeyfactorId))
+      assert.is_true(fixture.is_integer(renewed.KeyfactorId))
       assert.are_not.equal(old.KeyfactorId, renewed.KeyfactorId)
       assert.are_not.equal(old.Thumbprint, renewed.Thumbprint)
       local before = assert(kf:certificate(old.KeyfactorId))

@@ -1,6 +1,7 @@
 -- Argument checking: every call raises a Lua error naming the call and the
 -- field, at the caller's line, before anything is sent (the sandbox log
 -- proves it); calls on a closed client raise.
+local unpack = table.unpack or unpack   -- luacheck: ignore 113
 local fixture = require "support.fixture"
 local keyfactor = require "keyfactor"
 
@@ -254,7 +255,7 @@ describe("argument checking", function()
     local description, fn, texts = case[1], case[2], case[3]
     it(description .. ": raises at the caller's line, naming the call and field; sends nothing", function()
       local before = #sb:requests()
-      local message = fixture.raises(function() fn(kf, sb) end, table.unpack(texts))
+      local message = fixture.raises(function() fn(kf, sb) end, unpack(texts))
       assert.matches("^[^\n]*validation_spec%.lua:%d+: ", message)
       assert.are.equal(before, #sb:requests())
     end)

@@ -31,7 +31,7 @@ describe("workflow", function()
     assert.is_not_nil(ids[a])
     assert.is_not_nil(ids[b])
     assert.is_not_nil(ids[c])
-    assert.are.equal("integer", math.type(ids[a].Id))
+    assert.is_true(fixture.is_integer(ids[a].Id))
     assert.are.equal(1, ids[a].State)
   end)
 

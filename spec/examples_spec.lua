@@ -1,0 +1,53 @@
+-- Every workflow in examples/ runs to completion against its own sandbox
+-- and prints its report.
+local function interpreter()
+  local i = -1
+  while arg and arg[i - 1] do i = i - 1 end
+  return arg and arg[i] or "lua5.4"
+end
+
+-- Runs examples/<script> with `args`; `env` is a "NAME=value " prefix.
+local function run(script, args, env)
+  local cmd = (env or "") .. interpreter() .. " examples/" .. script .. " " .. table.concat(args or {}, " ")
+  local pipe = assert(io.popen(cmd .. " 2>&1"))
+  local out = pipe:read("*a")
+  local ok, _, code = pipe:close()
+  return out, ok and 0 or code
+end
+
+describe("examples", function()
+  it("deploy_to_stores.lua enrolls, deploys to a PEM and a PKCS12 store and reports both", function()
+    local out, code = run("deploy_to_stores.lua", { "report.example.com" })
+    assert.are.equal(0, code, out)
+    assert.matches("certificate %d+  CN=report%.example%.com", out)
+    assert.matches("deployed to 2 stores", out)
+    assert.matches("PEM%s+web%d+%.sandbox%.local", out)
+    assert.matches("PKCS12%s+app%d+%.sandbox%.local", out)
+  end)
+
+  it("fleet_deploy.lua deploys to every store of the Web container", function()
+    local out, code = run("fleet_deploy.lua", { "fleet.example.com", "Web" })
+    assert.are.equal(0, code, out)
+    local stores = 0
+    for _ in out:gmatch("sandbox%.local%s+%S+%s+ok") do stores = stores + 1 end
+    assert.is_true(stores >= 4, out)
+    assert.matches(stores .. " deployed, 0 failed", out)
+  end)
+
+  it("fleet_deploy.lua reports per-store failures (the operator may not deploy to Restricted)", function()
+    local out, code = run("fleet_deploy.lua", { "vault.example.com", "Restricted" }, "KF_SANDBOX_USER=operator ")
+    assert.are.equal(1, code, out)
+    local failed = 0
+    for _ in out:gmatch("FAILED") do failed = failed + 1 end
+    assert.is_true(failed >= 2, out)
+    assert.matches("0 deployed, " .. failed .. " failed", out)
+  end)
+
+  it("bulk_renew.lua renews the certificates that expire soon and redeploys them", function()
+    local out, code = run("bulk_renew.lua", { "30" })
+    assert.are.equal(0, code, out)
+    assert.matches("3 certificates expire before", out)
+    assert.matches("3 renewed, 0 failed", out)
+    for i = 1, 3 do assert.matches("legacy" .. i .. "%.example%.com%s+%d+ %-> %d+, in 1 stores", out) end
+  end)
+end)
