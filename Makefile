@@ -22,6 +22,7 @@ SRC        := $(wildcard csrc/*.c)
 HDR        := $(wildcard csrc/*.h)
 
 CC         ?= cc
+SHELL      := /bin/bash
 CFLAGS     ?= -O2 -g
 KF_CFLAGS  := -std=c99 -fPIC -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
               -I$(LUA_INC) $(shell pkg-config --cflags libcurl 2>/dev/null)
@@ -35,7 +36,7 @@ lua_env     = LUA_PATH="$(LPATH);;" LUA_CPATH="$(CURDIR)/$(1)/?.so;;"
 busted      = $(call lua_env,$(1)) $(2) $(LUA) /usr/bin/busted --lpath="$(LPATH)" --cpath="$(CURDIR)/$(1)/?.so"
 SPECS      ?= spec
 
-.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind bench bench-smoke docs
+.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind bench bench-smoke docs fuzz fuzz-regress
 
 all: build
 
@@ -53,6 +54,8 @@ demo: deps build
 
 lint:
 	luacheck lua spec examples bin bench
+	clang-tidy --quiet --warnings-as-errors='*' $(SRC) -- -std=c99 -D_POSIX_C_SOURCE=200809L \
+	  -I$(LUA_INC) $(shell pkg-config --cflags libcurl 2>/dev/null)
 
 spec: build
 	$(call busted,$(BUILD)) $(SPECS)
@@ -77,6 +80,39 @@ VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-
             --show-leak-kinds=definite --track-fds=no --trace-children=no
 check-valgrind: deps build
 	$(call busted,$(BUILD),$(VALGRIND)) $(SPECS)
+
+# Fuzzing the C entry points with libFuzzer (clang): header parsing,
+# response buffering, argument handling.  `make fuzz` runs each harness for
+# FUZZ_SECONDS over its corpus (fuzz/corpus/NAME: seeds, and every input
+# that once found a bug, kept as a regression case); `make fuzz-regress`
+# only replays the corpus.
+FUZZ_SECONDS ?= 60
+FUZZERS    := headers buffer options
+FUZZ_CC    := clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INC) $(shell pkg-config --cflags libcurl 2>/dev/null)
+FUZZ_LIBS  := -l$(LUA) $(LDLIBS)
+build/fuzz/headers: fuzz/fuzz_headers.c $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ $< $(filter-out csrc/request.c,$(SRC)) $(FUZZ_LIBS)
+build/fuzz/buffer: fuzz/fuzz_buffer.c csrc/buffer.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ $< csrc/buffer.c
+build/fuzz/options: fuzz/fuzz_options.c $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ $< $(SRC) $(FUZZ_LIBS)
+
+fuzz: $(addprefix build/fuzz/,$(FUZZERS))
+	@for t in $(FUZZERS); do \
+	  mkdir -p build/fuzz/work-$$t fuzz/findings; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/findings/$$t- \
+	    build/fuzz/work-$$t fuzz/corpus/$$t 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY)|Done" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+fuzz-regress: $(addprefix build/fuzz/,$(FUZZERS))
+	@for t in $(FUZZERS); do build/fuzz/$$t fuzz/corpus/$$t/* >/dev/null 2>&1 || { echo "fuzz-regress $$t FAILED"; exit 1; }; done
+	@echo "fuzz-regress: every corpus input replays cleanly"
 
 # The API reference from the code's LDoc comments, as HTML in doc/html.
 docs:

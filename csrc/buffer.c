@@ -19,6 +19,8 @@ void kf_buffer_init(kf_buffer *b, size_t max)
 
 int kf_buffer_append(kf_buffer *b, const char *data, size_t n)
 {
+  if (n == 0)   /* nothing to copy; data may be NULL (found by fuzzing) */
+    return 1;
   if (n > b->max - b->len) {
     b->overflow = 1;
     return 0;

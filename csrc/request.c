@@ -318,16 +318,20 @@ static int request_was_sent(const kf_request *r)
 
 static void push_headers(lua_State *L, const kf_buffer *head)
 {
-  const char *p = head->data, *end = head->data + head->len;
+  const char *p, *end;
   luaL_Buffer name;
   lua_newtable(L);
-  while (p != NULL && p < end) {
+  if (head->data == NULL)   /* no header arrived (fuzzing found NULL + 0) */
+    return;
+  p = head->data;
+  end = head->data + head->len;
+  while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *colon, *v, *ve;
     if (eol == NULL)
       eol = end;
     colon = memchr(p, ':', (size_t)(eol - p));
-    if (colon != NULL && memcmp(p, "HTTP/", 5) != 0) {
+    if (colon != NULL && !(eol - p >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
       const char *c;
       for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
         ;
