@@ -41,7 +41,18 @@ function Scheduler:sleep(seconds)
 end
 
 local function push(queue, item) queue[#queue + 1] = item end
-local function shift(queue) return table.remove(queue, 1) end
+
+-- A first-in first-out queue that does not move its items (a fan-out of
+-- thousands of functions waits here for a free slot).
+local function fifo() return { head = 1, tail = 0 } end
+local function enqueue(q, item) q.tail = q.tail + 1; q[q.tail] = item end
+local function dequeue(q)
+  local item = q[q.head]
+  q[q.head] = nil
+  q.head = q.head + 1
+  return item
+end
+local function fifo_size(q) return q.tail - q.head + 1 end
 
 function Scheduler:finish(task, ok, ...)
   self.live = self.live - 1
@@ -68,7 +79,7 @@ function Scheduler:resume(task, ...)
   if what == "wait" then
     self.waiting[arg] = task
   elseif what == "slot" then
-    push(self.slot_waiters, task)
+    enqueue(self.slot_waiters, task)
   elseif what == "sleep" then
     push(self.sleepers, { task = task, deadline = arg })
   else
@@ -89,8 +100,8 @@ function Scheduler:wake(ready)
     end
   end
   -- A woken task that finds the slot taken again simply waits again.
-  for _ = 1, math.min(self.limit - self.inflight, #self.slot_waiters) do
-    push(ready, shift(self.slot_waiters))
+  for _ = 1, math.min(self.limit - self.inflight, fifo_size(self.slot_waiters)) do
+    push(ready, dequeue(self.slot_waiters))
   end
   local now = core.now()
   for i = #self.sleepers, 1, -1 do
@@ -109,20 +120,22 @@ function Scheduler:next_timeout()
   return timeout
 end
 
+-- Runs a ready task until it yields or ends; its first run gets its arguments.
+function Scheduler:run_task(task)
+  local args = task.args
+  if args then
+    task.args = nil
+    return self:resume(task, unpack(args, 1, args.n))
+  end
+  return self:resume(task)
+end
+
 function Scheduler:loop()
   local ready = {}
   for _, task in ipairs(self.tasks) do push(ready, task) end
   while self.live > 0 do
-    while #ready > 0 do
-      local task = shift(ready)
-      if task.args then
-        local args = task.args
-        task.args = nil
-        self:resume(task, unpack(args, 1, args.n))
-      else
-        self:resume(task)
-      end
-    end
+    for _, task in ipairs(ready) do self:run_task(task) end
+    ready = {}
     if self.live == 0 then break end
     self:wake(ready)
     if #ready == 0 then
@@ -143,7 +156,7 @@ end
 function scheduler.run(session, fns, opts, args_for)
   local self = setmetatable({
     session = session, limit = opts.concurrency or 16, inflight = 0,
-    waiting = {}, slot_waiters = {}, sleepers = {}, tasks = {},
+    waiting = {}, slot_waiters = fifo(), sleepers = {}, tasks = {},
     values = {}, errors = {}, live = #fns, total = #fns, done = 0, failed = 0,
     progress = opts.progress,
   }, Scheduler)
