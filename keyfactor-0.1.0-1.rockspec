@@ -39,9 +39,17 @@ build = {
     ["keyfactor.cqueues"] = "lua/keyfactor/cqueues.lua",
     ["keyfactor.errors"] = "lua/keyfactor/errors.lua",
     ["keyfactor.pager"] = "lua/keyfactor/pager.lua",
+    -- keyfactor.pki needs luaossl (rock "luaossl", Debian lua-luaossl): an optional
+    -- dependency, not listed above, since only this module uses it.
+    ["keyfactor.pki"] = "lua/keyfactor/pki.lua",
     ["keyfactor.progress"] = "lua/keyfactor/progress.lua",
+    ["keyfactor.repl"] = "lua/keyfactor/repl.lua",
     ["keyfactor.scheduler"] = "lua/keyfactor/scheduler.lua",
+    ["keyfactor.show"] = "lua/keyfactor/show.lua",
     ["keyfactor.transport"] = "lua/keyfactor/transport.lua",
     ["keyfactor.validate"] = "lua/keyfactor/validate.lua",
+  },
+  install = {
+    bin = { keyfactor = "bin/keyfactor" },
   },
 }

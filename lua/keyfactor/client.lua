@@ -11,6 +11,7 @@ local errors = require "keyfactor.errors"
 local pager = require "keyfactor.pager"
 local progress = require "keyfactor.progress"
 local scheduler = require "keyfactor.scheduler"
+local show = require "keyfactor.show"
 local v = require "keyfactor.validate"
 
 local Client = {}
@@ -31,12 +32,14 @@ local CANONICAL = { keyfactorid = "KeyfactorId", pkcs12blob = "Pkcs12Blob" }
 
 local function normalize(info)
   if type(info) ~= "table" then return info end
-  for key, value in pairs(info) do
+  local renames = {}   -- collected first: adding keys while in pairs() is not allowed
+  for key in pairs(info) do
     local canonical = type(key) == "string" and CANONICAL[key:lower()]
-    if canonical and canonical ~= key then
-      info[key] = nil
-      if info[canonical] == nil then info[canonical] = value end
-    end
+    if canonical and canonical ~= key then renames[key] = canonical end
+  end
+  for key, canonical in pairs(renames) do
+    if info[canonical] == nil then info[canonical] = info[key] end
+    info[key] = nil
   end
   return info
 end
@@ -44,6 +47,13 @@ end
 local function normalize_enrollment(answer)
   if type(answer) == "table" then normalize(answer.CertificateInformation) end
   return answer
+end
+
+-- A call's answer without the transport's extra values (status, headers):
+-- the value, or nil and the error.
+local function answer(value, err)
+  if value == nil then return nil, err end
+  return value
 end
 
 local function bool_param(value)
@@ -99,11 +109,11 @@ function Client:enroll(req)
     end
   end
   body.Timestamp = body.Timestamp or now_iso()
-  local answer, err = self.http:call("POST", csr and "/Enrollment/CSR" or "/Enrollment/PFX", {
+  local enrolled, err = self.http:call("POST", csr and "/Enrollment/CSR" or "/Enrollment/PFX", {
     body = body, headers = { "x-certificateformat: " .. format }, secrets = { body.Password },
   })
-  if not answer then return nil, err end
-  return normalize_enrollment(answer)
+  if not enrolled then return nil, err end
+  return normalize_enrollment(enrolled)
 end
 
 local STORE_TARGET = v.record({
@@ -135,7 +145,7 @@ function Client:deploy(req)
     v.raise("kf:deploy", "CertificateId or RequestId is required")
   end
   body.Password = body.Password or ""     -- required by the API, "" when unused
-  return self.http:call("POST", "/Enrollment/PFX/Deploy", { body = body, secrets = { body.Password } })
+  return answer(self.http:call("POST", "/Enrollment/PFX/Deploy", { body = body, secrets = { body.Password } }))
 end
 
 local RENEW = v.record {
@@ -152,9 +162,9 @@ function Client:renew(req)
     v.raise("kf:renew", "CertificateId or Thumbprint is required")
   end
   body.Timestamp = body.Timestamp or now_iso()
-  local answer, err = self.http:call("POST", "/Enrollment/Renew", { body = body })
-  if not answer then return nil, err end
-  return normalize(answer)
+  local renewed, err = self.http:call("POST", "/Enrollment/Renew", { body = body })
+  if not renewed then return nil, err end
+  return normalize(renewed)
 end
 
 ---------------------------------------------------------------------------
@@ -208,11 +218,13 @@ end
 -- collectionId.
 function Client:certificate(id, opts)
   check_open(self, "kf:certificate")
-  local params = certificate_params(v.check("kf:certificate", CERTIFICATE_OPTS, opts or {}, "opts"))
+  local params = opts ~= nil and certificate_params(v.check("kf:certificate", CERTIFICATE_OPTS, opts, "opts"))
   if type(id) ~= "table" then
     id = v.check("kf:certificate", v.integer, id, "id")
-    return self.http:call("GET", "/Certificates/" .. string.format("%d", id), { query = params })
+    return show.certificate(answer(self.http:call("GET", "/Certificates/" .. string.format("%d", id),
+      { query = params or nil })))
   end
+  params = params or {}
   local lookup = v.check("kf:certificate", LOOKUP, id, "lookup")
   local query = lookup_query(lookup)
   if query == "" then v.raise("kf:certificate", "lookup needs one of " .. table.concat(LOOKUP_FIELDS, ", ")) end
@@ -238,7 +250,7 @@ function Client:certificate(id, opts)
     return nil, errors.new { kind = "http", status = 404, method = "GET", path = "/Certificates",
       message = "no certificate matches " .. query }
   end
-  return newest
+  return show.certificate(newest)
 end
 
 local LIST_OPTS = {
@@ -288,7 +300,7 @@ function Client:certificates(opts)
   local extra = certificate_params(opts)
   extra["pq.includeRevoked"] = bool_param(opts.includeRevoked)
   extra["pq.includeExpired"] = bool_param(opts.includeExpired)
-  return paged(self, "/Certificates", "pq", opts, extra)
+  return show.marking(paged(self, "/Certificates", "pq", opts, extra), show.certificate)
 end
 
 local REVOKE = v.record({
@@ -303,7 +315,7 @@ function Client:revoke(req)
   local body = v.check("kf:revoke", REVOKE, req)
   body.Reason = body.Reason or 0
   body.EffectiveDate = body.EffectiveDate or now_iso()
-  return self.http:call("POST", "/Certificates/Revoke", { body = body })
+  return answer(self.http:call("POST", "/Certificates/Revoke", { body = body }))
 end
 
 ---------------------------------------------------------------------------
@@ -317,14 +329,14 @@ local STORES_OPTS = v.record(LIST_OPTS)
 function Client:stores(opts)
   check_open(self, "kf:stores")
   opts = check_list_opts("kf:stores", STORES_OPTS, opts)
-  return paged(self, "/CertificateStores", "certificateStoreQuery", opts)
+  return show.marking(paged(self, "/CertificateStores", "certificateStoreQuery", opts), show.store)
 end
 
 --- Reads one store: GET /CertificateStores/{id} (a GUID).
 function Client:store(id)
   check_open(self, "kf:store")
   id = v.check("kf:store", v.guid, id, "id")
-  return self.http:call("GET", "/CertificateStores/" .. id)
+  return show.store(answer(self.http:call("GET", "/CertificateStores/" .. id)))
 end
 
 -- Every page of a short list, as one array; nil, err on failure.
@@ -377,7 +389,7 @@ end
 function Client:approve(ids)
   check_open(self, "kf:approve")
   ids = request_ids("kf:approve", ids)
-  return self.http:call("POST", "/Workflow/Certificates/Approve", { body = ids })
+  return answer(self.http:call("POST", "/Workflow/Certificates/Approve", { body = ids }))
 end
 
 --- Denies pending requests: POST /Workflow/Certificates/Deny.
@@ -385,9 +397,9 @@ function Client:deny(ids, comment)
   check_open(self, "kf:deny")
   ids = request_ids("kf:deny", ids)
   comment = v.check("kf:deny", v.nonempty, comment, "comment")
-  return self.http:call("POST", "/Workflow/Certificates/Deny", {
+  return answer(self.http:call("POST", "/Workflow/Certificates/Deny", {
     body = { Comment = comment, CertificateRequestIds = ids },
-  })
+  }))
 end
 
 ---------------------------------------------------------------------------
@@ -522,7 +534,7 @@ end
 --- Login check: GET /Status/Endpoints; returns the array of endpoints.
 function Client:status()
   check_open(self, "kf:status")
-  return self.http:call("GET", "/Status/Endpoints")
+  return answer(self.http:call("GET", "/Status/Endpoints"))
 end
 
 local PARALLEL_OPTS = v.record {

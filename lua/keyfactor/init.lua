@@ -18,7 +18,11 @@ local v = require "keyfactor.validate"
 local keyfactor = {
   VERSION = "0.1.0",
   errors = errors,
+  show = require("keyfactor.show").format,          -- readable text of a response
 }
+
+--- An interactive Lua prompt with `kf` preloaded (see keyfactor.repl).
+function keyfactor.repl(kf, opts) return require("keyfactor.repl").run(kf, opts) end
 
 local OAUTH = v.record({
   token_url = v.nonempty, client_id = v.nonempty, client_secret = v.nonempty,

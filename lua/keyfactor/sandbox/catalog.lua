@@ -1,0 +1,97 @@
+-- Read-only catalog endpoints: templates, the CA, enrollment context and
+-- GET /Status/Endpoints (the clients' login check).
+local util = require "keyfactor.sandbox.util"
+local state = require "keyfactor.sandbox.state"
+local query = require "keyfactor.sandbox.query"
+local check = require "keyfactor.sandbox.check"
+
+local catalog = {}
+
+local function render_template(t)
+  return {
+    Id = t.Id, CommonName = t.CommonName, TemplateName = t.TemplateName, DisplayName = t.DisplayName,
+    FriendlyName = t.DisplayName, Oid = t.Oid, KeySize = t.KeySize, KeyType = t.KeyType,
+    ForestRoot = "sandbox.local", ConfigurationTenant = "sandbox.local",
+    KeyRetention = 0, KeyRetentionDays = 0, AllowedEnrollmentTypes = 3, KeyUsage = 160,
+    KeyArchival = false, UseAllowedRequesters = false, RequiresApproval = t.RequiresApproval,
+    AllowedRequesters = util.array(), EnrollmentFields = util.array(), TemplateRegexes = util.array(),
+    ExtendedKeyUsages = util.array{ { Id = 1, Oid = "1.3.6.1.5.5.7.3.1", DisplayName = "Server Authentication" } },
+  }
+end
+
+local function field(get, kind) return { get = get, kind = kind or "string" } end
+
+local template_fields = {
+  id = field(function(t) return t.Id end, "number"),
+  commonname = field(function(t) return t.CommonName end),
+  templatename = field(function(t) return t.TemplateName end),
+  displayname = field(function(t) return t.DisplayName end),
+  requiresapproval = field(function(t) return t.RequiresApproval end, "bool"),
+}
+
+local function list_templates(_, req)
+  local page = query.page(state.templates, req.params, "sq", template_fields)
+  for i, t in ipairs(page) do page[i] = render_template(t) end
+  return page
+end
+
+local function get_template(_, _, id)
+  local n = check.path_int(id, "id")
+  for _, t in ipairs(state.templates) do
+    if t.Id == n then return render_template(t) end
+  end
+  util.not_found("Template " .. id .. " was not found")
+end
+
+local function render_ca()
+  return {
+    Id = state.CA_ID, LogicalName = "SandboxCA", HostName = "sandbox.local",
+    ForestRoot = "sandbox.local", ConfigurationTenant = "sandbox.local", CAType = 0,
+    Standalone = false, Remote = false, Delegate = false, DelegateEnrollment = false,
+    RFCEnforcement = false, EnforceUniqueDN = false, SubscriberTerms = false,
+    UseAllowedRequesters = false, AllowedEnrollmentTypes = 3, KeyRetention = 0,
+    KeyRetentionDays = 0, Agent = "", Properties = "{}", AllowedRequesters = util.array(),
+    LastScan = util.null,
+  }
+end
+
+local function list_cas() return util.array{ render_ca() } end
+
+local function get_ca(_, _, id)
+  if check.path_int(id, "id") ~= state.CA_ID then util.not_found("Certificate authority " .. id .. " was not found") end
+  return render_ca()
+end
+
+local function context()
+  local templates = util.array()
+  for _, t in ipairs(state.templates) do
+    templates[#templates + 1] = {
+      Id = t.Id, Name = t.CommonName, DisplayName = t.DisplayName, Forest = "sandbox.local",
+      KeySize = t.KeySize, KeyType = t.KeyType, RequiresApproval = t.RequiresApproval,
+      RFCEnforcement = false,
+      CAs = util.array{ { Name = state.CA_NAME, RFCEnforcement = false, SubscriberTerms = false } },
+      EnrollmentFields = util.array(), MetadataFields = util.array(), Regexes = util.array(),
+      ExtendedKeyUsages = util.array(), Curve = util.null,
+    }
+  end
+  return { Templates = templates, StandaloneCAs = util.array() }
+end
+
+function catalog.endpoint_list(routes)
+  local out = util.array()
+  for _, r in ipairs(routes) do
+    out[#out + 1] = r[1] .. " " .. r.display
+  end
+  return out
+end
+
+catalog.routes = {
+  { "GET", "/Templates", list_templates },
+  { "GET", "/Templates/([^/]+)", get_template },
+  { "GET", "/CertificateAuthority", list_cas },
+  { "GET", "/CertificateAuthority/([^/]+)", get_ca },
+  { "GET", "/Enrollment/PFX/Context/My", context },
+  { "GET", "/Enrollment/CSR/Context/My", context },
+}
+
+return catalog

@@ -1,0 +1,246 @@
+-- Enrollment: POST /Enrollment/PFX, /Enrollment/CSR, /Enrollment/Renew, and
+-- issuing the certificate of a request (also used when a request is approved).
+local util = require "keyfactor.sandbox.util"
+local pki = require "keyfactor.sandbox.pki"
+local state = require "keyfactor.sandbox.state"
+local check = require "keyfactor.sandbox.check"
+local certificates = require "keyfactor.sandbox.certificates"
+local csr_mod = require "openssl.x509.csr"
+
+local enrollment = {}
+
+local PFX_FORMATS = { pfx = "PFX", zip = "Zip", store = "STORE" }
+local CSR_FORMATS = { pem = "PEM", der = "DER" }
+
+local function format_header(req, allowed)
+  local value = req.headers:get("x-certificateformat")
+  if not value or value == "" then util.bad_request("The x-certificateformat header is required") end
+  local format = allowed[value:lower()]
+  if not format then
+    local names = {}
+    for _, v in pairs(allowed) do names[#names + 1] = v end
+    table.sort(names)
+    util.bad_request("x-certificateformat '" .. value .. "' is not valid here (use " .. table.concat(names,
+      ", ") .. ")")
+  end
+  return format
+end
+
+local function check_template(body)
+  local name = check.string(body, "Template", true)
+  local template = state.template(name)
+  if not template then
+    util.bad_request("Template '" .. name .. "' was not found or is not available for enrollment")
+  end
+  return template
+end
+
+local function check_ca(body)
+  local ca = check.string(body, "CertificateAuthority", false)
+  if ca and ca ~= "" and ca:lower() ~= state.CA_NAME:lower() then
+    util.bad_request("Certificate authority '" .. ca .. "' was not found (use " .. state.CA_NAME .. ")")
+  end
+end
+
+-- Fields shared by PFX and CSR enrollment.
+local function check_common(body)
+  check_ca(body)
+  check.date(body, "Timestamp", false)
+  check.bool(body, "IncludeChain")
+  local metadata = check.object(body, "Metadata") or {}
+  check.object(body, "AdditionalEnrollmentFields")
+  local days = body.ValidityDays
+  if days ~= nil and days ~= util.null and type(days) ~= "number" then
+    util.fail(400, "wrong_type", "ValidityDays must be a number")
+  end
+  return {
+    template = check_template(body),
+    sans = pki.check_sans(body.SANs),
+    metadata = metadata,
+    include_chain = body.IncludeChain == true,
+    days = type(days) == "number" and days or 365,
+  }
+end
+
+local function check_subject(subject)
+  local rdns, err = pki.parse_dn(subject)
+  if not rdns then util.bad_request(err) end
+  for _, kv in ipairs(rdns) do
+    if kv[1] == "CN" and kv[2] ~= "" then return end
+  end
+  util.bad_request("Subject must contain a CN")
+end
+
+local function new_request(sandbox, req, fields)
+  fields.status = fields.status or "pending"
+  fields.submitted = util.now()
+  fields.requester = req.user.name
+  local request = state.add_request(sandbox.state, fields)
+  request.ca_request_id = tostring(1000 + request.id)
+  sandbox.dirty = true
+  return request
+end
+
+-- Issues the certificate of `request`. Returns the certificate record, the
+-- x509 object and the private key (nil for CSR requests).
+function enrollment.issue(sandbox, request)
+  local key, public, name
+  if request.csr_pem then
+    local csr = csr_mod.new(request.csr_pem)
+    public, name = csr:getPublicKey(), csr:getSubject()
+  else
+    key = pki.new_key(request.key_kind)
+    public = key
+  end
+  local cert = pki.issue(sandbox.ca, { subject = request.subject, subject_name = name,
+    sans = request.sans, key = public, days = request.days })
+  local record = certificates.create(sandbox, cert, {
+    request_id = request.id, template = request.template, requester = request.requester,
+    metadata = request.metadata, key_pem = request.retain_key and key and key:toPEM("private") or nil,
+  })
+  request.status = "issued"
+  request.cert_id = record.id
+  sandbox.dirty = true
+  return record, cert, key
+end
+
+local function issued_message(request)
+  return string.format("The private key was successfully retained. Certificate issued for request %d.", request.id)
+end
+
+local function pending_info(request)
+  return {
+    KeyfactorId = 0, KeyfactorRequestId = request.id, Pkcs12Blob = "", Password = util.null,
+    RequestDisposition = "PENDING",
+    DispositionMessage = "The request is pending approval by a certificate manager.",
+    EnrollmentContext = util.null,
+  }
+end
+
+---------------------------------------------------------------- PFX
+local function enroll_pfx(sandbox, req)
+  local format = format_header(req, PFX_FORMATS)
+  local body = check.object_body(req)
+  local common = check_common(body)
+  local subject = check.string(body, "Subject", true)
+  check_subject(subject)
+  local password = check.string(body, "Password", format ~= "STORE")
+  if format ~= "STORE" and password == "" then util.fail(400, "missing_field", "Password is required") end
+  local renewal = check.int(body, "RenewalCertificateId", false)
+  if renewal == 0 then util.bad_request("RenewalCertificateId must be omitted or null when not renewing, not 0") end
+  if renewal then certificates.find(sandbox, renewal) end
+  check.string(body, "CustomFriendlyName", false)
+  local template = common.template
+  local request = new_request(sandbox, req, {
+    kind = "PFX", format = format, template = template.CommonName, subject = subject,
+    sans = common.sans, metadata = common.metadata, days = common.days, key_kind = "RSA",
+    -- Keys of approval requests are always kept, so the approved certificate can be deployed.
+    retain_key = format == "STORE" or template.RequiresApproval,
+  })
+  if template.RequiresApproval then
+    return { CertificateInformation = pending_info(request), Metadata = common.metadata }
+  end
+  local record, cert, key = enrollment.issue(sandbox, request)
+  local blob = ""
+  if format ~= "STORE" then
+    blob = util.base64(pki.pkcs12(cert, key, password, common.include_chain and sandbox.ca.cert or nil))
+  end
+  return {
+    CertificateInformation = {
+      KeyfactorId = record.id, KeyfactorRequestId = request.id, SerialNumber = record.serial,
+      IssuerDN = record.issuer_dn, Thumbprint = record.thumbprint, Pkcs12Blob = blob,
+      Password = util.null, RequestDisposition = "ISSUED",
+      DispositionMessage = issued_message(request), EnrollmentContext = util.null,
+    },
+    Metadata = common.metadata,
+  }
+end
+
+---------------------------------------------------------------- CSR
+local function csr_certificates(sandbox, record, format, include_chain)
+  local pems = { record.pem }
+  if include_chain then pems[2] = sandbox.ca.pem end
+  local out = util.array()
+  for i, pem in ipairs(pems) do
+    if format == "DER" then
+      out[i] = (pem:match("%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-(.-)%-%-%-%-%-END"):gsub("%s", ""))
+    else
+      out[i] = pem
+    end
+  end
+  return out
+end
+
+local function enroll_csr(sandbox, req)
+  local format = format_header(req, CSR_FORMATS)
+  local body = check.object_body(req)
+  local csr_text = check.string(body, "CSR", true)
+  local common = check_common(body)
+  local csr = pki.parse_csr(csr_text)
+  local template = common.template
+  local request = new_request(sandbox, req, {
+    kind = "CSR", format = format, template = template.CommonName,
+    subject = pki.dn_string(csr:getSubject()), csr_pem = csr:toPEM(),
+    sans = pki.merge_sans(pki.sans_of(csr), common.sans),
+    metadata = common.metadata, days = common.days, retain_key = false,
+  })
+  if template.RequiresApproval then
+    local info = pending_info(request)
+    info.KeyfactorId, info.Pkcs12Blob, info.Password = nil, nil, nil
+    info.KeyfactorID, info.Certificates = 0, util.array()
+    return { CertificateInformation = info, Metadata = common.metadata }
+  end
+  local record = enrollment.issue(sandbox, request)
+  return {
+    CertificateInformation = {
+      KeyfactorID = record.id, KeyfactorRequestId = request.id, SerialNumber = record.serial,
+      IssuerDN = record.issuer_dn, Thumbprint = record.thumbprint,
+      Certificates = csr_certificates(sandbox, record, format, common.include_chain),
+      RequestDisposition = "ISSUED", DispositionMessage = "The certificate was issued.",
+      EnrollmentContext = util.null,
+    },
+    Metadata = common.metadata,
+  }
+end
+
+---------------------------------------------------------------- Renew
+local function find_by_thumbprint(sandbox, thumbprint)
+  local want = thumbprint:upper():gsub("[%s:]", "")
+  for i = #sandbox.state.certificates, 1, -1 do
+    local cert = sandbox.state.certificates[i]
+    if cert.thumbprint == want then return cert end
+  end
+  util.not_found("Certificate with thumbprint " .. thumbprint .. " was not found")
+end
+
+local function renew(sandbox, req)
+  local body = check.object_body(req)
+  local id = check.int(body, "CertificateId", false)
+  local thumbprint = check.string(body, "Thumbprint", false)
+  check_ca(body)
+  check.date(body, "Timestamp", false)
+  local template_name = check.string(body, "Template", false)
+  if not id and not thumbprint then util.fail(400, "missing_field", "CertificateId or Thumbprint is required") end
+  local old = id and certificates.find(sandbox, id) or find_by_thumbprint(sandbox, thumbprint)
+  local template = template_name and state.template(template_name)
+  if template_name and not template then util.bad_request("Template '" .. template_name .. "' was not found") end
+  local request = new_request(sandbox, req, {
+    kind = "Renew", format = "STORE", template = template and template.CommonName or old.template,
+    subject = old.issued_dn, sans = old.sans, metadata = old.metadata, days = 365,
+    key_kind = old.key_type == 3 and "EC" or "RSA", retain_key = true, renewed_id = old.id,
+  })
+  local record = enrollment.issue(sandbox, request)
+  return {
+    KeyfactorId = record.id, KeyfactorRequestId = request.id, Thumbprint = record.thumbprint,
+    SerialNumber = record.serial, IssuerDN = record.issuer_dn, RequestDisposition = "ISSUED",
+    DispositionMessage = issued_message(request), Password = util.null,
+  }
+end
+
+enrollment.routes = {
+  { "POST", "/Enrollment/PFX", enroll_pfx },
+  { "POST", "/Enrollment/CSR", enroll_csr },
+  { "POST", "/Enrollment/Renew", renew },
+}
+
+return enrollment

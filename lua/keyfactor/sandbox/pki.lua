@@ -1,0 +1,365 @@
+-- The sandbox CA: creates or loads the CA, the TLS server certificate, issues
+-- leaf certificates, builds PKCS#12 archives and verifies CSR signatures.
+local pkey = require "openssl.pkey"
+local x509 = require "openssl.x509"
+local xname = require "openssl.x509.name"
+local altname = require "openssl.x509.altname"
+local extension = require "openssl.x509.extension"
+local csr_mod = require "openssl.x509.csr"
+local chain_mod = require "openssl.x509.chain"
+local pkcs12 = require "openssl.pkcs12"
+local bignum = require "openssl.bignum"
+local digest = require "openssl.digest"
+local rand = require "openssl.rand"
+local util = require "keyfactor.sandbox.util"
+
+local pki = {}
+
+pki.CA_NAME = "sandbox.local\\SandboxCA"
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "wb"))
+  assert(f:write(data))
+  assert(f:close())
+  assert(os.rename(tmp, path))
+end
+pki.write_file = write_file
+
+local function random_serial()
+  local bytes = rand.bytes(16)
+  -- clear the top bit so the serial stays positive
+  bytes = string.char(bytes:byte(1) & 0x7f | 0x10) .. bytes:sub(2)
+  return bignum.fromBinary(bytes)
+end
+
+local function ca_name()
+  local n = xname.new()
+  n:add("CN", "SandboxCA")
+  n:add("O", "Keyfactor Sandbox")
+  return n
+end
+
+local function new_ca()
+  local key = pkey.new{ type = "EC", curve = "prime256v1" }
+  local cert = x509.new()
+  local now = os.time()
+  cert:setVersion(3)
+  cert:setSerial(random_serial())
+  cert:setSubject(ca_name())
+  cert:setIssuer(ca_name())
+  cert:setPublicKey(key)
+  cert:setLifetime(now - 86400, now + 10 * 365 * 86400)
+  cert:setBasicConstraints{ CA = true }
+  cert:setBasicConstraintsCritical(true)
+  cert:addExtension(extension.new("keyUsage", "critical,keyCertSign,cRLSign,digitalSignature"))
+  cert:sign(key, "sha256")
+  return key, cert
+end
+
+-- Loads DIR/ca.pem + DIR/ca-key.pem, or creates and writes them.
+function pki.load_or_create_ca(dir)
+  local cert_pem = read_file(dir .. "/ca.pem")
+  local key_pem = read_file(dir .. "/ca-key.pem")
+  local ca = {}
+  if cert_pem and key_pem then
+    ca.cert = x509.new(cert_pem)
+    ca.key = pkey.new(key_pem)
+  else
+    ca.key, ca.cert = new_ca()
+    write_file(dir .. "/ca-key.pem", ca.key:toPEM("private"))
+    write_file(dir .. "/ca.pem", ca.cert:toPEM())
+  end
+  ca.pem = ca.cert:toPEM()
+  ca.dn = pki.dn_string(ca.cert:getSubject())
+  ca.file = dir .. "/ca.pem"
+  return ca
+end
+
+-- The TLS certificate for the listener: IP SAN 127.0.0.1 (clients connect by IP)
+-- and DNS SAN localhost, plus the host it was asked to bind when that differs.
+function pki.server_certificate(ca, host)
+  local key = pkey.new{ type = "EC", curve = "prime256v1" }
+  local sans = { dns = { "localhost" }, ip4 = { "127.0.0.1" } }
+  if host and host ~= "127.0.0.1" and host ~= "localhost" then
+    if host:match("^[%d.]+$") then table.insert(sans.ip4, host)
+    elseif host:find(":", 1, true) then sans.ip6 = { host }
+    else table.insert(sans.dns, host) end
+  end
+  local cert = pki.issue(ca, { subject = "CN=127.0.0.1", sans = sans, key = key, days = 365 })
+  return key, cert
+end
+
+---------------------------------------------------------------- names
+local NAME_KEYS = {
+  CN = "CN", O = "O", OU = "OU", L = "L", ST = "ST", S = "ST", C = "C",
+  E = "emailAddress", EMAILADDRESS = "emailAddress", DC = "DC",
+  SERIALNUMBER = "serialNumber", STREET = "street", T = "title", TITLE = "title",
+  G = "GN", GN = "GN", SN = "SN", UID = "UID",
+}
+
+-- Splits an RFC 4514-ish DN on unescaped commas. Returns {{key, value}...} or nil, err.
+function pki.parse_dn(dn)
+  if type(dn) ~= "string" or dn:match("^%s*$") then return nil, "Subject is empty" end
+  local parts, current, i = {}, {}, 1
+  while i <= #dn do
+    local c = dn:sub(i, i)
+    if c == "\\" and i < #dn then
+      current[#current + 1] = dn:sub(i + 1, i + 1)
+      i = i + 2
+    else
+      if c == "," or c == ";" then
+        parts[#parts + 1] = table.concat(current)
+        current = {}
+      else
+        current[#current + 1] = c
+      end
+      i = i + 1
+    end
+  end
+  parts[#parts + 1] = table.concat(current)
+  local rdns = {}
+  for _, part in ipairs(parts) do
+    local k, v = part:match("^%s*([%w%.]+)%s*=%s*(.-)%s*$")
+    if not k then return nil, "Subject '" .. dn .. "' is not a valid distinguished name" end
+    local key = NAME_KEYS[k:upper()]
+    if not key then return nil, "Subject has an unsupported attribute '" .. k .. "'" end
+    if v:match('^".*"$') then v = v:sub(2, -2) end
+    rdns[#rdns + 1] = { key, v }
+  end
+  return rdns
+end
+
+local function build_name(rdns)
+  local n = xname.new()
+  for _, kv in ipairs(rdns) do n:add(kv[1], kv[2]) end
+  return n
+end
+
+-- "CN=x, O=y, C=z": luaossl's tostring(name) switches between this and the
+-- "/CN=x/O=y" form, so DNs are always formatted here.
+local SHORT_KEYS = { emailAddress = "E", GN = "G" }
+function pki.dn_string(name)
+  local parts = {}
+  for k, v in pairs(name) do
+    local value = v:gsub("([,+\\\"<>;])", "\\%1")
+    parts[#parts + 1] = (SHORT_KEYS[k] or k) .. "=" .. value
+  end
+  return table.concat(parts, ", ")
+end
+
+---------------------------------------------------------------- SANs
+-- SAN keys of the enrollment body mapped to luaossl altname kinds.
+local SAN_KINDS = { dns = "DNS", ip4 = "IP", ip6 = "IP", ip = "IP", rfc822 = "email", uri = "URI" }
+pki.SAN_KINDS = SAN_KINDS
+
+-- Validates the SANs body field; returns a normalised {dns={..}, ...} table.
+function pki.check_sans(sans)
+  local out = {}
+  if sans == nil or sans == util.null then return out end
+  if type(sans) ~= "table" then util.fail(400, "wrong_type", "SANs must be an object") end
+  for key, list in pairs(sans) do
+    local k = tostring(key):lower()
+    if not SAN_KINDS[k] then
+      util.fail(400, "bad_request", "SANs." .. tostring(key) .. " is not a supported SAN type")
+    end
+    if type(list) ~= "table" then util.fail(400, "wrong_type", "SANs." .. key .. " must be an array") end
+    out[k] = out[k] or {}
+    for i, v in ipairs(list) do
+      if type(v) ~= "string" then
+        util.fail(400, "wrong_type", string.format("SANs.%s[%d] must be a string", key, i))
+      end
+      if k == "ip4" and not v:match("^%d+%.%d+%.%d+%.%d+$") then
+        util.fail(400, "bad_request", "SANs.ip4 value '" .. v .. "' is not an IPv4 address")
+      end
+      table.insert(out[k], v)
+    end
+  end
+  return out
+end
+
+local function build_altname(sans)
+  local an, count = altname.new(), 0
+  for _, k in ipairs{ "dns", "ip4", "ip6", "ip", "rfc822", "uri" } do
+    for _, v in ipairs(sans[k] or {}) do
+      local ok, err = pcall(an.add, an, SAN_KINDS[k], v)
+      if not ok then util.fail(400, "bad_request", "invalid SAN " .. k .. " '" .. v .. "': " .. tostring(err)) end
+      count = count + 1
+    end
+  end
+  return count > 0 and an or nil
+end
+
+-- SANs of a certificate or CSR as {dns={...}, ip4={...}, ...}.
+function pki.sans_of(obj)
+  local out = {}
+  local an = obj:getSubjectAlt()
+  if not an then return out end
+  for kind, v in pairs(an) do
+    local k = ({ DNS = "dns", email = "rfc822", URI = "uri" })[kind]
+    if kind == "IP" then k = v:find(":", 1, true) and "ip6" or "ip4" end
+    if k then
+      out[k] = out[k] or {}
+      table.insert(out[k], v)
+    end
+  end
+  return out
+end
+
+function pki.merge_sans(a, b)
+  local out = {}
+  for _, src in ipairs{ a, b } do
+    for k, list in pairs(src) do
+      out[k] = out[k] or {}
+      for _, v in ipairs(list) do
+        local dup = false
+        for _, w in ipairs(out[k]) do if w:lower() == v:lower() then dup = true end end
+        if not dup then table.insert(out[k], v) end
+      end
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------- issuing
+function pki.new_key(kind)
+  if kind == "EC" then return pkey.new{ type = "EC", curve = "prime256v1" } end
+  return pkey.new{ type = "RSA", bits = 2048 }
+end
+
+-- Issues a certificate. spec: subject (DN string) or subject_name (x509.name),
+-- sans, key or public key (pkey), days (may be <= 0 for an expired certificate),
+-- server (serverAuth EKU, default true).
+function pki.issue(ca, spec)
+  local cert = x509.new()
+  local now = os.time()
+  local days = spec.days or 365
+  local not_after = now + math.floor(days * 86400)
+  local not_before = math.min(now, not_after - 86400)
+  local name = spec.subject_name
+  if not name then
+    local rdns, err = pki.parse_dn(spec.subject)
+    if not rdns then util.bad_request(err) end
+    name = build_name(rdns)
+  end
+  cert:setVersion(3)
+  cert:setSerial(random_serial())
+  cert:setSubject(name)
+  cert:setIssuer(ca.cert:getSubject())
+  cert:setPublicKey(spec.key)
+  cert:setLifetime(not_before, not_after)
+  cert:setBasicConstraints{ CA = false }
+  local an = build_altname(spec.sans or {})
+  if an then cert:setSubjectAlt(an) end
+  cert:addExtension(extension.new("keyUsage", "critical,digitalSignature,keyEncipherment"))
+  cert:addExtension(extension.new("extendedKeyUsage", "serverAuth,clientAuth"))
+  cert:sign(ca.key, "sha256")
+  return cert
+end
+
+function pki.pkcs12(cert, key, password, ca_cert)
+  local chain = chain_mod.new()
+  chain:add(cert)
+  if ca_cert then chain:add(ca_cert) end
+  return tostring(pkcs12.new{ key = key, certs = chain, password = password })
+end
+
+---------------------------------------------------------------- facts
+function pki.thumbprint(cert)
+  return cert:digest("sha1", "x"):upper()
+end
+
+function pki.serial_hex(cert)
+  local hex = cert:getSerial():toHex():upper()
+  if #hex % 2 == 1 then hex = "0" .. hex end
+  return hex
+end
+
+function pki.der(cert)
+  return cert:tostring("DER")
+end
+
+-- Key type as Keyfactor's KeyType enum (1 RSA, 2 DSA, 3 ECC, 4 DH) and size.
+function pki.key_info(cert)
+  local key = cert:getPublicKey()
+  local params = key:getParameters()
+  if params.n then return 1, "RSA", params.n:toBinary():len() * 8 end
+  if params.group then return 3, "ECC", 256 end
+  return 0, "Unknown", 0
+end
+
+---------------------------------------------------------------- CSR
+-- Minimal DER reader: returns tag, content start, content end, next offset.
+local function der_read(s, pos)
+  local tag = s:byte(pos)
+  local len = s:byte(pos + 1)
+  if not tag or not len then return nil end
+  local start = pos + 2
+  if len >= 0x80 then
+    local n = len - 0x80
+    if n == 0 or n > 4 then return nil end
+    len = 0
+    for i = 1, n do len = len * 256 + s:byte(pos + 1 + i) end
+    start = pos + 2 + n
+  end
+  if start + len - 1 > #s then return nil end
+  return tag, start, start + len - 1, start + len
+end
+
+-- Signature algorithm OIDs (DER content bytes, hex) to digest names.
+local SIG_DIGESTS = {
+  ["2a864886f70d010105"] = "sha1", ["2a864886f70d01010b"] = "sha256",
+  ["2a864886f70d01010c"] = "sha384", ["2a864886f70d01010d"] = "sha512",
+  ["2a8648ce3d040301"] = "sha1", ["2a8648ce3d040302"] = "sha256",
+  ["2a8648ce3d040303"] = "sha384", ["2a8648ce3d040304"] = "sha512",
+}
+
+local function hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+
+-- Splits a CSR's DER into the signed info, digest name and signature.
+local function split_csr(der)
+  local tag, s, e = der_read(der, 1)
+  if tag ~= 0x30 then return nil, "CSR is not a DER SEQUENCE" end
+  local itag, _, _, inext = der_read(der, s)
+  if itag ~= 0x30 then return nil, "CSR has no CertificationRequestInfo" end
+  local info = der:sub(s, inext - 1)
+  local atag, as, _, anext = der_read(der, inext)
+  if atag ~= 0x30 then return nil, "CSR has no signature algorithm" end
+  local otag, os_, oe = der_read(der, as)
+  if otag ~= 0x06 then return nil, "CSR signature algorithm is not an OID" end
+  local md = SIG_DIGESTS[hex(der:sub(os_, oe))]
+  if not md then return nil, "CSR signature algorithm is not supported" end
+  local btag, bs, be = der_read(der, anext)
+  if btag ~= 0x03 or be > e then return nil, "CSR has no signature" end
+  return info, md, der:sub(bs + 1, be)
+end
+
+-- Parses a CSR given as PEM (with or without header lines) and verifies its
+-- signature (luaossl has no csr:verify). Returns the csr object or raises 400.
+function pki.parse_csr(text)
+  if type(text) ~= "string" or text:match("^%s*$") then
+    util.fail(400, "missing_field", "CSR is required")
+  end
+  local b64 = text:match("%-%-%-%-%-BEGIN [%u ]*REQUEST%-%-%-%-%-(.-)%-%-%-%-%-END") or text
+  if b64:match("[^%w%+/=%s]") then util.bad_request("CSR is not valid PEM or base64") end
+  local ok, der = pcall(util.unbase64, b64)
+  if not ok or not der or #der < 10 then util.bad_request("CSR is not valid base64") end
+  local okc, csr = pcall(csr_mod.new, der, "DER")
+  if not okc then util.bad_request("CSR could not be parsed: " .. tostring(csr)) end
+  local info, md, sig = split_csr(der)
+  if not info then util.bad_request(md) end
+  local pub = csr:getPublicKey()
+  local okv, valid = pcall(pub.verify, pub, sig, digest.new(md):update(info))
+  if not okv or not valid then util.bad_request("CSR signature does not verify") end
+  return csr
+end
+
+return pki

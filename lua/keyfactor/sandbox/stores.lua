@@ -1,0 +1,189 @@
+-- Certificate store types, containers, stores and store inventories
+-- (read side; jobs that change inventories live in jobs.lua).
+local util = require "keyfactor.sandbox.util"
+local state = require "keyfactor.sandbox.state"
+local query = require "keyfactor.sandbox.query"
+local check = require "keyfactor.sandbox.check"
+
+local stores = {}
+
+---------------------------------------------------------------- store types
+local function store_type(id, short, name, entry_password, properties)
+  return {
+    StoreType = id, Name = name, ShortName = short, Capability = short, ImportType = id,
+    LocalStore = false,
+    SupportedOperations = { Add = true, Create = true, Discovery = true, Enrollment = false, Remove = true },
+    Properties = properties,
+    EntryParameters = util.array(),
+    PasswordOptions = { EntrySupported = entry_password, StoreRequired = not entry_password, Style = 0 },
+    StorePathType = "", StorePathValue = "",
+    PrivateKeyAllowed = 1, CustomAliasAllowed = short == "PEM" and 1 or 2,
+    JobProperties = util.array(), ServerRequired = false, PowerShell = false,
+    BlueprintAllowed = true, ServerRegistration = 0,
+    InventoryEndpoint = "/AnyInventory/Update",
+    InventoryJobType = string.format("49c1b35e-%04d-4c3a-9f7d-00000000000%d", id, 1),
+    ManagementJobType = string.format("49c1b35e-%04d-4c3a-9f7d-00000000000%d", id, 2),
+    DiscoveryJobType = string.format("49c1b35e-%04d-4c3a-9f7d-00000000000%d", id, 3),
+    EnrollmentJobType = string.format("49c1b35e-%04d-4c3a-9f7d-00000000000%d", id, 4),
+  }
+end
+
+-- Property Type enum: 0 String, 1 Bool, 2 MultipleChoice, 3 Secret.
+stores.types = {
+  store_type(state.STORE_TYPE_PEM, "PEM", "PEM File", true, util.array{
+    { StoreTypeId = state.STORE_TYPE_PEM, Name = "separatePrivateKey", DisplayName = "Separate Private Key",
+      Type = 1, DependsOn = "", DefaultValue = "false", Required = false },
+  }),
+  store_type(state.STORE_TYPE_PKCS12, "PKCS12", "PKCS#12 Keystore", false, util.array()),
+}
+
+function stores.type_by_id(id)
+  for _, t in ipairs(stores.types) do
+    if t.StoreType == id then return t end
+  end
+end
+
+function stores.type_name(id)
+  local t = stores.type_by_id(id)
+  return t and t.ShortName or tostring(id)
+end
+
+local function field(get, kind) return { get = get, kind = kind or "string" } end
+
+local type_fields = {
+  id = field(function(t) return t.StoreType end, "number"),
+  storetype = field(function(t) return t.StoreType end, "number"),
+  shortname = field(function(t) return t.ShortName end),
+  name = field(function(t) return t.Name end),
+}
+
+local function list_types(_, req)
+  return query.page(stores.types, req.params, "cstquery", type_fields)
+end
+
+local function get_type(_, _, id)
+  local t = stores.type_by_id(check.path_int(id, "id"))
+  if not t then util.not_found("Certificate store type " .. id .. " was not found") end
+  return t
+end
+
+local function types_by_name(_, _, name)
+  local out = util.array()
+  for _, t in ipairs(stores.types) do
+    if t.ShortName:lower() == name:lower() then out[#out + 1] = t end
+  end
+  if #out == 0 then util.not_found("Certificate store type '" .. name .. "' was not found") end
+  return out
+end
+
+---------------------------------------------------------------- containers
+local function render_container(sandbox, c)
+  local count = 0
+  for _, st in ipairs(sandbox.state.stores) do
+    if st.ContainerId == c.Id then count = count + 1 end
+  end
+  local out = util.copy(c)
+  out.StoreCount = count
+  return out
+end
+
+local container_fields = {
+  id = field(function(c) return c.Id end, "number"),
+  name = field(function(c) return c.Name end),
+  certstoretype = field(function(c) return c.CertStoreType end, "number"),
+}
+
+local function list_containers(sandbox, req)
+  local page = query.page(state.containers, req.params, "pq", container_fields)
+  for i, c in ipairs(page) do page[i] = render_container(sandbox, c) end
+  return page
+end
+
+local function get_container(sandbox, _, id)
+  local n = check.path_int(id, "id")
+  for _, c in ipairs(state.containers) do
+    if c.Id == n then return render_container(sandbox, c) end
+  end
+  util.not_found("Certificate store container " .. id .. " was not found")
+end
+
+---------------------------------------------------------------- stores
+function stores.render(st)
+  return {
+    Id = st.Id, ContainerId = st.ContainerId, ContainerName = st.ContainerName,
+    ClientMachine = st.ClientMachine, StorePath = st.StorePath, CertStoreType = st.CertStoreType,
+    CertStoreInventoryJobId = st.Id:gsub("^5a4db0c5", "1b0e7a11"), Approved = true,
+    CreateIfMissing = false, Properties = st.Properties, AgentId = st.AgentId, AgentAssigned = true,
+    InventorySchedule = { Interval = { Minutes = 60 } },
+    ReenrollmentStatus = { Data = false, AgentId = st.AgentId, Message = "", JobProperties = "",
+      CustomAliasAllowed = st.CertStoreType == state.STORE_TYPE_PEM and 1 or 2 },
+    SetNewPasswordAllowed = true, Password = {}, DisplayName = st.DisplayName,
+  }
+end
+
+local store_fields = {
+  id = field(function(s) return s.Id end),
+  containerid = field(function(s) return s.ContainerId end, "number"),
+  containername = field(function(s) return s.ContainerName end),
+  clientmachine = field(function(s) return s.ClientMachine end),
+  storepath = field(function(s) return s.StorePath end),
+  certstoretype = field(function(s) return s.CertStoreType end, "number"),
+  displayname = field(function(s) return s.DisplayName end),
+  agentid = field(function(s) return s.AgentId end),
+  approved = field(function() return true end, "bool"),
+}
+
+local function list_stores(sandbox, req)
+  local page = query.page(sandbox.state.stores, req.params, "certificateStoreQuery", store_fields)
+  for i, st in ipairs(page) do page[i] = stores.render(st) end
+  return page
+end
+
+function stores.find(sandbox, id)
+  if not util.is_guid(id) then
+    util.bad_request("'" .. tostring(id) .. "' is not a valid certificate store id (GUID)")
+  end
+  local st = state.store_by_id(sandbox.state, id)
+  if not st then util.not_found("Certificate store " .. id .. " was not found") end
+  return st
+end
+
+local function get_store(sandbox, _, id)
+  return stores.render(stores.find(sandbox, id))
+end
+
+local function inventory(sandbox, req, id)
+  local st = stores.find(sandbox, id)
+  local entries = {}
+  for _, item in ipairs(st.inventory) do
+    local cert = sandbox.state.certificates[item.cert_id]
+    entries[#entries + 1] = {
+      Name = item.alias,
+      Certificates = util.array{ {
+        Id = cert.id, IssuedDN = cert.issued_dn, SerialNumber = cert.serial,
+        NotBefore = util.iso(cert.not_before), NotAfter = util.iso(cert.not_after),
+        SigningAlgorithm = cert.signing_alg, IssuerDN = cert.issuer_dn, Thumbprint = cert.thumbprint,
+        CertStoreInventoryItemId = item.item_id, Metadata = cert.metadata or {},
+      } },
+      Parameters = {},
+    }
+  end
+  local page = query.int_param(req.params, "query.pagereturned", 1)
+  local limit = query.int_param(req.params, "query.returnlimit", 50)
+  local out = util.array()
+  for i = (page - 1) * limit + 1, math.min(#entries, page * limit) do out[#out + 1] = entries[i] end
+  return out
+end
+
+stores.routes = {
+  { "GET", "/CertificateStoreTypes", list_types },
+  { "GET", "/CertificateStoreTypes/Name/([^/]+)", types_by_name },
+  { "GET", "/CertificateStoreTypes/([^/]+)", get_type },
+  { "GET", "/CertificateStoreContainers", list_containers },
+  { "GET", "/CertificateStoreContainers/([^/]+)", get_container },
+  { "GET", "/CertificateStores", list_stores },
+  { "GET", "/CertificateStores/([^/]+)/Inventory", inventory },
+  { "GET", "/CertificateStores/([^/]+)", get_store },
+}
+
+return stores

@@ -1,0 +1,180 @@
+-- bin/keyfactor against a live sandbox: each subcommand's output and exit
+-- code, and the repl fed through stdin.
+local fixture = require "support.fixture"
+local cjson = require "cjson"
+
+local BIN = "bin/keyfactor"
+
+local function quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+describe("bin/keyfactor", function()
+  local sb, kf, env, tmp
+
+  -- Runs the tool with `args` (a shell word string) and the sandbox's
+  -- environment (or `env_text`); `stdin` text is fed through a file.
+  -- Returns stdout, stderr, exit code.
+  local function run(args, stdin, env_text)
+    local input = "/dev/null"
+    if stdin then
+      input = tmp .. ".in"
+      local f = assert(io.open(input, "wb"))
+      f:write(stdin)
+      f:close()
+    end
+    local p = io.popen(string.format("env -u LUA_PATH -u LUA_CPATH %s %s %s <%s 2>%s; echo \"rc=$?\"",
+      env_text or env, BIN, args, input, tmp .. ".err"))
+    local out = p:read("*a")
+    p:close()
+    local code = tonumber(out:match("rc=(%d+)%s*$"))
+    return (out:gsub("rc=%d+%s*$", "")), read_file(tmp .. ".err"), code
+  end
+
+  local function lines(text)
+    local out = {}
+    for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
+    return out
+  end
+
+  lazy_setup(function()
+    sb = fixture.sandbox()
+    kf = fixture.client(sb)
+    local port = sb.url:match("^https://[^:/]+:(%d+)")
+    env = table.concat({
+      "KEYFACTOR_HOSTNAME=" .. quote("127.0.0.1:" .. port),
+      "KEYFACTOR_USERNAME=" .. quote(sb.username), "KEYFACTOR_PASSWORD=" .. quote(sb.password),
+      "KEYFACTOR_CA_CERT=" .. quote(sb.ca_file),
+    }, " ")
+    tmp = os.tmpname()
+  end)
+  lazy_teardown(function()
+    if kf then kf:close() end
+    if sb then sb:stop() end
+    if tmp then
+      os.remove(tmp)
+      os.remove(tmp .. ".err")
+      os.remove(tmp .. ".in")
+    end
+  end)
+
+  it("status checks the connection", function()
+    local out, err, code = run("status")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("^ok: " .. sb.url:gsub("%p", "%%%0") .. " %(%d+ endpoints%)\n$"), out)
+    local json_out = run("--json status")
+    assert.are.equal("table", type(cjson.decode(json_out)))
+  end)
+
+  it("certs prints one line per certificate, filtered by a query; --json an array", function()
+    local cn = fixture.unique("cli")
+    local a = fixture.enroll(kf, cn).CertificateInformation.KeyfactorId
+    local b = fixture.enroll(kf, cn).CertificateInformation.KeyfactorId
+    local out, err, code = run("certs " .. quote('IssuedCN -eq "' .. cn .. '"'))
+    assert.are.equal(0, code, err)
+    local got = lines(out)
+    assert.are.equal(2, #got)
+    for i, id in ipairs { a, b } do
+      local pattern = "^certificate " .. id .. " CN=" .. cn:gsub("%p", "%%%0") .. " %(expires [%d-]+, active%)$"
+      assert.truthy(got[i]:find(pattern), got[i])
+    end
+    local json_out = run("--json certs " .. quote('IssuedCN -eq "' .. cn .. '"'))
+    local decoded = cjson.decode(json_out)
+    assert.are.equal(2, #decoded)
+    assert.are.equal(a, decoded[1].Id)
+    assert.are.equal("[]\n", (run("--json certs " .. quote('IssuedCN -eq "nothing.invalid"'))))
+  end)
+
+  it("cert shows one certificate by id, thumbprint or serial", function()
+    local info = fixture.enroll(kf, fixture.unique("one")).CertificateInformation
+    for _, args in ipairs { tostring(info.KeyfactorId), "--thumbprint " .. info.Thumbprint,
+                            "--serial " .. info.SerialNumber } do
+      local out, err, code = run("cert " .. args)
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find('Thumbprint = "' .. info.Thumbprint .. '"', 1, true), out)
+      assert.truthy(out:find("Id = " .. info.KeyfactorId .. ",", 1, true), out)
+    end
+    local json_out = run("--json cert " .. info.KeyfactorId)
+    assert.are.equal(info.Thumbprint, cjson.decode(json_out).Thumbprint)
+  end)
+
+  it("stores prints one line per store with its type name", function()
+    local out, err, code = run("stores")
+    assert.are.equal(0, code, err)
+    local got = lines(out)
+    assert.is_true(#got >= 6)
+    for _, line in ipairs(got) do
+      assert.truthy(line:find("^store %x+%-[%x-]+ [%w.-]+:/[^ ]+ %(P[EMKCS12]+%)$"), line)
+    end
+    assert.truthy(out:find("web01.sandbox.local:/etc/ssl/web01.pem (PEM)", 1, true), out)
+    local restricted = lines((run("stores " .. quote("ContainerId -eq " .. fixture.RESTRICTED))))
+    assert.is_true(#restricted >= 1 and #restricted < #got)
+  end)
+
+  it("pending lists requests waiting for approval", function()
+    local cn = fixture.unique("approve")
+    local r = assert(kf:enroll { Template = "WebServerApproval", Subject = "CN=" .. cn, format = "Store" })
+    local out, err, code = run("pending")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("request " .. r.CertificateInformation.KeyfactorRequestId .. " CN=" .. cn, 1, true), out)
+  end)
+
+  it("remote failures go to stderr with exit code 1", function()
+    local out, err, code = run("cert 987654")
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.truthy(err:find("keyfactor: http 404", 1, true), err)
+    local bad_env = env:gsub("KEYFACTOR_PASSWORD=%S+", "KEYFACTOR_PASSWORD=wrong-password")
+    local _, err2, code2 = run("status", nil, bad_env)
+    assert.are.equal(1, code2)
+    assert.truthy(err2:find("auth 401", 1, true), err2)
+    assert.is_nil(err2:find("wrong-password", 1, true))
+  end)
+
+  it("usage mistakes exit 2 with the usage on stderr; --help exits 0", function()
+    local out, _, code = run("--help")
+    assert.are.equal(0, code)
+    assert.truthy(out:find("usage: keyfactor", 1, true))
+    for _, args in ipairs { "", "frobnicate", "cert", "cert abc", "status extra", "--bogus status",
+                            "certs --thumbprint X", "cert --serial" } do
+      local o, err, c = run(args)
+      assert.are.equal(2, c, "keyfactor " .. args)
+      assert.are.equal("", o)
+      assert.truthy(err:find("usage: keyfactor", 1, true), err)
+    end
+    local _, err, c = run("status", nil, "KEYFACTOR_HOSTNAME=")
+    assert.are.equal(2, c)
+    assert.are.equal("keyfactor: keyfactor.from_env: KEYFACTOR_HOSTNAME is not set\n", err)
+  end)
+
+  it("repl evaluates lines from stdin with kf preloaded and exits at end of input", function()
+    local password = "Canary-Repl-Pass-5"
+    local out, err, code = run("repl", table.concat({
+      "r = kf:enroll{Template = 'WebServer', Subject = 'CN=repl.example.com', Password = '" .. password .. "'}",
+      "r.CertificateInformation",
+      "c = kf:certificate(r.CertificateInformation.KeyfactorId)",
+      "tostring(c)",
+      "kf:certificate(987654)",
+      "n = 0",
+      "for s in kf:stores() do n = n + 1 end",
+      "n > 0",
+      "error('boom')",
+    }, "\n") .. "\n")
+    assert.are.equal(0, code, err)
+    assert.is_nil(out:find(password, 1, true))
+    assert.truthy(out:find("Pkcs12Blob = <redacted %d+ bytes>"), out)
+    local got = lines(out)
+    local text = table.concat(got, "\n")
+    assert.truthy(text:find('"certificate %d+ CN=repl.example.com %(expires [%d-]+, active%)"'), text)
+    assert.truthy(text:find("nil, keyfactor: http 404", 1, true), text)
+    assert.are.equal("true", got[#got - 1])
+    assert.truthy(got[#got]:find("^error: .*boom"), got[#got])
+  end)
+end)
