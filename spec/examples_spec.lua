@@ -9,10 +9,12 @@ end
 -- Runs examples/<script> with `args`; `env` is a "NAME=value " prefix.
 local function run(script, args, env)
   local cmd = (env or "") .. interpreter() .. " examples/" .. script .. " " .. table.concat(args or {}, " ")
-  local pipe = assert(io.popen(cmd .. " 2>&1"))
+  -- the exit status is echoed: LuaJIT's pipe:close() does not return it
+  local pipe = assert(io.popen(cmd .. " 2>&1; echo \"exit:$?\""))
   local out = pipe:read("*a")
-  local ok, _, code = pipe:close()
-  return out, ok and 0 or code
+  pipe:close()
+  local code = tonumber(out:match("exit:(%d+)%s*$"))
+  return out:gsub("exit:%d+%s*$", ""), code
 end
 
 describe("examples", function()

@@ -71,12 +71,20 @@ function fixture.ca_certificate(sb)
   return x509.new(pem, "PEM")
 end
 
+--- pairs() that honours __pairs on every runtime (LuaJIT's pairs ignores
+-- it, and luaossl's names and altnames iterate through it).
+function fixture.each(object)
+  local mt = getmetatable(object)
+  if type(mt) == "table" and mt.__pairs then return mt.__pairs(object) end
+  return pairs(object)
+end
+
 --- The subjectAltName DNS names of a luaossl certificate, sorted.
 function fixture.dns_names(cert)
   local names = {}
   local alt = cert:getSubjectAlt()
   if alt then
-    for kind, value in pairs(alt) do
+    for kind, value in fixture.each(alt) do
       if kind == "DNS" then names[#names + 1] = value end
     end
   end
@@ -160,7 +168,7 @@ end
 
 --- The common name of a luaossl certificate's subject.
 function fixture.cn(cert)
-  for k, v in pairs(cert:getSubject()) do
+  for k, v in fixture.each(cert:getSubject()) do
     if k == "CN" then return v end
   end
 end

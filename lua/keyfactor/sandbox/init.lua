@@ -45,7 +45,9 @@ local function file_exists(path)
   return f ~= nil
 end
 
--- <repo>/bin/keyfactor-sandbox relative to this file, else the one on PATH.
+-- <repo>/bin/keyfactor-sandbox relative to this file, else the command on
+-- PATH.  A path is a Lua script run with the interpreter; a bare command
+-- name (an installed launcher, maybe a luarocks wrapper) is run as it is.
 local function find_launcher()
   local source = debug.getinfo(1, "S").source
   if source:sub(1, 1) == "@" then
@@ -82,7 +84,7 @@ local function launch_command(opts, launcher, log_file)
       shell_quote(package.path .. ";;"), shell_quote(package.cpath .. ";;"))
   end
   local inner = string.format("echo $$; exec %s %s %s %s %s 2>>%s",
-    CLEAN_ENV, env, shell_quote(lua), shell_quote(launcher),
+    CLEAN_ENV, env, launcher:find("/", 1, true) and shell_quote(lua) or "", shell_quote(launcher),
     table.concat(quoted, " "), shell_quote(log_file))
   return "sh -c " .. shell_quote(inner)
 end
