@@ -42,7 +42,7 @@ else
 SPECS      ?= spec/client $(wildcard spec/*_spec.lua)
 endif
 
-.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind bench bench-smoke docs fuzz fuzz-regress
+.PHONY: all build deps demo check lint spec clean rock-check check-asan check-valgrind bench bench-smoke soak docs fuzz fuzz-regress
 
 all: build
 
@@ -85,7 +85,7 @@ check-asan: deps
 
 # The spec suite under valgrind memcheck (the client process; the sandbox
 # runs in a child and is not traced): no errors, no definite leaks.
-VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+VALGRIND := valgrind --quiet --error-exitcode=99 --suppressions=$(CURDIR)/.ci/valgrind.supp --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --track-fds=no --trace-children=no
 check-valgrind: deps build
 	$(call busted,$(BUILD),$(VALGRIND)) $(CORE_SPECS)
@@ -131,6 +131,9 @@ docs:
 
 bench: deps build
 	bash bench/run
+
+soak: deps build
+	$(call lua_env,$(BUILD)) $(LUA) bench/soak.lua $(SOAK_REQUESTS)
 
 bench-smoke: build
 	bash bench/run --smoke

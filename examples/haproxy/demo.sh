@@ -7,41 +7,11 @@
 #   bash examples/haproxy/demo.sh        (needs haproxy, socat, lua5.3, lua-luaossl)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-make -s build LUA=lua5.3 >/dev/null
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/kf-haproxy.XXXXXX")
-SANDBOX_PID= HAPROXY_PID=
-cleanup() {
-  local rc=$?
-  for pid in $HAPROXY_PID $SANDBOX_PID; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-free_port() {
-  lua5.3 -e 'local s = assert(require("socket").bind("127.0.0.1", 0)); local _, port = s:getsockname(); print(port); s:close()'
-}
+source "$(dirname "$0")/../demo-lib.sh"
+demo_init lua5.3 haproxy
 
 # 1. The sandbox: first line its URL, second "ca: FILE".
-bin/keyfactor-sandbox --port 0 --job-delay 0.2 >"$TMP/sandbox.out" 2>"$TMP/sandbox.log" &
-SANDBOX_PID=$!
-for _ in $(seq 100); do
-  [ "$(wc -l <"$TMP/sandbox.out")" -ge 2 ] && break
-  sleep 0.1
-done
-URL=$(sed -n 1p "$TMP/sandbox.out")
-[ -n "$URL" ] || { echo "sandbox did not start:" >&2; cat "$TMP/sandbox.log" >&2; exit 1; }
-echo "sandbox: $URL"
-
-export KEYFACTOR_HOSTNAME=${URL%/KeyfactorAPI} KEYFACTOR_API_PATH=KeyfactorAPI
-export KEYFACTOR_USERNAME='SANDBOX\admin' KEYFACTOR_PASSWORD=sandbox-admin
-export KEYFACTOR_CA_CERT=$(sed -n 's/^ca: //p' "$TMP/sandbox.out")
+start_sandbox
 export KF_ROOT=$ROOT KF_HAPROXY_DIR=$TMP KF_HAPROXY_PORT=$(free_port)
 export KF_CERT_FILE=$TMP/site.pem KF_ADMIN_SOCKET=$TMP/admin.sock KF_CERT_CN=shop.example.com
 PORT=$KF_HAPROXY_PORT
@@ -53,6 +23,7 @@ LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$ROOT/build/lua5.3/
 # 3. HAProxy in the foreground of a background job (-db), its log in TMP.
 haproxy -f examples/haproxy/haproxy.cfg -db >"$TMP/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
+DEMO_PIDS+=("$HAPROXY_PID")
 api() { echo "$1" | socat -t 5 - "UNIX-CONNECT:$KF_ADMIN_SOCKET"; }
 for _ in $(seq 50); do
   [ -S "$KF_ADMIN_SOCKET" ] && api "show info" >/dev/null 2>&1 && break

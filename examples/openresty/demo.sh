@@ -6,44 +6,14 @@
 #   bash examples/openresty/demo.sh    (needs nginx, libnginx-mod-http-lua, luajit)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-make -s build LUA=luajit >/dev/null
+source "$(dirname "$0")/../demo-lib.sh"
+demo_init luajit nginx
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/kf-nginx.XXXXXX")
-SANDBOX_PID= NGINX_PID=
-cleanup() {
-  local rc=$?
-  for pid in $NGINX_PID $SANDBOX_PID; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$ROOT/build/luajit/?.so;;"
-free_port() {
-  luajit -e 'local s = assert(require("socket").bind("127.0.0.1", 0)); local _, port = s:getsockname(); print(port); s:close()'
-}
-
-bin/keyfactor-sandbox --port 0 --job-delay 0.2 >"$TMP/sandbox.out" 2>"$TMP/sandbox.log" &
-SANDBOX_PID=$!
-for _ in $(seq 100); do
-  [ "$(wc -l <"$TMP/sandbox.out")" -ge 2 ] && break
-  sleep 0.1
-done
-URL=$(sed -n 1p "$TMP/sandbox.out")
-[ -n "$URL" ] || { echo "sandbox did not start:" >&2; cat "$TMP/sandbox.log" >&2; exit 1; }
-echo "sandbox: $URL"
-
-export KEYFACTOR_HOSTNAME=${URL%/KeyfactorAPI} KEYFACTOR_API_PATH=KeyfactorAPI
-export KEYFACTOR_USERNAME='SANDBOX\admin' KEYFACTOR_PASSWORD=sandbox-admin
+start_sandbox
 # Started as root, nginx runs its workers as "nobody": they must be able to
 # read the CA file (the sandbox keeps it in a private directory).
 chmod 755 "$TMP"
-install -m 644 "$(sed -n 's/^ca: //p' "$TMP/sandbox.out")" "$TMP/ca.pem"
+install -m 644 "$KEYFACTOR_CA_CERT" "$TMP/ca.pem"
 export KEYFACTOR_CA_CERT=$TMP/ca.pem
 export KF_WATCH_CN=shop.example.com KF_WATCH_INTERVAL=60
 
@@ -61,6 +31,7 @@ mkdir -p "$TMP/tmp"
 sed -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$PORT|g" examples/openresty/nginx.conf >"$TMP/nginx.conf"
 nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log" &
 NGINX_PID=$!
+DEMO_PIDS+=("$NGINX_PID")
 
 BODY=
 for _ in $(seq 50); do                                      # at most 10 s

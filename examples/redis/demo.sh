@@ -5,46 +5,17 @@
 #   bash examples/redis/demo.sh    (needs redis-server, lua5.3, lua-redis)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-make -s build LUA=lua5.3 >/dev/null
+source "$(dirname "$0")/../demo-lib.sh"
+demo_init lua5.3 redis
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/kf-redis.XXXXXX")
-SANDBOX_PID= REDIS_PID=
-cleanup() {
-  local rc=$?
-  for pid in $REDIS_PID $SANDBOX_PID; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$ROOT/build/lua5.3/?.so;;"
-free_port() {
-  lua5.3 -e 'local s = assert(require("socket").bind("127.0.0.1", 0)); local _, port = s:getsockname(); print(port); s:close()'
-}
-
-bin/keyfactor-sandbox --port 0 --job-delay 0.2 >"$TMP/sandbox.out" 2>"$TMP/sandbox.log" &
-SANDBOX_PID=$!
-for _ in $(seq 100); do
-  [ "$(wc -l <"$TMP/sandbox.out")" -ge 2 ] && break
-  sleep 0.1
-done
-URL=$(sed -n 1p "$TMP/sandbox.out")
-[ -n "$URL" ] || { echo "sandbox did not start:" >&2; cat "$TMP/sandbox.log" >&2; exit 1; }
-echo "sandbox: $URL"
-export KEYFACTOR_HOSTNAME=${URL%/KeyfactorAPI} KEYFACTOR_API_PATH=KeyfactorAPI
-export KEYFACTOR_USERNAME='SANDBOX\admin' KEYFACTOR_PASSWORD=sandbox-admin
-export KEYFACTOR_CA_CERT=$(sed -n 's/^ca: //p' "$TMP/sandbox.out")
+start_sandbox
 
 # Redis on loopback only, no persistence, everything in TMP.
 export KF_REDIS_HOST=127.0.0.1 KF_REDIS_PORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$KF_REDIS_PORT" --dir "$TMP" --save '' --appendonly no \
   --daemonize no --logfile "$TMP/redis.log" &
 REDIS_PID=$!
+DEMO_PIDS+=("$REDIS_PID")
 for _ in $(seq 50); do
   redis-cli -h 127.0.0.1 -p "$KF_REDIS_PORT" ping >/dev/null 2>&1 && break
   sleep 0.1
