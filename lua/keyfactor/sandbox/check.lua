@@ -27,26 +27,28 @@ function check.array_body(req)
   return body
 end
 
-function check.string(t, name, required, label)
+-- The field's value and label; nil when it is absent (an error if required).
+local function field(t, name, required, label)
   local v = t[name]
   label = label or name
   if absent(v) then
     if required then missing(label) end
     return nil
   end
-  if type(v) ~= "string" then wrong(label, "a string") end
+  return v, label
+end
+
+function check.string(t, name, required, label)
+  local v, shown = field(t, name, required, label)
+  if v ~= nil and type(v) ~= "string" then wrong(shown, "a string") end
   return v
 end
 
 function check.int(t, name, required, label)
-  local v = t[name]
-  label = label or name
-  if absent(v) then
-    if required then missing(label) end
-    return nil
-  end
+  local v, shown = field(t, name, required, label)
+  if v == nil then return nil end
   local n = util.integer(v)
-  if not n then wrong(label, "an integer") end
+  if not n then wrong(shown, "an integer") end
   return n
 end
 
@@ -65,15 +67,11 @@ function check.object(t, name, label)
 end
 
 function check.array(t, name, required, label)
-  local v = t[name]
-  label = label or name
-  if absent(v) then
-    if required then missing(label) end
-    return nil
-  end
-  if type(v) ~= "table" then wrong(label, "an array") end
+  local v, shown = field(t, name, required, label)
+  if v == nil then return nil end
+  if type(v) ~= "table" then wrong(shown, "an array") end
   for k in pairs(v) do
-    if math.type(k) ~= "integer" then wrong(label, "an array") end
+    if math.type(k) ~= "integer" then wrong(shown, "an array") end
   end
   return v
 end
