@@ -123,6 +123,7 @@ int kf_integerize(lua_State *L);
 const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt);
 double kf_opt_number(lua_State *L, int t, const char *field, double dflt);
 int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt);
+struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field);
 char *kf_strdup(const char *s);
 void kf_free_secret(char **p);
 

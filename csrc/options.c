@@ -47,6 +47,39 @@ int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt)
   return b;
 }
 
+/* An array of strings as a curl_slist (NULL when the field is nil); the
+ * caller frees it.  A partly built list is freed before an error is raised. */
+struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field)
+{
+  struct curl_slist *list = NULL;
+  int i, n;
+  lua_getfield(L, t, field);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1))
+    luaL_error(L, "option '%s' must be an array of strings", field);
+  n = (int)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    struct curl_slist *grown = NULL;
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      grown = curl_slist_append(list, lua_tostring(L, -1));
+    if (grown == NULL) {
+      int is_string = lua_type(L, -1) == LUA_TSTRING;
+      curl_slist_free_all(list);
+      if (is_string)
+        luaL_error(L, "keyfactor.core: out of memory building '%s'", field);
+      luaL_error(L, "option '%s[%d]' must be a string", field, i);
+    }
+    list = grown;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return list;
+}
+
 char *kf_strdup(const char *s)
 {
   char *copy;

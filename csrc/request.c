@@ -129,37 +129,6 @@ static void apply_method(kf_request *r, const char *method, const char *body, si
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
 }
 
-static struct curl_slist *read_headers(lua_State *L, int spec)
-{
-  struct curl_slist *list = NULL;
-  int i, n;
-  lua_getfield(L, spec, "headers");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return NULL;
-  }
-  if (!lua_istable(L, -1))
-    luaL_error(L, "request field 'headers' must be an array of strings");
-  n = (int)lua_rawlen(L, -1);
-  for (i = 1; i <= n; i++) {
-    struct curl_slist *grown;
-    lua_rawgeti(L, -1, i);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      curl_slist_free_all(list);
-      luaL_error(L, "request field 'headers[%d]' must be a string", i);
-    }
-    grown = curl_slist_append(list, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    if (grown == NULL) {
-      curl_slist_free_all(list);
-      luaL_error(L, "keyfactor.core: out of memory building headers");
-    }
-    list = grown;
-  }
-  lua_pop(L, 1);
-  return list;
-}
-
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void release_refs(lua_State *L, kf_request *r)
@@ -240,7 +209,7 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   luaL_getmetatable(L, KF_REQUEST_MT);
   lua_setmetatable(L, -2);
 
-  r->headers = read_headers(L, spec);
+  r->headers = kf_opt_slist(L, spec, "headers");
   r->easy = kf_session_acquire_easy(s);
   if (r->easy == NULL)
     return luaL_error(L, "keyfactor.core: out of memory creating a curl handle");

@@ -205,32 +205,6 @@ static void set_string(char **slot, const char *value)
   *slot = kf_strdup(value);
 }
 
-/* Option 'resolve': an array of "host:port:address" strings. */
-static void read_resolve(lua_State *L, kf_session *s, int t)
-{
-  int i, n;
-  lua_getfield(L, t, "resolve");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return;
-  }
-  if (!lua_istable(L, -1))
-    luaL_error(L, "option 'resolve' must be an array of strings");
-  n = (int)lua_rawlen(L, -1);
-  for (i = 1; i <= n; i++) {
-    struct curl_slist *grown;
-    lua_rawgeti(L, -1, i);
-    if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "option 'resolve[%d]' must be a string", i);
-    grown = curl_slist_append(s->resolve, lua_tostring(L, -1));
-    if (grown == NULL)
-      luaL_error(L, "keyfactor.core: out of memory");
-    s->resolve = grown;
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
 static void read_settings(lua_State *L, kf_session *s, int t)
 {
   double timeout = kf_opt_number(L, t, "timeout", 60);
@@ -248,7 +222,12 @@ static void read_settings(lua_State *L, kf_session *s, int t)
   set_string(&s->ca_file, kf_opt_string(L, t, "ca_file", NULL));
   set_string(&s->proxy, kf_opt_string(L, t, "proxy", NULL));
   set_string(&s->user_agent, kf_opt_string(L, t, "user_agent", NULL));
-  read_resolve(L, s, t);
+  {
+    /* built before the old list goes: an error must leave s->resolve valid */
+    struct curl_slist *resolve = kf_opt_slist(L, t, "resolve");   /* "host:port:address" */
+    curl_slist_free_all(s->resolve);
+    s->resolve = resolve;
+  }
 }
 
 /* ---- lifetime ------------------------------------------------------------- */

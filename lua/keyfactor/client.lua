@@ -341,11 +341,11 @@ end
 
 -- Every page of a short list, as one array; nil, err on failure.
 local function all_pages(self, path, prefix)
-  local opts = { page_size = 500 }
-  local http = self.http
-  local ok, result = pcall(pager.collect, function(page)
-    return http:begin("GET", path, { query = pager.params(prefix, opts, page) })
-  end, function(call) return http:finish(call) end, opts.page_size)
+  local ok, result = pcall(function()
+    local all = {}
+    for item in paged(self, path, prefix, { page_size = 500 }) do all[#all + 1] = item end
+    return all
+  end)
   if ok then return result end
   if errors.is(result) then return nil, result end
   error(result, 0)

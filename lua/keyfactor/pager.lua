@@ -70,11 +70,4 @@ function pager.iterate(begin, finish, page_size, poke)
   end
 end
 
---- Collects every page into one array (for short lists such as store types).
-function pager.collect(begin, finish, page_size)
-  local all = {}
-  for item in pager.iterate(begin, finish, page_size) do all[#all + 1] = item end
-  return all
-end
-
 return pager

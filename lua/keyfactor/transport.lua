@@ -146,31 +146,29 @@ local function backoff(attempt)
   return ceiling * (0.5 + math.random() * 0.5)
 end
 
---- Makes the error for a finished transfer, or nil when it succeeded.
--- Returns err, and whether trying again is allowed and may help.
-function Transport:failure(method, path, status, body, headers, kind, message, sent, extra)
-  local err
-  if status == nil then
-    local idempotent = IDEMPOTENT[method]
-    local too_large = message:find("max_body", 1, true) ~= nil
-    err = errors.new {
-      kind = kind, message = self:redact(message, extra), method = method, path = path,
-      -- never sent: safe for anything; sent: only an idempotent call may repeat
-      retryable = not too_large and kind ~= "tls" and kind ~= "canceled"
-        and (not sent or (idempotent and kind == "transport")),
-    }
-    return err, err.retryable
-  end
+--- The error for a transfer that got no answer (`kind`, `message`, `sent`
+-- as `request:result()` gives them).
+function Transport:transport_failure(method, path, kind, message, sent, extra)
+  local too_large = message:find("max_body", 1, true) ~= nil
+  return errors.new {
+    kind = kind, message = self:redact(message, extra), method = method, path = path,
+    -- never sent: safe for anything; sent: only an idempotent call may repeat
+    retryable = not too_large and kind ~= "tls" and kind ~= "canceled"
+      and (not sent or (IDEMPOTENT[method] == true and kind == "transport")),
+  }
+end
+
+--- The error for an answer, or nil for a 2xx.
+function Transport:http_failure(method, path, status, body, headers, extra)
   if status >= 200 and status < 300 then return nil end
   local code, text = error_details(body)
-  err = errors.new {
+  return errors.new {
     kind = (status == 401 or status == 403) and "auth" or "http",
     status = status, code = code, message = self:redact(text, extra),
     method = method, path = path,
     retryable = errors.retryable_status(status) and IDEMPOTENT[method] == true,
     retry_after = retry_after(headers),
   }
-  return err, err.retryable
 end
 
 local function decode(body)
@@ -246,12 +244,12 @@ function Transport:finish(call)
     local request, auth_err = self:attempt(call)
     if not request then return nil, auth_err end
     local status, body, seconds, sent = request:result()
-    local err, may_retry, headers
+    local err, headers
     if status == nil then        -- body, seconds, sent: kind, message, sent
-      err, may_retry = self:failure(method, path, nil, nil, nil, body, seconds, sent, opts.secrets)
+      err = self:transport_failure(method, path, body, seconds, sent, opts.secrets)
     else
       if status >= 300 or opts.raw or opts.headers_wanted then headers = request:headers() end
-      err, may_retry = self:failure(method, path, status, body, headers, nil, nil, nil, opts.secrets)
+      err = self:http_failure(method, path, status, body, headers, opts.secrets)
     end
     if not err then
       if self.debug then self:log(string.format("%s %s %d %.1fms", method, shown, status, seconds * 1000)) end
@@ -272,7 +270,7 @@ function Transport:finish(call)
       self.auth:invalidate()
       self:log(string.format("%s %s 401, refreshing the OAuth token", method, shown))
       attempt = attempt - 1
-    elseif may_retry and attempt <= self.retries then
+    elseif err.retryable and attempt <= self.retries then
       local delay = err.retry_after or backoff(attempt)
       self:log(string.format("%s %s failed: %s; retry %d/%d in %.2fs",
         method, shown, tostring(err), attempt, self.retries, delay))
