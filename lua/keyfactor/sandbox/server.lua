@@ -201,16 +201,21 @@ local function send_oversize(stream, bytes)
   local prefix, suffix = '{"Data":"', '"}'
   local filler = bytes - #prefix - #suffix
   if filler < 0 then filler, prefix, suffix = 0, "", string.rep(" ", bytes) end
-  local ok = stream:write_headers(new_headers(200, "application/json; charset=utf-8", bytes), false, IO_TIMEOUT)
-  if not ok then return end
-  if not stream:write_chunk(prefix, false, IO_TIMEOUT) then return end
+  -- The client gives up part way (that is the point): a failed write hangs
+  -- up at once, as in send(), or lua-http's clean-up can spin.
+  if not stream:write_headers(new_headers(200, "application/json; charset=utf-8", bytes), false, IO_TIMEOUT)
+      or not stream:write_chunk(prefix, false, IO_TIMEOUT) then
+    return abort(stream)
+  end
   local chunk = string.rep("x", 65536)
   while filler > 0 do
     local n = math.min(filler, #chunk)
-    if not stream:write_chunk(n == #chunk and chunk or chunk:sub(1, n), false, IO_TIMEOUT) then return end
+    if not stream:write_chunk(n == #chunk and chunk or chunk:sub(1, n), false, IO_TIMEOUT) then
+      return abort(stream)
+    end
     filler = filler - n
   end
-  stream:write_chunk(suffix, true, IO_TIMEOUT)
+  if not stream:write_chunk(suffix, true, IO_TIMEOUT) then abort(stream) end
 end
 
 -- Answers a fault that replaces the handler. Returns the logged status.
