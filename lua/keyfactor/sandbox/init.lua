@@ -120,7 +120,11 @@ end
 -- Sends SIGTERM and waits for the process to exit. Idempotent.
 function Sandbox:stop()
   if not self.pipe then return true end
-  os.execute(string.format("kill -TERM %d 2>/dev/null", self.pid))
+  -- SIGTERM, and SIGKILL if it has not exited within 5 s: a wedged server
+  -- must not hang whoever stops it (a spec run, CI).
+  os.execute(string.format("kill -TERM %d 2>/dev/null; for _ in $(seq 50); do "
+    .. "kill -0 %d 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL %d 2>/dev/null",
+    self.pid, self.pid, self.pid))
   local ok, how, code = self.pipe:close()
   self.pipe = nil
   self.exit = { ok = ok, how = how, code = code }
