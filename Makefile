@@ -96,12 +96,12 @@ check-valgrind: deps build
 	$(call busted,$(BUILD),$(VALGRIND)) $(VALGRIND_SPECS)
 
 # Fuzzing the C entry points with libFuzzer (clang): header parsing,
-# response buffering, argument handling.  `make fuzz` runs each harness for
+# response buffering, argument handling, JSON decoding.  `make fuzz` runs each harness for
 # FUZZ_SECONDS over its corpus (fuzz/corpus/NAME: seeds, and every input
 # that once found a bug, kept as a regression case); `make fuzz-regress`
 # only replays the corpus.
 FUZZ_SECONDS ?= 60
-FUZZERS    := headers buffer options
+FUZZERS    := headers buffer options json
 FUZZ_CC    := clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INC) $(shell pkg-config --cflags libcurl 2>/dev/null)
 FUZZ_LIBS  := -l$(LUA) $(LDLIBS)
@@ -114,6 +114,9 @@ build/fuzz/buffer: fuzz/fuzz_buffer.c csrc/buffer.c $(HDR)
 build/fuzz/options: fuzz/fuzz_options.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -o $@ $< $(SRC) $(FUZZ_LIBS)
+build/fuzz/json: fuzz/fuzz_json.c csrc/json.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ $< csrc/json.c -l$(LUA)
 
 fuzz: $(addprefix build/fuzz/,$(FUZZERS))
 	@for t in $(FUZZERS); do \

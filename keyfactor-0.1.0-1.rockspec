@@ -27,7 +27,7 @@ build = {
   modules = {
     ["keyfactor.core"] = {
       sources = { "csrc/core.c", "csrc/session.c", "csrc/request.c", "csrc/buffer.c",
-                  "csrc/options.c", "csrc/integers.c" },
+                  "csrc/options.c", "csrc/json.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },

@@ -12,7 +12,7 @@
 --   kf.lua overhead CERTFILE DEPLOYFILE N
 --                   the client's Lua path without a network (a stand-in
 --                   session answers at once); prints "get_us deploy_us
---                   encode_us decode_us validate_us" per call
+--                   encode_us decode_us validate_us cjson_decode_us" per call
 local keyfactor = require "keyfactor"
 
 local mode = arg[1]
@@ -98,13 +98,12 @@ elseif mode == "iterate" then
   kf:close()
 
 elseif mode == "pagerss" then
-  local transport = require "keyfactor.transport"
   local core = require "keyfactor.core"
   local kf = keyfactor.new { url = "https://127.0.0.1:1/KeyfactorAPI", username = "u", password = "p" }
   collectgarbage()
   local baseline = status_kib("VmRSS")
   local body = read_file(arg[2])            -- the response body, as the C core hands it over
-  local page = core.integerize(transport.json.decode(body))
+  local page = assert(core.decode_json(body))
   assert(#page > 0)
   print(string.format("%d %d", status_kib("VmHWM"), baseline))
   kf:close()
@@ -140,13 +139,14 @@ elseif mode == "overhead" then
   end)
   local req = { CertificateId = 42, Password = "", Stores = STORES }
   local encode_us = per_call(function() transport.json.encode(req) end)
-  local decode_us = per_call(function() core.integerize(transport.json.decode(cert_body)) end)
+  local decode_us = per_call(function() core.decode_json(cert_body) end)
   local DEPLOY = v.record {
     Stores = v.array(v.record({ StoreId = v.guid }, { "StoreId" }), { min = 1 }),
     Password = v.string, CertificateId = v.integer,
   }
   local validate_us = per_call(function() v.check("kf:deploy", DEPLOY, req) end)
-  print(string.format("%.3f %.3f %.3f %.3f %.3f", get_us, deploy_us, encode_us, decode_us, validate_us))
+  local cjson_us = per_call(function() transport.json.decode(cert_body) end)
+  print(string.format("%.3f %.3f %.3f %.3f %.3f %.3f", get_us, deploy_us, encode_us, decode_us, validate_us, cjson_us))
   kf.http.session = kf.session
   kf:close()
 else

@@ -218,7 +218,7 @@ do
     local ph, pb = median(page_hwm.values), median(page_base.values)
     it.page, it.page_base = ph, pb
     w("One decoded page for comparison: a process that loads the client, reads the 3.0 MB page body into a string and ",
-      "decodes it as the transport does (cjson + `core.integerize`) peaks at **", fmt(ph / 1024), " MiB** (",
+      "decodes it as the transport does (`core.decode_json`) peaks at **", fmt(ph / 1024), " MiB** (",
       fmt(pb / 1024), " MiB before; the body string plus its decoded table cost ", fmt((ph - pb) / 1024), " MiB).")
     w("")
   end

@@ -6,7 +6,7 @@
  *   core.sleep(seconds)                    blocking sleep, for sequential backoff
  *   core.curl_version() -> string
  *   core.stderr_is_tty() -> boolean        for the progress line of kf:parallel
- *   core.integerize(value) -> value        integral floats to integers (integers.c)
+ *   core.decode_json(text) -> value | nil, message   (json.c)
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -58,7 +58,7 @@ int luaopen_keyfactor_core(lua_State *L)
     {"sleep", core_sleep},
     {"curl_version", core_curl_version},
     {"stderr_is_tty", core_stderr_is_tty},
-    {"integerize", kf_integerize},
+    {"decode_json", kf_decode_json},
     {NULL, NULL}
   };
   /* Reference-counted and thread-safe in libcurl >= 7.84; never undone,

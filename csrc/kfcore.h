@@ -1,10 +1,11 @@
 /*
  * keyfactor.core — private declarations shared by the C files of the core.
  *
- * The core is libcurl transport only: a session (multi handle, share handle,
+ * The core is the libcurl transport: a session (multi handle, share handle,
  * idle easy handles, TLS and timeout settings, credentials) and requests
  * (one easy handle each while in flight, with their header and body
- * buffers).  JSON, validation and the API mapping live in Lua.
+ * buffers); plus the decoder for answer bodies, the client's hottest path.
+ * Validation, request encoding (cjson) and the API mapping live in Lua.
  */
 #ifndef KFCORE_H
 #define KFCORE_H
@@ -114,9 +115,9 @@ void kf_request_detach(lua_State *L, kf_request *r);
 kf_request *kf_check_request(lua_State *L, int idx);
 int kf_open_request(lua_State *L);
 
-/* ---- integers.c ---------------------------------------------------------- */
+/* ---- json.c: answer bodies to Lua values ---------------------------------- */
 
-int kf_integerize(lua_State *L);
+int kf_decode_json(lua_State *L);
 
 /* ---- options.c: reading option tables ------------------------------------ */
 

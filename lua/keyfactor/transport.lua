@@ -16,8 +16,7 @@ local unpack = table.unpack or unpack   -- luacheck: ignore 113
 local Transport = {}
 Transport.__index = Transport
 
-local json = cjson.new()
-json.decode_max_depth(200)
+local json = cjson.new()     -- encodes request bodies; answers are decoded by core.decode_json
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 local BACKOFF_BASE, BACKOFF_MAX, RETRY_AFTER_MAX = 0.25, 8, 60
@@ -119,8 +118,8 @@ end
 
 -- Keyfactor's error body: {ErrorCode, Message, FailedOperations = [{Reason}]}
 local function error_details(body)
-  local ok, decoded = pcall(json.decode, body)
-  if not ok or type(decoded) ~= "table" then return nil, page_summary(body) end
+  local decoded = core.decode_json(body)
+  if type(decoded) ~= "table" then return nil, page_summary(body) end
   local message = decoded.Message or decoded.message or decoded.error_description or decoded.error
   if type(decoded.FailedOperations) == "table" then
     local reasons = {}
@@ -173,9 +172,7 @@ end
 
 local function decode(body)
   if body == "" then return true end
-  local ok, value = pcall(json.decode, body)
-  if not ok then return nil, value end
-  return core.integerize(value)
+  return core.decode_json(body)
 end
 
 function Transport:log(line)

@@ -1,0 +1,443 @@
+/*
+ * core.decode_json(text) -> value | nil, message
+ *
+ * Decodes an answer body to the Lua values lua-cjson gives (objects and
+ * arrays to tables, null to cjson.null, the NULL light userdata), except
+ * that integers stay integers.  Why not cjson.decode: it was the client's
+ * largest cost per call (bench/RESULTS.md, "what profiling showed").
+ * Debian's cjson 2.1.0 makes every number a float, which then took a second
+ * pass over the result to undo, and it grows every table key by key.  Here
+ * integers are read as integers, strings without escapes go to Lua in one
+ * piece, and a container's items wait on the Lua stack so that its table is
+ * created once, at its final size.  Requests are still encoded by cjson.
+ *
+ * Strict RFC 8259 syntax; a syntax error returns nil and a message with the
+ * byte offset.  Floats with an integral value become integers, as the
+ * client has always given them (5.0 -> 5).
+ */
+#include <string.h>
+
+#include "kfcore.h"
+
+/* Deeper than any Keyfactor answer; also bounds the C recursion. */
+#define JSON_MAX_DEPTH 200
+/* Items held on the stack before they are stored (per open container). */
+#define JSON_BATCH 32
+
+typedef struct json_parser {
+  lua_State *L;
+  const char *start;
+  const char *p;
+  const char *end;
+  int depth;
+  const char *error;      /* what went wrong, at p */
+} json_parser;
+
+static int parse_value(json_parser *jp);
+
+/* 1 for the bytes a string can hold as they are: not '"', '\\', or a
+ * control character (which JSON requires escaped). */
+static const unsigned char plain[256] = {
+#define ROW_CONTROL 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+#define ROW_PLAIN 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+  ROW_CONTROL, ROW_CONTROL,
+  1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,               /* 0x20: '"' */
+  ROW_PLAIN, ROW_PLAIN,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,               /* 0x50: '\\' */
+  ROW_PLAIN, ROW_PLAIN,
+  ROW_PLAIN, ROW_PLAIN, ROW_PLAIN, ROW_PLAIN, ROW_PLAIN, ROW_PLAIN, ROW_PLAIN, ROW_PLAIN
+#undef ROW_CONTROL
+#undef ROW_PLAIN
+};
+
+/* Advances jp->p over bytes that need no decoding. */
+static void skip_plain(json_parser *jp)
+{
+  const char *p = jp->p, *end = jp->end;
+  while (p < end && plain[(unsigned char)*p])
+    p++;
+  jp->p = p;
+}
+
+static int fail(json_parser *jp, const char *what)
+{
+  jp->error = what;
+  return 0;
+}
+
+static void skip_space(json_parser *jp)
+{
+  while (jp->p < jp->end && (*jp->p == ' ' || *jp->p == '\n' || *jp->p == '\r' || *jp->p == '\t'))
+    jp->p++;
+}
+
+/* The next significant character, or 0 at the end of the text. */
+static char peek(json_parser *jp)
+{
+  skip_space(jp);
+  return jp->p < jp->end ? *jp->p : 0;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+  unsigned v = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    char c = s[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+    else return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned cp)
+{
+  if (cp < 0x80) {
+    luaL_addchar(b, (char)cp);
+  } else if (cp < 0x800) {
+    luaL_addchar(b, (char)(0xC0 | (cp >> 6)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    luaL_addchar(b, (char)(0xE0 | (cp >> 12)));
+    luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+  } else {
+    luaL_addchar(b, (char)(0xF0 | (cp >> 18)));
+    luaL_addchar(b, (char)(0x80 | ((cp >> 12) & 0x3F)));
+    luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+  }
+}
+
+/* \uXXXX at jp->p (after the backslash and 'u'), a surrogate pair whole. */
+static int parse_unicode_escape(json_parser *jp, luaL_Buffer *b)
+{
+  unsigned cp, low;
+  if (jp->end - jp->p < 4 || !hex4(jp->p, &cp))
+    return fail(jp, "invalid \\u escape");
+  jp->p += 4;
+  if (cp >= 0xDC00 && cp <= 0xDFFF)
+    return fail(jp, "unpaired surrogate in \\u escape");
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    if (jp->end - jp->p < 6 || jp->p[0] != '\\' || jp->p[1] != 'u'
+        || !hex4(jp->p + 2, &low) || low < 0xDC00 || low > 0xDFFF)
+      return fail(jp, "unpaired surrogate in \\u escape");
+    jp->p += 6;
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+  }
+  add_utf8(b, cp);
+  return 1;
+}
+
+/* The rest of a string with escapes, from its first backslash. */
+static int parse_escaped_string(json_parser *jp, const char *from)
+{
+  luaL_Buffer b;
+  luaL_buffinit(jp->L, &b);
+  luaL_addlstring(&b, from, (size_t)(jp->p - from));
+  for (;;) {
+    const char *run = jp->p;
+    skip_plain(jp);
+    luaL_addlstring(&b, run, (size_t)(jp->p - run));
+    if (jp->p >= jp->end)
+      return fail(jp, "unterminated string");
+    if (*jp->p == '"')
+      break;
+    if (*jp->p != '\\')
+      return fail(jp, "control character in string");
+    if (++jp->p >= jp->end)
+      return fail(jp, "unterminated string");
+    switch (*jp->p++) {
+    case '"': luaL_addchar(&b, '"'); break;
+    case '\\': luaL_addchar(&b, '\\'); break;
+    case '/': luaL_addchar(&b, '/'); break;
+    case 'b': luaL_addchar(&b, '\b'); break;
+    case 'f': luaL_addchar(&b, '\f'); break;
+    case 'n': luaL_addchar(&b, '\n'); break;
+    case 'r': luaL_addchar(&b, '\r'); break;
+    case 't': luaL_addchar(&b, '\t'); break;
+    case 'u':
+      if (!parse_unicode_escape(jp, &b))
+        return 0;
+      break;
+    default:
+      jp->p--;
+      return fail(jp, "invalid escape in string");
+    }
+  }
+  jp->p++;
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* A string at jp->p (on its opening quote), pushed. */
+static int parse_string(json_parser *jp)
+{
+  const char *s = ++jp->p;
+  skip_plain(jp);
+  if (jp->p < jp->end && *jp->p == '"') {
+    lua_pushlstring(jp->L, s, (size_t)(jp->p - s));
+    jp->p++;
+    return 1;
+  }
+  if (jp->p < jp->end && *jp->p == '\\')
+    return parse_escaped_string(jp, s);
+  return fail(jp, jp->p < jp->end ? "control character in string" : "unterminated string");
+}
+
+static int is_digit(json_parser *jp)
+{
+  return jp->p < jp->end && *jp->p >= '0' && *jp->p <= '9';
+}
+
+/* A number: an integer when it has an exact integer value that fits. */
+static int parse_number(json_parser *jp)
+{
+  lua_State *L = jp->L;
+  const char *s = jp->p;
+  int negative = 0, integral = 1, digits = 0;
+  lua_Number n;
+  unsigned long long magnitude = 0;
+  if (*jp->p == '-') {
+    negative = 1;
+    jp->p++;
+  }
+  if (!is_digit(jp))
+    return fail(jp, "invalid number");
+  if (*jp->p == '0') {
+    jp->p++;
+    if (is_digit(jp))
+      return fail(jp, "leading zero in number");
+  } else {
+    for (; is_digit(jp); jp->p++, digits++)
+      magnitude = magnitude * 10 + (unsigned long long)(*jp->p - '0');
+  }
+  if (jp->p < jp->end && *jp->p == '.') {
+    integral = 0;
+    jp->p++;
+    if (!is_digit(jp))
+      return fail(jp, "invalid number");
+    while (is_digit(jp))
+      jp->p++;
+  }
+  if (jp->p < jp->end && (*jp->p == 'e' || *jp->p == 'E')) {
+    integral = 0;
+    jp->p++;
+    if (jp->p < jp->end && (*jp->p == '+' || *jp->p == '-'))
+      jp->p++;
+    if (!is_digit(jp))
+      return fail(jp, "invalid number");
+    while (is_digit(jp))
+      jp->p++;
+  }
+  /* 18 digits always fit a 64-bit integer: the common case, no conversion. */
+  if (integral && digits <= 18) {
+#if LUA_VERSION_NUM >= 503
+    lua_Integer i = (lua_Integer)magnitude;
+    lua_pushinteger(L, negative ? -i : i);
+#else
+    lua_pushnumber(L, negative ? -(lua_Number)magnitude : (lua_Number)magnitude);
+#endif
+    return 1;
+  }
+  /* Anything else the way Lua reads numbers (locale-proof), from a
+   * NUL-terminated copy. */
+#if LUA_VERSION_NUM >= 503
+  {
+    lua_Integer i;
+    if (lua_stringtonumber(L, lua_pushlstring(L, s, (size_t)(jp->p - s))) == 0) {
+      lua_pop(L, 1);
+      return fail(jp, "invalid number");
+    }
+    lua_remove(L, -2);
+    if (lua_isinteger(L, -1))
+      return 1;
+    n = lua_tonumber(L, -1);
+    if (lua_numbertointeger(n, &i) && (lua_Number)i == n) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, i);
+    }
+    return 1;
+  }
+#else
+  lua_pushlstring(L, s, (size_t)(jp->p - s));
+  n = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  lua_pushnumber(L, n);
+  return 1;
+#endif
+}
+
+static int parse_literal(json_parser *jp, const char *word, size_t len)
+{
+  if ((size_t)(jp->end - jp->p) < len || memcmp(jp->p, word, len) != 0)
+    return fail(jp, "unexpected character");
+  jp->p += len;
+  return 1;
+}
+
+/* Stores the items waiting above the container's slot at `base` (the slot
+ * holds nil until the first flush creates the table, at the size known then). */
+static void flush_object(lua_State *L, int base, int pairs)
+{
+  int i;
+  if (lua_isnil(L, base)) {
+    lua_createtable(L, 0, pairs);
+    lua_replace(L, base);
+  }
+  for (i = 0; i < pairs; i++) {
+    lua_pushvalue(L, base + 1 + 2 * i);
+    lua_pushvalue(L, base + 2 + 2 * i);
+    lua_rawset(L, base);
+  }
+  lua_settop(L, base);
+}
+
+static void flush_array(lua_State *L, int base, int items, int *length)
+{
+  int i;
+  if (lua_isnil(L, base)) {
+    lua_createtable(L, items, 0);
+    lua_replace(L, base);
+  }
+  for (i = 0; i < items; i++) {
+    lua_pushvalue(L, base + 1 + i);
+    lua_rawseti(L, base, ++*length);
+  }
+  lua_settop(L, base);
+}
+
+static int enter(json_parser *jp)
+{
+  if (++jp->depth > JSON_MAX_DEPTH)
+    return fail(jp, "nested too deeply");
+  luaL_checkstack(jp->L, 2 * JSON_BATCH + 4, "decode_json");
+  lua_pushnil(jp->L);         /* the container's slot */
+  jp->p++;
+  return 1;
+}
+
+static int parse_object(json_parser *jp)
+{
+  lua_State *L = jp->L;
+  int base, pairs = 0;
+  char c;
+  if (!enter(jp))
+    return 0;
+  base = lua_gettop(L);
+  if (peek(jp) == '}') {
+    jp->p++;
+  } else {
+    for (;;) {
+      if (peek(jp) != '"')
+        return fail(jp, jp->p < jp->end ? "expected a string key" : "unexpected end of text");
+      if (!parse_string(jp))
+        return 0;
+      if (peek(jp) != ':')
+        return fail(jp, jp->p < jp->end ? "expected ':'" : "unexpected end of text");
+      jp->p++;
+      if (!parse_value(jp))
+        return 0;
+      if (++pairs == JSON_BATCH) {
+        flush_object(L, base, pairs);
+        pairs = 0;
+      }
+      c = peek(jp);
+      if (c != ',' && c != '}')
+        return fail(jp, c ? "expected ',' or '}'" : "unexpected end of text");
+      jp->p++;
+      if (c == '}')
+        break;
+    }
+  }
+  flush_object(L, base, pairs);
+  jp->depth--;
+  return 1;
+}
+
+static int parse_array(json_parser *jp)
+{
+  lua_State *L = jp->L;
+  int base, items = 0, length = 0;
+  char c;
+  if (!enter(jp))
+    return 0;
+  base = lua_gettop(L);
+  if (peek(jp) == ']') {
+    jp->p++;
+  } else {
+    for (;;) {
+      if (!parse_value(jp))
+        return 0;
+      if (++items == 2 * JSON_BATCH) {
+        flush_array(L, base, items, &length);
+        items = 0;
+      }
+      c = peek(jp);
+      if (c != ',' && c != ']')
+        return fail(jp, c ? "expected ',' or ']'" : "unexpected end of text");
+      jp->p++;
+      if (c == ']')
+        break;
+    }
+  }
+  flush_array(L, base, items, &length);
+  jp->depth--;
+  return 1;
+}
+
+static int parse_value(json_parser *jp)
+{
+  switch (peek(jp)) {
+  case '{': return parse_object(jp);
+  case '[': return parse_array(jp);
+  case '"': return parse_string(jp);
+  case 't':
+    if (!parse_literal(jp, "true", 4)) return 0;
+    lua_pushboolean(jp->L, 1);
+    return 1;
+  case 'f':
+    if (!parse_literal(jp, "false", 5)) return 0;
+    lua_pushboolean(jp->L, 0);
+    return 1;
+  case 'n':
+    if (!parse_literal(jp, "null", 4)) return 0;
+    lua_pushlightuserdata(jp->L, NULL);   /* == cjson.null */
+    return 1;
+  case 0:
+    return fail(jp, "unexpected end of text");
+  default:
+    if (*jp->p == '-' || (*jp->p >= '0' && *jp->p <= '9'))
+      return parse_number(jp);
+    return fail(jp, "unexpected character");
+  }
+}
+
+int kf_decode_json(lua_State *L)
+{
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  json_parser jp;
+  jp.L = L;
+  jp.start = jp.p = text;
+  jp.end = text + len;
+  jp.depth = 0;
+  jp.error = NULL;
+  lua_settop(L, 1);
+  if (parse_value(&jp)) {
+    if (peek(&jp) == 0)
+      return 1;
+    jp.error = "text after the value";
+  }
+  lua_settop(L, 1);
+  lua_pushnil(L);
+  if (jp.p < jp.end && (unsigned char)*jp.p >= 0x20 && (unsigned char)*jp.p < 0x7F)
+    lua_pushfstring(L, "%s at byte %d ('%c')", jp.error, (int)(jp.p - jp.start) + 1, *jp.p);
+  else
+    lua_pushfstring(L, "%s at byte %d", jp.error, (int)(jp.p - jp.start) + 1);
+  return 2;
+}
