@@ -26,7 +26,9 @@ int kf_buffer_append(kf_buffer *b, const char *data, size_t n)
     return 0;
   }
   if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
+    /* First sized by the first piece (headers are a few hundred bytes, a
+     * small body comes whole), then doubled. */
+    size_t cap = b->cap ? b->cap : (n > 512 ? n : 512);
     char *grown;
     while (cap < b->len + n)
       cap = cap > b->max / 2 ? b->max : cap * 2;

@@ -59,6 +59,7 @@ typedef struct kf_session {
   char *proxy;
   char *user_agent;
   struct curl_slist *resolve;   /* "host:port:address" pins (CURLOPT_RESOLVE) */
+  struct curl_slist *headers;   /* sent with every request, built once */
   long timeout_ms;
   long connect_timeout_ms;
   int insecure;
@@ -92,7 +93,7 @@ struct kf_request {
   kf_request *prev;
   kf_request *next;
   CURL *easy;
-  struct curl_slist *headers;
+  struct curl_slist *headers;   /* own list, only when the spec adds headers */
   kf_buffer body;
   kf_buffer head;
   kf_request_state state;

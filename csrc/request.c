@@ -7,8 +7,9 @@
  * registry, so dropping the Lua reference never frees a handle curl still
  * uses; closing the session detaches (cancels) it instead.
  *
- * spec fields: method, url (required); headers (array of "Name: value");
- * body (string); timeout, connect_timeout (seconds, override the session);
+ * spec fields: method, url (required); headers (array of "Name: value",
+ * added to the session's headers for this request, replacing any of the
+ * same name); body (string); timeout, connect_timeout (seconds, override the session);
  * auth (boolean, default true: send the session's credentials);
  * userpwd ("user:password" for this request only, e.g. OAuth client
  * credentials).
@@ -129,6 +130,41 @@ static void apply_method(kf_request *r, const char *method, const char *body, si
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
 }
 
+/* Whether two header lines name the same header ("Name: value", "Name;"). */
+static int same_header(const char *a, const char *b)
+{
+  size_t n = strcspn(a, ":;");
+  return n == strcspn(b, ":;") && curl_strnequal(a, b, n);
+}
+
+/* A request's own header list: the session's, less those that one of
+ * `extra` replaces (same name), then `extra`.  Takes over `extra`; NULL
+ * when out of memory. */
+static struct curl_slist *merge_headers(const struct curl_slist *base, struct curl_slist *extra)
+{
+  struct curl_slist *list = NULL, *tail;
+  const struct curl_slist *b, *e;
+  for (b = base; b != NULL; b = b->next) {
+    for (e = extra; e != NULL && !same_header(b->data, e->data); e = e->next)
+      ;
+    if (e == NULL) {
+      struct curl_slist *grown = curl_slist_append(list, b->data);
+      if (grown == NULL) {
+        curl_slist_free_all(list);
+        curl_slist_free_all(extra);
+        return NULL;
+      }
+      list = grown;
+    }
+  }
+  if (list == NULL)
+    return extra;
+  for (tail = list; tail->next != NULL; tail = tail->next)
+    ;
+  tail->next = extra;
+  return list;
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void release_refs(lua_State *L, kf_request *r)
@@ -209,7 +245,11 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   luaL_getmetatable(L, KF_REQUEST_MT);
   lua_setmetatable(L, -2);
 
-  r->headers = kf_opt_slist(L, spec, "headers");
+  {
+    struct curl_slist *extra = kf_opt_slist(L, spec, "headers");
+    if (extra != NULL && (r->headers = merge_headers(s->headers, extra)) == NULL)
+      return luaL_error(L, "keyfactor.core: out of memory building the headers");
+  }
   r->easy = kf_session_acquire_easy(s);
   if (r->easy == NULL)
     return luaL_error(L, "keyfactor.core: out of memory creating a curl handle");
@@ -224,7 +264,7 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
     curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */
   }
   curl_easy_setopt(r->easy, CURLOPT_URL, url);
-  curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+  curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers != NULL ? r->headers : s->headers);
   curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
   curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);

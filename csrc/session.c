@@ -222,12 +222,8 @@ static void read_settings(lua_State *L, kf_session *s, int t)
   set_string(&s->ca_file, kf_opt_string(L, t, "ca_file", NULL));
   set_string(&s->proxy, kf_opt_string(L, t, "proxy", NULL));
   set_string(&s->user_agent, kf_opt_string(L, t, "user_agent", NULL));
-  {
-    /* built before the old list goes: an error must leave s->resolve valid */
-    struct curl_slist *resolve = kf_opt_slist(L, t, "resolve");   /* "host:port:address" */
-    curl_slist_free_all(s->resolve);
-    s->resolve = resolve;
-  }
+  s->resolve = kf_opt_slist(L, t, "resolve");   /* "host:port:address" */
+  s->headers = kf_opt_slist(L, t, "headers");   /* "Name: value" */
 }
 
 /* ---- lifetime ------------------------------------------------------------- */
@@ -254,7 +250,8 @@ static void session_release(lua_State *L, kf_session *s)
   free(s->user_agent);
   s->ca_file = s->proxy = s->user_agent = NULL;
   curl_slist_free_all(s->resolve);
-  s->resolve = NULL;
+  curl_slist_free_all(s->headers);
+  s->resolve = s->headers = NULL;
   kf_free_secret(&s->username);
   kf_free_secret(&s->password);
   kf_free_secret(&s->bearer);
@@ -299,7 +296,10 @@ static int session_start(lua_State *L)
   return kf_request_start(L, s, 2);
 }
 
-/* core.session([options]) -> session */
+/* core.session([options]) -> session
+ * options: timeout, connect_timeout (seconds), max_body (bytes), insecure,
+ * http2, ca_file, proxy, user_agent, resolve (array of "host:port:address"),
+ * headers (array of "Name: value", sent with every request). */
 static int session_new(lua_State *L)
 {
   kf_session *s;

@@ -95,6 +95,7 @@ function keyfactor.new(opts)
     user_agent = config.user_agent or ("lua-keyfactor/" .. keyfactor.VERSION),
     timeout = config.timeout, connect_timeout = config.connect_timeout,
     max_body = config.max_body, http2 = config.http2, resolve = config.resolve,
+    headers = transport.default_headers(config),
   }
   local http = transport.new(session, config)
   local self = setmetatable({ url = config.url, session = session, http = http }, Client)

@@ -12,7 +12,6 @@ local errors = require "keyfactor.errors"
 local scheduler = require "keyfactor.scheduler"
 
 local transport = {}
-local unpack = table.unpack or unpack   -- luacheck: ignore 113
 local Transport = {}
 Transport.__index = Transport
 
@@ -49,16 +48,9 @@ function transport.query_string(query)
   return table.concat(keys, "&")
 end
 
-function transport.new(session, config)
-  local self = setmetatable({
-    session = session,
-    base = config.url:gsub("/+$", ""),
-    retries = config.retries,
-    debug = config.debug,
-    secrets = {},
-    auth = nil,                       -- set by the client (keyfactor.auth)
-    waiter = nil, sleeper = nil,      -- set by keyfactor.cqueues
-  }, Transport)
+--- The headers every request sends (`config` as `keyfactor.new` completes
+-- it); given to the core session once.
+function transport.default_headers(config)
   local headers = {
     "Accept: application/json",
     "Content-Type: application/json",
@@ -69,7 +61,19 @@ function transport.new(session, config)
   for name, value in pairs(config.headers or {}) do
     headers[#headers + 1] = name .. ": " .. value
   end
-  self.headers = headers
+  return headers
+end
+
+function transport.new(session, config)
+  local self = setmetatable({
+    session = session,
+    base = config.url:gsub("/+$", ""),
+    retries = config.retries,
+    debug = config.debug,
+    secrets = {},
+    auth = nil,                       -- set by the client (keyfactor.auth)
+    waiter = nil, sleeper = nil,      -- set by keyfactor.cqueues
+  }, Transport)
   return self
 end
 
@@ -182,7 +186,7 @@ end
 --- Prepares an API call and, with `start`, sends its first attempt now
 -- without waiting (for prefetching); `finish` completes it.
 -- `opts`: query (table or string), body (table -> JSON, or string), headers
--- (array of "Name: value"), secrets (strings to redact), url (absolute,
+-- (array of "Name: value", replacing the session's of the same name), secrets (strings to redact), url (absolute,
 -- instead of base .. path), raw (return the body undecoded), headers_wanted
 -- (return the response headers too), userpwd, auth.
 function Transport:begin(method, path, opts, start)
@@ -194,15 +198,10 @@ function Transport:begin(method, path, opts, start)
   end
   local body = opts.body
   if type(body) == "table" then body = json.encode(body) end
-  local headers = self.headers
-  if opts.headers then
-    headers = { unpack(self.headers) }
-    for _, h in ipairs(opts.headers) do headers[#headers + 1] = h end
-  end
   local call = {
     method = method, path = path, opts = opts, shown = url:sub(#self.base + 1),
     spec = {
-      method = method, url = url, headers = headers, body = body,
+      method = method, url = url, headers = opts.headers, body = body,
       userpwd = opts.userpwd, auth = opts.auth, timeout = opts.timeout,
     },
   }

@@ -74,6 +74,24 @@ describe("sandbox auth", function()
     assert.equals(200, (sb:http("GET", "/Workflow/Certificates/Pending", { auth = { token = body2.access_token } })))
   end)
 
+  it("wants the token request as a form, with one Content-Type", function()
+    local form = "grant_type=client_credentials&client_id=sandbox-client&client_secret=sandbox-secret"
+    for _, headers in ipairs {
+      { ["Content-Type"] = "application/json" },
+      { ["Content-Type"] = "application/json", ["content-type"] = "application/x-www-form-urlencoded" },
+      { ["Content-Type"] = "application/x-www-form-urlencodedX" },
+    } do
+      local status, body = sb:http("POST", "/oauth2/token", { auth = "none", requested_with = false,
+        body = form, headers = headers })
+      assert.equals(400, status)
+      assert.equals("invalid_request", body.error)
+      assert.matches("Content%-Type must be application/x%-www%-form%-urlencoded", body.error_description)
+    end
+    local status = sb:http("POST", "/oauth2/token", { auth = "none", requested_with = false, body = form,
+      headers = { ["Content-Type"] = "Application/X-WWW-Form-Urlencoded; charset=utf-8" } })
+    assert.equals(200, status)
+  end)
+
   it("refuses bad clients and grants", function()
     local status, body = token("grant_type=client_credentials&client_id=sandbox-client&client_secret=nope")
     assert.equals(401, status)

@@ -93,6 +93,12 @@ end
 
 -- POST /oauth2/token (client credentials grant).
 function auth.token(sandbox, req)
+  -- As identity providers do (RFC 6749 §4.4.2): one Content-Type, a form.
+  local types = { req.headers:get("content-type") }
+  if #types ~= 1 or types[1]:lower():match("^%s*([^;%s]+)") ~= "application/x-www-form-urlencoded" then
+    return oauth_error(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded (got "
+      .. (#types == 0 and "none" or table.concat(types, ", ")) .. ")")
+  end
   local form = auth.parse_form(req.body)
   local id, secret = form.client_id, form.client_secret
   local header = req.headers:get("authorization")
