@@ -172,10 +172,10 @@ for i, n in ipairs(fan_scen) do
   fan_table("fan" .. n, string.format("3%s. Fan-out, %s GETs against nginx", string.char(96 + i), fmt_int(n)),
     i == 1 and "`kf seq` is N × `kf:certificate` in a loop, `C seq` the one-easy-handle loop; `kf cN` is "
       .. "`kf:parallel` at concurrency N, `C multi cN` curl_multi with at most N transfers (HTTP/2 multiplexing "
-      .. "allowed in both, as lua-keyfactor does by default). Both start with no connection, so a fan-out opens "
-      .. "up to N connections at once, each with its own TLS handshake; against a local server that setup, not "
-      .. "the requests, dominates short fan-outs. `C multi cN + PIPEWAIT` sets CURLOPT_PIPEWAIT (transfers wait "
-      .. "for the first HTTP/2 connection and multiplex on it), which lua-keyfactor does not set today." or nil)
+      .. "allowed in both). Both start with no connection. Plain `C multi cN` opens up to N connections at once, "
+      .. "each with its own TLS handshake, and against a local server that setup, not the requests, dominates "
+      .. "short fan-outs. `C multi cN + PIPEWAIT` sets CURLOPT_PIPEWAIT (transfers wait for the first HTTP/2 "
+      .. "connection and multiplex on it), as lua-keyfactor does by default (`http2 = true`)." or nil)
 end
 fan_table("sandbox50", "3c. Fan-out against the sandbox with 50 ms injected latency",
   "The sandbox (`keyfactor.sandbox`, lua-http over cqueues) with `sb:fault{method=\"GET\", "

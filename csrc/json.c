@@ -4,7 +4,7 @@
  * Decodes an answer body to the Lua values lua-cjson gives (objects and
  * arrays to tables, null to cjson.null, the NULL light userdata), except
  * that integers stay integers.  Why not cjson.decode: it was the client's
- * largest cost per call (bench/RESULTS.md, "what profiling showed").
+ * largest cost per call (bench/README.md, "Profiling").
  * Debian's cjson 2.1.0 makes every number a float, which then took a second
  * pass over the result to undo, and it grows every table key by key.  Here
  * integers are read as integers, strings without escapes go to Lua in one
