@@ -44,9 +44,8 @@ describe("bin/keyfactor", function()
     return out
   end
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
+  fixture.live(function(s, k)
+    sb, kf = s, k
     local port = sb.url:match("^https://[^:/]+:(%d+)")
     env = table.concat({
       "KEYFACTOR_HOSTNAME=" .. quote("127.0.0.1:" .. port),
@@ -56,8 +55,6 @@ describe("bin/keyfactor", function()
     tmp = os.tmpname()
   end)
   lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
     if tmp then
       os.remove(tmp)
       os.remove(tmp .. ".err")

@@ -70,14 +70,11 @@ describe("keyfactor.pki", function()
     return assert(kf:enroll(req)).CertificateInformation
   end
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
+  fixture.live(function(s, k)
+    sb, kf = s, k
     dir = tempdir()
   end)
   lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
     if dir then sh("rm -rf " .. dir) end
   end)
 

@@ -98,17 +98,12 @@ describe("keyfactor.show", function()
 end)
 
 describe("tostring of certificates and stores", function()
-  local sb, kf, id, cn
+  local kf, id, cn
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
+  fixture.live(function(_, k)
+    kf = k
     cn = fixture.unique("show")
     id = fixture.enroll(kf, cn).CertificateInformation.KeyfactorId
-  end)
-  lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
   end)
 
   it("kf:certificate (by id and by lookup) and kf:certificates give one informative line", function()

@@ -5,14 +5,7 @@ local fixture = require "support.fixture"
 describe("certificates", function()
   local sb, kf
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
-  end)
-  lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
-  end)
+  fixture.live(function(s, k) sb, kf = s, k end)
 
   -- GET /Certificates requests of the log after index `from`.
   local function list_requests(from)

@@ -7,18 +7,13 @@ describe("kf:deploy", function()
 
   local WAIT = { timeout = 10, interval = 0.05 }
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
+  fixture.live(function(s, k)
+    sb, kf = s, k
     web_pem = fixture.store_ids(kf, fixture.WEB, "PEM")
     web_p12 = fixture.store_ids(kf, fixture.WEB, "PKCS12")
     restricted_pem = fixture.store_ids(kf, fixture.RESTRICTED, "PEM")
     restricted_p12 = fixture.store_ids(kf, fixture.RESTRICTED, "PKCS12")
     assert(#web_pem >= 2 and #web_p12 >= 2 and #restricted_pem >= 1 and #restricted_p12 >= 1)
-  end)
-  lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
   end)
 
   -- A certificate whose key the server keeps (format STORE).

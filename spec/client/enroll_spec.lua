@@ -5,9 +5,8 @@ local fixture = require "support.fixture"
 describe("kf:enroll", function()
   local sb, kf, web_pkcs12
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
+  fixture.live(function(s, k)
+    sb, kf = s, k
     local type_id
     for _, t in ipairs(assert(kf:store_types())) do
       if t.ShortName == "PKCS12" then type_id = t.StoreType end
@@ -16,10 +15,6 @@ describe("kf:enroll", function()
       if store.CertStoreType == type_id then web_pkcs12 = store.Id end
     end
     assert(web_pkcs12, "no PKCS12 store in the Web container")
-  end)
-  lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
   end)
 
   describe("PFX", function()

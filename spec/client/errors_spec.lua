@@ -6,14 +6,7 @@ local keyfactor = require "keyfactor"
 describe("errors", function()
   local sb, kf
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
-  end)
-  lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
-  end)
+  fixture.live(function(s, k) sb, kf = s, k end)
 
   local API = "/KeyfactorAPI"
 

@@ -10,7 +10,8 @@ local keyfactor = require "keyfactor"
 local DEPLOY = "/KeyfactorAPI/Enrollment/PFX/Deploy"
 
 describe("fault matrix", function()
-  local sb, kf, cert_id, store, lines
+  local sb, kf, cert_id, store
+  local lines = {}
 
   local function cert_path() return "/KeyfactorAPI/Certificates/" .. cert_id end
 
@@ -37,19 +38,12 @@ describe("fault matrix", function()
     return n
   end
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    lines = {}
-    kf = fixture.client(sb, { retries = 2, debug = function(line) lines[#lines + 1] = line end })
+  fixture.live(function(s, k)
+    sb, kf = s, k
     local c = fixture.enroll(kf, "faults.example.com", { format = "STORE", Password = nil })
     cert_id = c.CertificateInformation.KeyfactorId
     store = fixture.store_ids(kf, fixture.WEB, "PKCS12")[1]
-  end)
-
-  lazy_teardown(function()
-    kf:close()
-    sb:stop()
-  end)
+  end, { retries = 2, debug = function(line) lines[#lines + 1] = line end })
 
   before_each(function()
     sb:clear_faults()

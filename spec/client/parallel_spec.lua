@@ -26,16 +26,10 @@ end
 describe("kf:parallel", function()
   local sb, kf, ids
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
+  fixture.live(function(s, k)
+    sb, kf = s, k
     ids = {}
     for i = 1, 3 do ids[i] = fixture.enroll(kf, "par" .. i .. ".example.com").CertificateInformation.KeyfactorId end
-  end)
-
-  lazy_teardown(function()
-    kf:close()
-    sb:stop()
   end)
 
   before_each(function() sb:clear_faults() end)

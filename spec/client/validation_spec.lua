@@ -242,14 +242,7 @@ local CASES = {
 describe("argument checking", function()
   local sb, kf
 
-  lazy_setup(function()
-    sb = fixture.sandbox()
-    kf = fixture.client(sb)
-  end)
-  lazy_teardown(function()
-    if kf then kf:close() end
-    if sb then sb:stop() end
-  end)
+  fixture.live(function(s, k) sb, kf = s, k end)
 
   for _, case in ipairs(CASES) do
     local description, fn, texts = case[1], case[2], case[3]

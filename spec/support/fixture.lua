@@ -3,6 +3,7 @@
 local keyfactor = require "keyfactor"
 local sandbox = require "keyfactor.sandbox"
 local luassert = require "luassert"
+local busted = require "busted"
 
 local fixture = {}
 
@@ -22,6 +23,23 @@ function fixture.sandbox(opts)
   local o = { port = 0, job_delay = 0.05, lua = "lua5.4" }
   for k, v in pairs(opts or {}) do o[k] = v end
   return sandbox.start(o)
+end
+
+--- For a describe block on a live sandbox: registers the lazy_setup that
+-- starts a sandbox and an admin client (with `client_opts`) and hands both
+-- to `use(sb, kf)` (which sets the block's locals and may prepare more), and
+-- the lazy_teardown that closes them.
+function fixture.live(use, client_opts)
+  local sb, kf
+  busted.lazy_setup(function()
+    sb = fixture.sandbox()
+    kf = fixture.client(sb, client_opts)
+    use(sb, kf)
+  end)
+  busted.lazy_teardown(function()
+    if kf then kf:close() end
+    if sb then sb:stop() end
+  end)
 end
 
 --- A client for the sandbox's admin (or `overrides.username`/...).
