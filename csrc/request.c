@@ -9,8 +9,8 @@
  *
  * spec fields: method, url (required); headers (array of "Name: value",
  * added to the session's headers for this request, replacing any of the
- * same name); body (string); timeout, connect_timeout (seconds, override the session);
- * auth (boolean, default true: send the session's credentials);
+ * same name); body (string); timeout, connect_timeout (seconds, override
+ * the session); auth (boolean, default true: send the session's credentials);
  * userpwd ("user:password" for this request only, e.g. OAuth client
  * credentials).
  *
