@@ -518,6 +518,14 @@ static int session_stats(lua_State *L)
   return 1;
 }
 
+/* session:closed() -> boolean (never raises, unlike the other methods) */
+static int session_closed(lua_State *L)
+{
+  kf_session *s = luaL_checkudata(L, 1, KF_SESSION_MT);
+  lua_pushboolean(L, s->closed);
+  return 1;
+}
+
 /* session:start(spec) -> request; see request.c for the spec fields. */
 static int session_start(lua_State *L)
 {
@@ -591,6 +599,7 @@ int kf_open_session(lua_State *L)
     {"pollfd", session_pollfd},
     {"set_credentials", session_set_credentials},
     {"stats", session_stats},
+    {"closed", session_closed},
     {"close", session_close},
     {NULL, NULL}
   };
