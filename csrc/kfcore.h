@@ -23,6 +23,9 @@
 #define KF_SESSION_MT "keyfactor.session"
 #define KF_REQUEST_MT "keyfactor.request"
 
+/* GOAWAYs a session remembers, to tell refused streams (request.c). */
+#define KF_GOAWAYS 16
+
 /* Idle easy handles kept per session for reuse; more are simply freed. */
 #define KF_IDLE_MAX 64
 
@@ -74,6 +77,9 @@ typedef struct kf_session {
   double timer_due;             /* monotonic seconds */
   int epfd;                     /* epoll set mirroring `watch`, made on demand; -1 */
   pid_t pid;                    /* the process that made the handles */
+  /* HTTP/2 GOAWAYs seen (connection number, last stream id), newest last */
+  long goaway[KF_GOAWAYS][2];
+  int ngoaway;
   /* settings applied to every easy handle */
   char *ca_file;
   char *proxy;
@@ -126,7 +132,10 @@ struct kf_request {
   CURLcode code;
   long status;
   long request_size;            /* bytes of request sent: 0 = never reached */
-  long http_version;            /* CURL_HTTP_VERSION_* of the connection */
+  int refused;                  /* the server refused the HTTP/2 stream */
+  long conn;                    /* curl's number of the connection in use */
+  long stream_conn;             /* the first attempt's connection and */
+  long stream_id;               /* HTTP/2 stream id, or -1 */
   double total_time;
   int self_ref;                 /* registry ref keeping it alive in flight */
   int body_ref;                 /* registry ref to the request body string */

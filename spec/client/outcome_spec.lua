@@ -4,7 +4,7 @@ local outcome = require "keyfactor.outcome"
 
 local function record(fields)
   local r = { code = "CURLE_RECV_ERROR", message = "Failure when receiving data", sent = true,
-              replayed = false, http2 = false }
+              replayed = false, refused = false }
   for k, v in pairs(fields or {}) do r[k] = v end
   return r
 end
@@ -44,8 +44,8 @@ describe("keyfactor.outcome", function()
     assert.is_true(post.sent)
   end)
 
-  it("over HTTP/2 a replayed stream was refused unprocessed: a POST is not sent, and retried", function()
-    local f = outcome.failure("POST", record { code = "CURLE_ABORTED_BY_CALLBACK", replayed = true, http2 = true })
+  it("a refused HTTP/2 stream was never processed: the POST counts as not sent, and is retried", function()
+    local f = outcome.failure("POST", record { code = "CURLE_ABORTED_BY_CALLBACK", replayed = true, refused = true })
     assert.is_false(f.sent)
     assert.is_true(f.retryable)
   end)

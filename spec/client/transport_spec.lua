@@ -186,9 +186,9 @@ describe("a client used in a child process after fork()", function()
   end
   local wait = require("posix.sys.wait").wait
 
-  local sb, kf, ids
-  fixture.live(function(s, k)
-    sb, kf = s, k
+  local kf, ids
+  fixture.live(function(_, k)
+    kf = k
     ids = {}
     for i = 1, 2 do
       ids[i] = fixture.enroll(kf, fixture.unique("fork" .. i) .. ".example.com").CertificateInformation.KeyfactorId
