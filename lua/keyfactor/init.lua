@@ -42,6 +42,7 @@ local OPTIONS = v.record({
   api_version = v.nonempty, proxy = v.nonempty, user_agent = v.nonempty,
   headers = v.map(v.string), debug = callable, warn = callable,
   max_body = v.integer, http2 = v.boolean, resolve = v.array(v.string),
+  driver = v.table,
 }, { "url" })
 
 local warned_insecure = false
@@ -64,6 +65,8 @@ end
 --   max_body         largest response body accepted, bytes (64 MiB)
 --   resolve          {"host:port:address", ...} pins names to addresses (curl's RESOLVE)
 --   debug            function(line): one line per request, secrets redacted
+--   driver           how calls wait (keyfactor.driver); attach() of keyfactor.cqueues,
+--                    keyfactor.haproxy, keyfactor.ngx sets it
 --   warn             function(message) for warnings (default: stderr)
 function keyfactor.new(opts)
   local config = v.check("keyfactor.new", OPTIONS, opts, "options")
