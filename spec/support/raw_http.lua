@@ -8,7 +8,7 @@ local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/suppor
 function raw_http.start(mode)
   local log = os.tmpname()
   local pid_file = os.tmpname()
-  local pipe = assert(io.popen(string.format("python3 %s/raw_http.py '%s' %s & echo $! > %s; wait",
+  local pipe = assert(io.popen(string.format("env -u LD_PRELOAD python3 %s/raw_http.py '%s' %s & echo $! > %s; wait",
     HERE, mode, log, pid_file), "r"))
   local port = assert(tonumber(pipe:read("*l")), "raw_http.py did not start")
   local server = { url = "http://127.0.0.1:" .. port }

@@ -10,8 +10,9 @@ local keyfactor = require "keyfactor"
 
 local NGINX = "/usr/sbin/nginx"
 
+-- Other programs never inherit the sanitizer runtime that check-asan preloads.
 local function sh(cmd)
-  local ok = os.execute(cmd)
+  local ok = os.execute("env -u LD_PRELOAD sh -c '" .. cmd:gsub("'", "'\\''") .. "'")
   return ok == true or ok == 0
 end
 
@@ -67,10 +68,10 @@ http {
     local f = assert(io.open(dir .. "/nginx.conf", "w"))
     f:write(conf)
     f:close()
-    pid = io.popen(string.format("%s -p %s -c %s/nginx.conf >%s/logs/out.log 2>&1 & echo $!",
+    pid = io.popen(string.format("env -u LD_PRELOAD %s -p %s -c %s/nginx.conf >%s/logs/out.log 2>&1 & echo $!",
       NGINX, dir, dir, dir)):read("*l")
     for _ = 1, 100 do
-      if sh(string.format("curl -sk -o /dev/null https://127.0.0.1:%d/ 2>/dev/null", port)) then break end
+      if sh(string.format("curl -sk --max-time 1 -o /dev/null https://127.0.0.1:%d/ 2>/dev/null", port)) then break end
       os.execute("sleep 0.05")
     end
   end)
