@@ -25,6 +25,8 @@
 #define JSON_MAX_DEPTH 200
 /* Items held on the stack before they are stored (per open container). */
 #define JSON_BATCH 32
+/* Levels that batch their items; deeper ones store each item at once. */
+#define JSON_BATCH_DEPTH 16
 
 typedef struct json_parser {
   lua_State *L;
@@ -298,15 +300,16 @@ static void flush_array(lua_State *L, int base, int items, int *length)
 }
 
 /* Opens a container: its slot pushed, *batch set to how many items (pairs
- * for objects) may wait on the stack before they are stored.  Where the Lua
- * stack runs short (LuaJIT's is the smaller), items are stored one by one;
- * only when not even that fits is the text refused (nil, message: decoding
- * never raises, hence lua_checkstack, not luaL_checkstack). */
+ * for objects) may wait on the stack before they are stored.  Below
+ * JSON_BATCH_DEPTH levels (deeper than any real answer) items are stored one
+ * by one, so that 200 levels fit even LuaJIT's smaller Lua stack; only when
+ * not even that fits is the text refused (nil, message: decoding never
+ * raises, hence lua_checkstack, not luaL_checkstack). */
 static int enter(json_parser *jp, int *batch)
 {
   if (++jp->depth > JSON_MAX_DEPTH)
     return fail(jp, "nested too deeply");
-  if (lua_checkstack(jp->L, 2 * JSON_BATCH + 4))
+  if (jp->depth <= JSON_BATCH_DEPTH && lua_checkstack(jp->L, 2 * JSON_BATCH + 4))
     *batch = JSON_BATCH;
   else if (lua_checkstack(jp->L, 8))
     *batch = 1;
