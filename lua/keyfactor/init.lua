@@ -189,7 +189,8 @@ function keyfactor.from_env(overrides)
     local api_path = (get "KEYFACTOR_API_PATH" or "KeyfactorAPI"):gsub("^/+", ""):gsub("/+$", "")
     -- a full URL (https://host/KeyfactorAPI) already names the API path
     local given = host:match("^%a[%w+.-]*://[^/]*(/.*)$")
-    local named = given and (not get "KEYFACTOR_API_PATH" or given:lower():sub(-#api_path - 1) == "/" .. api_path:lower())
+    local named = given and (not get "KEYFACTOR_API_PATH"
+      or given:lower():sub(-#api_path - 1) == "/" .. api_path:lower())
     opts.url = named and host or host .. "/" .. api_path
   end
   local user = get "KEYFACTOR_USERNAME"
@@ -207,7 +208,8 @@ function keyfactor.from_env(overrides)
     opts.token = get "KEYFACTOR_AUTH_ACCESS_TOKEN"
   end
   opts.insecure = truthy(get "KEYFACTOR_SKIP_VERIFY") or nil
-  local ca_variable = get "KEYFACTOR_CA_CERT" and "KEYFACTOR_CA_CERT" or get "KEYFACTOR_AUTH_CA_CERT" and "KEYFACTOR_AUTH_CA_CERT"
+  local ca_variable = get "KEYFACTOR_CA_CERT" and "KEYFACTOR_CA_CERT"
+    or get "KEYFACTOR_AUTH_CA_CERT" and "KEYFACTOR_AUTH_CA_CERT"
   opts.ca_file = ca_variable and get(ca_variable)
   for k, value in pairs(overrides) do
     if k ~= "env" then opts[k] = value end

@@ -25,6 +25,8 @@
 
 local core = require "keyfactor.core"
 
+local unpack = table.unpack or unpack   -- luacheck: ignore 113
+
 local secrets = {}
 
 local Vault = {}
@@ -157,7 +159,7 @@ function Vault:add(name, value, ...)
       for _, form in ipairs(secrets.forms(related)) do all[#all + 1] = form end
     end
   end
-  self.store:set(name, (table.unpack or unpack)(all))
+  self.store:set(name, unpack(all))
 end
 
 --- The value kept under `name`, or nil.

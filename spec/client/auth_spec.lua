@@ -236,8 +236,9 @@ describe("auth", function()
 
     it("bin/keyfactor status never prints the password", function()
       -- as spec/cli_spec.lua runs it: the tool's own module paths
+      local host = "https://admin:hunter2pw@" .. sb.base:match("^https://(.*)$")
       local cmd = string.format("env -u LUA_PATH -u LUA_CPATH KEYFACTOR_HOSTNAME=%q KEYFACTOR_USERNAME=admin "
-        .. "KEYFACTOR_PASSWORD=hunter2pw bin/keyfactor status 2>&1", "https://admin:hunter2pw@" .. sb.base:match("^https://(.*)$"))
+        .. "KEYFACTOR_PASSWORD=hunter2pw bin/keyfactor status 2>&1", host)
       local pipe = assert(io.popen(cmd))
       local out = pipe:read("a")
       pipe:close()
