@@ -74,7 +74,8 @@ describe("sandbox job history", function()
     assert.equals(1, #page)
     local down = history("CertificateId -eq " .. id, "pq.sortField=JobHistoryId&pq.sortAscending=1")
     assert.is_true(down[1].JobHistoryId > down[3].JobHistoryId)
-    assert.equals(400, (sb:http("GET", "/OrchestratorJobs/JobHistory", { query = "pq.queryString=" .. enc("Nope -eq 1") })))
+    assert.equals(400, (sb:http("GET", "/OrchestratorJobs/JobHistory",
+      { query = "pq.queryString=" .. enc("Nope -eq 1") })))
   end)
 
   it("changes inventories with Add and Remove jobs, and pages the inventory", function()
@@ -83,7 +84,8 @@ describe("sandbox job history", function()
     for i = 1, 3 do ids[i] = enroll("inventory" .. i .. ".example.com") end
     for i, id in ipairs(ids) do
       local status, jobs = sb:http("POST", "/CertificateStores/Certificates/Add", { body = { CertificateId = id,
-        Schedule = { Immediate = true }, CertificateStores = { { CertificateStoreId = store.Id, Alias = "entry" .. i } } } })
+        Schedule = { Immediate = true },
+        CertificateStores = { { CertificateStoreId = store.Id, Alias = "entry" .. i } } } })
       assert.equals(200, status)
       assert.matches("^%x+%-%x+%-%x+%-%x+%-%x+$", jobs[1])
     end
