@@ -134,4 +134,35 @@ describe("sandbox store management and agents", function()
         { body = { Id = "00000000-0000-4000-8000-000000000000" } })))
     end)
   end)
+
+  it("keeps created stores, metadata and the job history in --data DIR across restarts", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local a = sandbox.start{ port = 0, data = dir, job_delay = 0 }
+    local _, st = a:http("POST", "/CertificateStores", { body = { ClientMachine = "web02.sandbox.local",
+      StorePath = "/etc/ssl/kept.pem", CertStoreType = 101, AgentId = agent_of("web02.sandbox.local").AgentId,
+      InventorySchedule = { Interval = { Minutes = 5 } } } })
+    local _, enrolled = a:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+      body = { Template = "WebServer", Subject = "CN=kept.example.com" } })
+    local id = math.tointeger(enrolled.CertificateInformation.KeyfactorId)
+    a:http("PUT", "/Certificates/Metadata", { body = { Id = id, Metadata = { Owner = "kept" } } })
+    a:http("POST", "/Enrollment/PFX/Deploy", { body = { CertificateId = id, Password = "pw",
+      Stores = { { StoreId = st.Id } } } })
+    os.execute("sleep 0.1")
+    local _, before = a:http("GET", "/OrchestratorJobs/JobHistory")
+    a:stop()
+    local b = sandbox.start{ port = 0, data = dir }
+    local status, kept = b:http("GET", "/CertificateStores/" .. st.Id)
+    assert.equals(200, status)
+    assert.equals(5, kept.InventorySchedule.Interval.Minutes)
+    assert.is_nil(kept.ContainerId)
+    local _, cert = b:http("GET", "/Certificates/" .. id, { query = "includeLocations=true" })
+    assert.equals("kept", cert.Metadata.Owner)
+    assert.equals(st.Id, cert.Locations[1].CertStoreId)
+    local _, after = b:http("GET", "/OrchestratorJobs/JobHistory")
+    assert.equals(1, #before)
+    assert.same(before, after)
+    b:stop()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
 end)
