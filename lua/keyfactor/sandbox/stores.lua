@@ -152,6 +152,15 @@ local function get_store(sandbox, _, id)
   return stores.render(stores.find(sandbox, id))
 end
 
+-- Paging and sorting fields of inventory entries (query.* has no queryString).
+local inventory_fields = {
+  id = field(function(e) return e.Certificates[1].CertStoreInventoryItemId end, "number"),
+  name = field(function(e) return e.Name end),
+  alias = field(function(e) return e.Name end),
+  thumbprint = field(function(e) return e.Certificates[1].Thumbprint end),
+  notafter = field(function(e) return util.parse_iso(e.Certificates[1].NotAfter) end, "date"),
+}
+
 local function inventory(sandbox, req, id)
   local st = stores.find(sandbox, id)
   local entries = {}
@@ -168,11 +177,7 @@ local function inventory(sandbox, req, id)
       Parameters = {},
     }
   end
-  local page = query.int_param(req.params, "query.pagereturned", 1)
-  local limit = query.int_param(req.params, "query.returnlimit", 50)
-  local out = util.array()
-  for i = (page - 1) * limit + 1, math.min(#entries, page * limit) do out[#out + 1] = entries[i] end
-  return out
+  return query.page(entries, req.params, "query", inventory_fields)
 end
 
 stores.routes = {
