@@ -6,6 +6,7 @@ local state = require "keyfactor.sandbox.state"
 local check = require "keyfactor.sandbox.check"
 local certificates = require "keyfactor.sandbox.certificates"
 local jobs = require "keyfactor.sandbox.jobs"
+local metadata_fields = require "keyfactor.sandbox.metadata"
 local csr_mod = require "openssl.x509.csr"
 
 local enrollment = {}
@@ -72,7 +73,11 @@ local function check_common(body)
   check_ca(body)
   check.date(body, "Timestamp", false)
   check.bool(body, "IncludeChain")
-  local metadata = check.object(body, "Metadata") or {}
+  -- names and values checked against the metadata fields, as the server does
+  local metadata = metadata_fields.validate(check.object(body, "Metadata") or {}, "Metadata")
+  for name, v in pairs(metadata) do
+    if v == "" then metadata[name] = nil end
+  end
   check.object(body, "AdditionalEnrollmentFields")
   local days = body.ValidityDays
   if days ~= nil and days ~= util.null and type(days) ~= "number" then
