@@ -40,7 +40,7 @@ function agents.find(id)
   return type(id) == "string" and agents.by_id[id:lower()] or nil
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local fields = {
   agentid = field(function(a) return a.AgentId end),

@@ -38,20 +38,6 @@ local CSR_FIELDS = with_common{ CSR = "string" }
 local RENEW_FIELDS = { CertificateId = "int", Thumbprint = "string", CertificateAuthority = "string",
   Template = "string", Timestamp = "date" }
 
-local function format_header(req, allowed)
-  local value = req.headers:get("x-certificateformat")
-  if not value or value == "" then util.bad_request("The x-certificateformat header is required") end
-  local format = allowed[value:lower()]
-  if not format then
-    local names = {}
-    for _, v in pairs(allowed) do names[#names + 1] = v end
-    table.sort(names)
-    util.bad_request("x-certificateformat '" .. value .. "' is not valid here (use " .. table.concat(names,
-      ", ") .. ")")
-  end
-  return format
-end
-
 local function check_template(body)
   local name = check.string(body, "Template", true)
   local template = state.template(name)
@@ -175,7 +161,7 @@ local function v2_targets(sandbox, body, renewal)
 end
 
 local function enroll_pfx(sandbox, req)
-  local format = format_header(req, PFX_FORMATS)
+  local format = check.format_header(req, PFX_FORMATS)
   local v2 = (req.headers:get("x-keyfactor-api-version") or ""):match("^2") ~= nil
   local body = check.body(req, v2 and PFX_V2_FIELDS or PFX_FIELDS)
   local common = check_common(body)
@@ -239,7 +225,7 @@ local function csr_certificates(sandbox, record, format, include_chain)
 end
 
 local function enroll_csr(sandbox, req)
-  local format = format_header(req, CSR_FORMATS)
+  local format = check.format_header(req, CSR_FORMATS)
   local body = check.body(req, CSR_FIELDS)
   local csr_text = check.string(body, "CSR", true)
   local common = check_common(body)

@@ -186,6 +186,11 @@ function query.eval(node, record, fields)
   elseif op == "lt" then return c < 0 else return c <= 0 end
 end
 
+---------------------------------------------------------------- fields
+-- A queryable field of a record: `get(record)` its value, `kind` "string"
+-- (default), "number", "date" (epoch seconds) or "bool".
+function query.field(get, kind) return { get = get, kind = kind or "string" } end
+
 ---------------------------------------------------------------- paging
 -- Reads <prefix>.queryString/.pageReturned/.returnLimit/.sortField/.sortAscending
 -- from the request's (lower-cased) query params, filters, sorts and pages.
