@@ -75,6 +75,8 @@ describe("sandbox answers against Keyfactor's OpenAPI documents", function()
     get("/CertificateStores/" .. web01.Id)
     local _, agents = get("/Agents"); get("/Agents/" .. agents[1].AgentId); get("/Agents", "pq.returnLimit=2")
     get("/MetadataFields")
+    call("POST", "/Agents/" .. agents[1].AgentId .. "/Reset")
+    post("/Agents/Approve", { agents[1].AgentId })
     -- enrollment
     local _, stored = post("/Enrollment/PFX", { Template = "WebServer", Subject = "CN=schema.example.com",
       SANs = { dns = { "schema.example.com" } }, Metadata = { Owner = "schema" } }, STORE)

@@ -49,6 +49,41 @@ describe("sandbox store management and agents", function()
     end)
   end)
 
+  it("approves, disapproves and resets agents; jobs of an unapproved agent's stores fail", function()
+    local a = agent_of("app03.sandbox.local")
+    local function status_of() return select(2, sb:http("GET", "/Agents/" .. a.AgentId)).Status end
+    local s1, _, _, raw = sb:http("POST", "/Agents/Disapprove", { body = '["' .. a.AgentId .. '"]' })
+    assert.equals(204, s1)
+    assert.equals("", raw)
+    assert.equals(3, status_of())
+    local _, enrolled = sb:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+      body = { Template = "WebServer", Subject = "CN=agent.example.com" } })
+    local store
+    for _, st in ipairs(select(2, sb:http("GET", "/CertificateStores"))) do
+      if st.AgentId == a.AgentId then store = st.Id end
+    end
+    sb:http("POST", "/Enrollment/PFX/Deploy", { body = { CertificateId = enrolled.CertificateInformation.KeyfactorId,
+      Password = "pw", Stores = { { StoreId = store } } } })
+    os.execute("sleep 0.3")
+    local _, history = sb:http("GET", "/OrchestratorJobs/JobHistory",
+      { query = "pq.queryString=" .. enc('CertStoreId -eq "' .. store .. '"') })
+    assert.equals(3, history[1].Result)
+    assert.matches("not approved", history[1].Message)
+    assert.equals(204, (sb:http("POST", "/Agents/" .. a.AgentId .. "/Reset")))
+    assert.equals(1, status_of())
+    assert.equals(204, (sb:http("POST", "/Agents/Approve", { body = { a.AgentId } })))
+    assert.equals(2, status_of())
+    -- every id is checked before any changes
+    local bad = sb:http("POST", "/Agents/Disapprove",
+      { body = '["' .. a.AgentId .. '", "00000000-0000-4000-8000-000000000000"]' })
+    assert.equals(404, bad)
+    assert.equals(2, status_of())
+    assert.equals(400, (sb:http("POST", "/Agents/Approve", { body = '{"' .. a.AgentId .. '":1}' })))
+    sb:http("POST", "/Agents/Reset", { body = { a.AgentId } })
+    assert.equals(1, status_of())
+    sb:http("POST", "/Agents/Approve", { body = { a.AgentId } })
+  end)
+
   describe("stores", function()
     local function create(body, who)
       return sb:http("POST", "/CertificateStores", { body = body, auth = who })

@@ -11,6 +11,7 @@ local check = require "keyfactor.sandbox.check"
 local auth = require "keyfactor.sandbox.auth"
 local stores = require "keyfactor.sandbox.stores"
 local certificates = require "keyfactor.sandbox.certificates"
+local agents = require "keyfactor.sandbox.agents"
 
 local jobs = {}
 
@@ -70,6 +71,11 @@ local function complete(sandbox, job)
     return "failed"
   end
   job.machine, job.store_path = store.ClientMachine, store.StorePath
+  local agent = agents.find(store.AgentId)
+  if agent and agents.status(sandbox, agent.AgentId) ~= agents.APPROVED then
+    job.message = string.format("The orchestrator %s of %s is not approved", agent.AgentId, store.ClientMachine)
+    return "failed"
+  end
   if store.ClientMachine == state.BROKEN_MACHINE then
     job.message = string.format("Unable to reach %s: the orchestrator could not connect to the store %s "
       .. "(connection refused)", store.ClientMachine, store.StorePath)
