@@ -151,16 +151,11 @@ describe("sandbox answers against Keyfactor's OpenAPI documents", function()
     post("/Certificates/Revoke", '{"CertificateIds":{},"Comment":"x"}')
   end
 
-  it("validates every answer of a full workflow", function()
-    local dir = reference_dir()
-    if not dir then
-      pending("Keyfactor's OpenAPI documents were not found (set KEYFACTOR_REFERENCE_DIR)")
-      return
-    end
-    flow()
+  -- Runs openapi_check.py over `list`; returns its result table.
+  local function validate(dir, list)
     local path = os.tmpname()
     local f = assert(io.open(path, "w"))
-    f:write(cjson.encode(records))
+    f:write(cjson.encode(list))
     f:close()
     local script = root .. "/spec/support/openapi_check.py"
     local p = assert(io.popen(string.format("python3 %s %s %s 2>&1", shell_quote(script),
@@ -170,6 +165,49 @@ describe("sandbox answers against Keyfactor's OpenAPI documents", function()
     os.remove(path)
     local ok, result = pcall(cjson.decode, out)
     assert(ok, "openapi_check.py failed: " .. out)
+    return result
+  end
+
+  it("reports answers that break the schema", function()
+    local dir = reference_dir()
+    if not dir then return pending("Keyfactor's OpenAPI documents were not found (set KEYFACTOR_REFERENCE_DIR)") end
+    local bad = {
+      { "GET", "/Templates/1", 200, '{"Id":1,"AllowedEnrollmentTypes":3}', "AllowedEnrollmentTypes" },
+      { "GET", "/CertificateAuthority", 200, '[{"Id":1,"Agent":""}]', "Agent" },
+      { "GET", "/Certificates/Locations/1", 200, '{"Details":[{"StoreType":101}]}', "StoreType" },
+      { "GET", "/Certificates/2", 200, '{"Id":2.0}', "$.Id: 2.0 is not of type" },
+      { "GET", "/Certificates/1", 200, '{"Id":1,"KeyfactorID":1}', "KeyfactorID" },
+      { "POST", "/Certificates/Revoke", 200, '{"RevokedIds":{}}', "RevokedIds" },
+      { "GET", "/Agents", 200, '[{"LastSeen":"yesterday"}]', "LastSeen" },
+      { "POST", "/Certificates/Recover", 200, '{"PFX":"not base64!"}', "PFX" },
+      { "GET", "/Certificates/1", 404, '{"Message":"gone"}', "ErrorCode" },
+      { "PUT", "/Certificates/Metadata", 204, '{}', "no body" },
+      { "POST", "/Enrollment/PFX", 200, '{"SuccessfulStores":[],"FailedStores":[]}', "FailedStores", "2" },
+    }
+    local list = {}
+    for i, b in ipairs(bad) do
+      list[i] = { method = b[1], path = b[2], status = b[3], body = b[4], version = b[6] or "1" }
+    end
+    local result = validate(dir, list)
+    for i, b in ipairs(bad) do
+      local request = string.format("%s %s -> %d", b[1], b[2], b[3])
+      local found = false
+      for _, e in ipairs(result.errors) do
+        -- each record's problems name its field; several records share a request line
+        if e.request == request and e.error:find(b[5], 1, true) then found = true end
+      end
+      assert.is_true(found, "not reported: record " .. i .. " (" .. b[5] .. ")")
+    end
+  end)
+
+  it("validates every answer of a full workflow", function()
+    local dir = reference_dir()
+    if not dir then
+      pending("Keyfactor's OpenAPI documents were not found (set KEYFACTOR_REFERENCE_DIR)")
+      return
+    end
+    flow()
+    local result = validate(dir, records)
     local problems = {}
     for _, e in ipairs(result.errors) do problems[#problems + 1] = e.request .. ": " .. e.error end
     assert.same({}, problems)
