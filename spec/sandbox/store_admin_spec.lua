@@ -84,6 +84,34 @@ describe("sandbox store management and agents", function()
     sb:http("POST", "/Agents/Approve", { body = { a.AgentId } })
   end)
 
+  it("creates and deletes store types", function()
+    local status, t = sb:http("POST", "/CertificateStoreTypes", { body = { Name = "Java Keystore", ShortName = "JKS",
+      PasswordOptions = { EntrySupported = false, StoreRequired = true, Style = 0 },
+      Properties = { { Name = "ProviderName", DisplayName = "Provider", Type = 0, DependsOn = "", DefaultValue = "",
+        Required = false } } } })
+    assert.equals(200, status)
+    assert.equals(103, t.StoreType)
+    assert.equals(103, t.Properties[1].StoreTypeId)
+    assert.is_true(t.PasswordOptions.StoreRequired)
+    assert.equals("JKS", select(2, sb:http("GET", "/CertificateStoreTypes/103")).ShortName)
+    assert.equals(103, select(2, sb:http("GET", "/CertificateStoreTypes/Name/jks"))[1].StoreType)
+    assert.equals(3, #select(2, sb:http("GET", "/CertificateStoreTypes")))
+    assert.equals(400, (sb:http("POST", "/CertificateStoreTypes", { body = { Name = "Again", ShortName = "jks" } })))
+    assert.equals(400, (sb:http("POST", "/CertificateStoreTypes", { body = { Name = "No short name" } })))
+    assert.equals(400, (sb:http("POST", "/CertificateStoreTypes", { body = { Name = "x", ShortName = "X",
+      PrivateKeyAllowed = 7 } })))
+    -- a type in use cannot go; nor can a built-in one
+    local _, st = sb:http("POST", "/CertificateStores", { body = { ClientMachine = "app01.sandbox.local",
+      StorePath = "/opt/app/keystore.jks", CertStoreType = 103, AgentId = agent_of("app01.sandbox.local").AgentId } })
+    local used_status, used = sb:http("DELETE", "/CertificateStoreTypes/103")
+    assert.equals(400, used_status)
+    assert.matches(st.Id, used.Message, 1, true)
+    assert.equals(204, (sb:http("DELETE", "/CertificateStores/" .. st.Id)))
+    assert.equals(204, (sb:http("DELETE", "/CertificateStoreTypes/103")))
+    assert.equals(404, (sb:http("GET", "/CertificateStoreTypes/103")))
+    assert.equals(400, (sb:http("DELETE", "/CertificateStoreTypes/102")))
+  end)
+
   describe("stores", function()
     local function create(body, who)
       return sb:http("POST", "/CertificateStores", { body = body, auth = who })

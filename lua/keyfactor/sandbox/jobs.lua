@@ -39,11 +39,11 @@ local function job_guid(n)
 end
 
 -- Why a job for `cert` on `store` cannot be created, or nil when it can.
-local function refusal(user, cert, store, password, needs_key)
+local function refusal(sandbox, user, cert, store, password, needs_key)
   if not store then return "unknown store" end
   if not auth.may_schedule(user,
     store.ContainerName) then return "no permission on container " .. store.ContainerName end
-  local t = stores.type_by_id(store.CertStoreType)
+  local t = stores.type_by_id(store.CertStoreType, sandbox)
   if needs_key and t and t.PasswordOptions.EntrySupported and (password or "") == "" then
     return "an entry password is required for " .. t.ShortName .. " stores"
   end
@@ -176,7 +176,7 @@ function jobs.schedule(sandbox, req, cert, targets, password, run_at)
   local ok, failed = util.array(), util.array()
   for _, target in ipairs(targets) do
     local store = util.is_guid(target.id) and state.store_by_id(sandbox.state, target.id) or nil
-    local why = refusal(req.user, cert, store, password, true)
+    local why = refusal(sandbox, req.user, cert, store, password, true)
     if why then
       util.log("deploy of certificate %d to %s refused: %s", cert.id, target.id, why)
       failed[#failed + 1] = target.id
@@ -244,7 +244,7 @@ local function add_certificate(sandbox, req)
   for _, entry in ipairs(store_entries(body)) do
     local store = stores.find(sandbox, entry.CertificateStoreId)
     local password = type(entry.EntryPassword) == "table" and entry.EntryPassword.SecretValue or nil
-    local why = refusal(req.user, cert, store, password, entry.IncludePrivateKey == true)
+    local why = refusal(sandbox, req.user, cert, store, password, entry.IncludePrivateKey == true)
     if why then util.fail(why:match("^no permission") and 403 or 400, "bad_request", why) end
     ids[#ids + 1] = add_job(sandbox, { kind = "add", cert_id = cert.id, store_id = store.Id,
       alias = entry.Alias or cert.thumbprint, overwrite = entry.Overwrite == true }, run_at).id

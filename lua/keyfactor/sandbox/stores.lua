@@ -1,5 +1,7 @@
--- Certificate store types, containers, stores and store inventories
--- (read side; jobs that change inventories live in jobs.lua).
+-- Certificate store types (the seed's, and those created with
+-- POST /CertificateStoreTypes, kept in the state), containers, stores and
+-- store inventories (read side; jobs that change inventories live in
+-- jobs.lua, store create/update/delete in store_admin.lua).
 local util = require "keyfactor.sandbox.util"
 local state = require "keyfactor.sandbox.state"
 local query = require "keyfactor.sandbox.query"
@@ -28,6 +30,8 @@ local function store_type(id, short, name, entry_password, properties)
   }
 end
 
+stores.new_type = store_type
+
 -- Property Type enum: 0 String, 1 Bool, 2 MultipleChoice, 3 Secret.
 stores.types = {
   store_type(state.STORE_TYPE_PEM, "PEM", "PEM File", true, util.array{
@@ -37,14 +41,22 @@ stores.types = {
   store_type(state.STORE_TYPE_PKCS12, "PKCS12", "PKCS#12 Keystore", false, util.array()),
 }
 
-function stores.type_by_id(id)
-  for _, t in ipairs(stores.types) do
+-- The seed types and, given the sandbox, the ones created since.
+function stores.all_types(sandbox)
+  local out = {}
+  for _, t in ipairs(stores.types) do out[#out + 1] = t end
+  for _, t in ipairs(sandbox and sandbox.state.store_types or {}) do out[#out + 1] = t end
+  return out
+end
+
+function stores.type_by_id(id, sandbox)
+  for _, t in ipairs(stores.all_types(sandbox)) do
     if t.StoreType == id then return t end
   end
 end
 
-function stores.type_name(id)
-  local t = stores.type_by_id(id)
+function stores.type_name(id, sandbox)
+  local t = stores.type_by_id(id, sandbox)
   return t and t.ShortName or tostring(id)
 end
 
@@ -57,19 +69,19 @@ local type_fields = {
   name = field(function(t) return t.Name end),
 }
 
-local function list_types(_, req)
-  return query.page(stores.types, req.params, "cstquery", type_fields)
+local function list_types(sandbox, req)
+  return query.page(stores.all_types(sandbox), req.params, "cstquery", type_fields)
 end
 
-local function get_type(_, _, id)
-  local t = stores.type_by_id(check.path_int(id, "id"))
+local function get_type(sandbox, _, id)
+  local t = stores.type_by_id(check.path_int(id, "id"), sandbox)
   if not t then util.not_found("Certificate store type " .. id .. " was not found") end
   return t
 end
 
-local function types_by_name(_, _, name)
+local function types_by_name(sandbox, _, name)
   local out = util.array()
-  for _, t in ipairs(stores.types) do
+  for _, t in ipairs(stores.all_types(sandbox)) do
     if t.ShortName:lower() == name:lower() then out[#out + 1] = t end
   end
   if #out == 0 then util.not_found("Certificate store type '" .. name .. "' was not found") end
