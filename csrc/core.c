@@ -4,6 +4,7 @@
  *   core.session([options]) -> session     (session.c)
  *   core.now() -> seconds                  monotonic clock, for timing and backoff
  *   core.sleep(seconds)                    blocking sleep, for sequential backoff
+ *   core.getpid() -> integer               this process (fork checks in specs)
  *   core.curl_version() -> string
  *   core.stderr_is_tty() -> boolean        for the progress line of kf:parallel
  *   core.decode_json(text) -> value | nil, message   (json.c)
@@ -27,14 +28,19 @@ static int core_now(lua_State *L)
 
 static int core_sleep(lua_State *L)
 {
-  double seconds = luaL_checknumber(L, 1);
+  double seconds = (double)kf_check_ms(L, 1, -1) / 1000.0;
   struct timespec ts;
-  luaL_argcheck(L, seconds >= 0, 1, "must not be negative");
   ts.tv_sec = (time_t)seconds;
   ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
     ;
   return 0;
+}
+
+static int core_getpid(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
 }
 
 static int core_stderr_is_tty(lua_State *L)
@@ -58,6 +64,7 @@ int luaopen_keyfactor_core(lua_State *L)
     {"sleep", core_sleep},
     {"curl_version", core_curl_version},
     {"stderr_is_tty", core_stderr_is_tty},
+    {"getpid", core_getpid},
     {"decode_json", kf_decode_json},
     {NULL, NULL}
   };

@@ -11,6 +11,7 @@
 #define KFCORE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <curl/curl.h>
 
@@ -25,8 +26,12 @@
 /* Idle easy handles kept per session for reuse; more are simply freed. */
 #define KF_IDLE_MAX 64
 
-/* Default cap on a response body (DESIGN.md §3). */
+/* Default cap on a response body, and the largest that may be set. */
 #define KF_DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
+#define KF_MAX_BODY_LIMIT 4294967295.0
+
+/* Longest timeout or sleep accepted, in seconds (a day). */
+#define KF_MAX_SECONDS 86400.0
 
 /* ---- buffer.c: a growable byte buffer with a hard maximum ---------------- */
 
@@ -47,6 +52,13 @@ void kf_buffer_free(kf_buffer *b);
 
 typedef struct kf_request kf_request;
 
+/* A socket curl asked to watch (CURLMOPT_SOCKETFUNCTION), and for what:
+ * CURL_POLL_IN, CURL_POLL_OUT or CURL_POLL_INOUT. */
+typedef struct kf_watch {
+  curl_socket_t fd;
+  int what;
+} kf_watch;
+
 typedef struct kf_session {
   CURLM *multi;
   CURLSH *share;
@@ -54,6 +66,14 @@ typedef struct kf_session {
   int nactive;
   CURL *idle[KF_IDLE_MAX];
   int nidle;
+  /* what curl wants watched: its sockets, and when to call it anyway */
+  kf_watch *watch;
+  int nwatch;
+  int capwatch;
+  long timer_ms;                /* -1: no timer; else due at timer_due */
+  double timer_due;             /* monotonic seconds */
+  int epfd;                     /* epoll set mirroring `watch`, made on demand; -1 */
+  pid_t pid;                    /* the process that made the handles */
   /* settings applied to every easy handle */
   char *ca_file;
   char *proxy;
@@ -73,11 +93,13 @@ typedef struct kf_session {
 } kf_session;
 
 kf_session *kf_check_session(lua_State *L, int idx);
+void kf_session_check_fork(lua_State *L, kf_session *s);
+long kf_check_ms(lua_State *L, int idx, double dflt);
 CURL *kf_session_acquire_easy(kf_session *s);
 void kf_session_release_easy(kf_session *s, CURL *easy);
 void kf_session_link(kf_session *s, kf_request *r);
 void kf_session_unlink(kf_session *s, kf_request *r);
-int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect);
+int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect, int *events);
 int kf_open_session(lua_State *L);
 
 /* ---- request.c ----------------------------------------------------------- */
@@ -98,9 +120,13 @@ struct kf_request {
   kf_buffer head;
   kf_request_state state;
   int taken;                    /* result() has handed the body over */
+  int attempts;                 /* times libcurl was about to send it */
+  int replay_blocked;           /* libcurl wanted to send it again: refused */
+  int header_lines;
   CURLcode code;
   long status;
   long request_size;            /* bytes of request sent: 0 = never reached */
+  long http_version;            /* CURL_HTTP_VERSION_* of the connection */
   double total_time;
   int self_ref;                 /* registry ref keeping it alive in flight */
   int body_ref;                 /* registry ref to the request body string */
@@ -113,6 +139,7 @@ struct kf_request {
 int kf_request_start(lua_State *L, kf_session *s, int spec);
 void kf_request_finish(lua_State *L, kf_request *r, CURLcode code);
 void kf_request_detach(lua_State *L, kf_request *r);
+void kf_request_abandon(lua_State *L, kf_request *r);
 kf_request *kf_check_request(lua_State *L, int idx);
 int kf_open_request(lua_State *L);
 

@@ -17,10 +17,14 @@
  * A POST is never sent twice behind the caller's back: libcurl resends a
  * request by itself when a reused keep-alive connection turns out to have
  * been closed before any answer, which could run a POST twice.  The body is
- * therefore fed through a read callback with no seek callback: once any of
- * it went out, libcurl cannot rewind it and fails the transfer
- * (CURLE_SEND_FAIL_REWIND) instead of resending.  Until then nothing of the
- * request reached the server, and the resend is safe.
+ * That resend happens before any answer byte arrived, for bodies and
+ * bodyless requests alike, so a read callback that cannot rewind is not
+ * enough.  The pre-request callback counts the times libcurl is about to
+ * send the request: the second time it refuses, and the request fails with
+ * `replayed` set.  The client then decides (keyfactor.outcome): an
+ * idempotent call is sent again at once; a POST is not, except over HTTP/2,
+ * where libcurl only resends a stream the server refused unprocessed
+ * (REFUSED_STREAM, or above the last stream id of a GOAWAY).
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -28,8 +32,9 @@
 
 #include "kfcore.h"
 
-/* Response headers are small; this caps a server that sends endless ones. */
+/* Response headers are small; these cap a server that sends endless ones. */
 #define KF_MAX_HEADER_BYTES ((size_t)256 * 1024)
+#define KF_MAX_HEADER_LINES 500
 
 kf_request *kf_check_request(lua_State *L, int idx)
 {
@@ -49,6 +54,31 @@ static size_t on_upload(char *data, size_t size, size_t nmemb, void *ud)
   return n;
 }
 
+/* The body lives in memory: rewinding is always possible (a replay is
+ * refused by on_prereq, not by a failed rewind). */
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+  kf_request *r = ud;
+  if (origin != SEEK_SET || offset < 0 || (curl_off_t)r->upload_len < offset)
+    return CURL_SEEKFUNC_CANTSEEK;
+  r->upload_pos = (size_t)offset;
+  return CURL_SEEKFUNC_OK;
+}
+
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+  kf_request *r = ud;
+  (void)primary_ip;
+  (void)local_ip;
+  (void)primary_port;
+  (void)local_port;
+  if (++r->attempts > 1) {
+    r->replay_blocked = 1;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  return CURL_PREREQFUNC_OK;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
   kf_request *r = ud;
@@ -62,8 +92,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
   kf_request *r = ud;
   size_t n = size * nmemb;
-  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
     kf_buffer_clear(&r->head);
+    r->header_lines = 0;
+  }
+  if (++r->header_lines > KF_MAX_HEADER_LINES) {
+    r->head.overflow = 1;
+    return 0;
+  }
   return kf_buffer_append(&r->head, data, n) ? n : 0;
 }
 
@@ -125,6 +161,8 @@ static void apply_method(kf_request *r, const char *method, const char *body, si
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_upload);
     curl_easy_setopt(easy, CURLOPT_READDATA, (void *)r);
+    curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(easy, CURLOPT_SEEKDATA, (void *)r);
   }
   if (strcmp(method, "POST") != 0)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
@@ -194,14 +232,23 @@ static void release_easy(kf_request *r)
   r->headers = NULL;
 }
 
-void kf_request_finish(lua_State *L, kf_request *r, CURLcode code)
+/* What curl knows of the transfer, kept for result() after the handle went
+ * back to the pool. */
+static void record_progress(kf_request *r)
 {
-  long size = 0;
-  r->code = code;
+  long size = 0, version = 0;
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
   curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &size);
   curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &r->total_time);
+  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
   r->request_size = size;
+  r->http_version = version;
+}
+
+void kf_request_finish(lua_State *L, kf_request *r, CURLcode code)
+{
+  r->code = code;
+  record_progress(r);
   r->state = KF_REQUEST_DONE;
   release_easy(r);
   release_refs(L, r);
@@ -209,9 +256,29 @@ void kf_request_finish(lua_State *L, kf_request *r, CURLcode code)
 
 void kf_request_detach(lua_State *L, kf_request *r)
 {
+  if (r->session != NULL)
+    kf_session_check_fork(L, r->session);   /* may abandon r instead */
+  if (r->state == KF_REQUEST_RUNNING) {
+    if (r->easy != NULL)
+      record_progress(r);
+    r->state = KF_REQUEST_CANCELED;
+  }
+  release_easy(r);
+  release_refs(L, r);
+}
+
+/* After fork(): the request is canceled, and its easy handle, which the
+ * parent's multi handle still holds, is left alone. */
+void kf_request_abandon(lua_State *L, kf_request *r)
+{
   if (r->state == KF_REQUEST_RUNNING)
     r->state = KF_REQUEST_CANCELED;
-  release_easy(r);
+  if (r->session != NULL)
+    kf_session_unlink(r->session, r);
+  r->easy = NULL;
+  r->session = NULL;
+  curl_slist_free_all(r->headers);
+  r->headers = NULL;
   release_refs(L, r);
 }
 
@@ -231,6 +298,9 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
 
   if (method == NULL || url == NULL)
     return luaL_error(L, "request fields 'method' and 'url' are required");
+  if (!(timeout >= 0 && timeout <= KF_MAX_SECONDS && connect_timeout >= 0 &&
+        connect_timeout <= KF_MAX_SECONDS))
+    return luaL_error(L, "request fields 'timeout' and 'connect_timeout' must be from 0 to 86400 seconds");
   lua_getfield(L, spec, "body");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
     return luaL_error(L, "request field 'body' must be a string");
@@ -271,6 +341,8 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, (void *)r);
   curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, (void *)r);
+  curl_easy_setopt(r->easy, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(r->easy, CURLOPT_PREREQDATA, (void *)r);
   apply_method(r, method, body, body_len);
 
   /* curl reads the body in place (no copy): keep the string alive. */
@@ -289,40 +361,112 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
 
 /* ---- results -------------------------------------------------------------- */
 
-/* The error kinds of DESIGN.md §2, from curl's own result code. */
-static const char *error_kind(CURLcode code)
+/* curl's name for a result code, for the failure record. */
+static const char *code_name(CURLcode code)
 {
   switch (code) {
-  case CURLE_OPERATION_TIMEDOUT:
-    return "timeout";
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_CIPHER:
-  case CURLE_SSL_CACERT_BADFILE:
-  case CURLE_SSL_ENGINE_NOTFOUND:
-  case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-  case CURLE_SSL_INVALIDCERTSTATUS:
-  case CURLE_SSL_CRL_BADFILE:
-    return "tls";
+#define KF_CODE(name) case name: return #name;
+  KF_CODE(CURLE_UNSUPPORTED_PROTOCOL)
+  KF_CODE(CURLE_URL_MALFORMAT)
+  KF_CODE(CURLE_COULDNT_RESOLVE_PROXY)
+  KF_CODE(CURLE_COULDNT_RESOLVE_HOST)
+  KF_CODE(CURLE_COULDNT_CONNECT)
+  KF_CODE(CURLE_WEIRD_SERVER_REPLY)
+  KF_CODE(CURLE_HTTP2)
+  KF_CODE(CURLE_PARTIAL_FILE)
+  KF_CODE(CURLE_WRITE_ERROR)
+  KF_CODE(CURLE_READ_ERROR)
+  KF_CODE(CURLE_OUT_OF_MEMORY)
+  KF_CODE(CURLE_OPERATION_TIMEDOUT)
+  KF_CODE(CURLE_RANGE_ERROR)
+  KF_CODE(CURLE_SSL_CONNECT_ERROR)
+  KF_CODE(CURLE_ABORTED_BY_CALLBACK)
+  KF_CODE(CURLE_BAD_FUNCTION_ARGUMENT)
+  KF_CODE(CURLE_INTERFACE_FAILED)
+  KF_CODE(CURLE_TOO_MANY_REDIRECTS)
+  KF_CODE(CURLE_GOT_NOTHING)
+  KF_CODE(CURLE_SSL_ENGINE_NOTFOUND)
+  KF_CODE(CURLE_SEND_ERROR)
+  KF_CODE(CURLE_RECV_ERROR)
+  KF_CODE(CURLE_SSL_CERTPROBLEM)
+  KF_CODE(CURLE_SSL_CIPHER)
+  KF_CODE(CURLE_PEER_FAILED_VERIFICATION)
+  KF_CODE(CURLE_BAD_CONTENT_ENCODING)
+  KF_CODE(CURLE_FILESIZE_EXCEEDED)
+  KF_CODE(CURLE_SEND_FAIL_REWIND)
+  KF_CODE(CURLE_SSL_CACERT_BADFILE)
+  KF_CODE(CURLE_SSL_SHUTDOWN_FAILED)
+  KF_CODE(CURLE_AGAIN)
+  KF_CODE(CURLE_SSL_CRL_BADFILE)
+  KF_CODE(CURLE_SSL_ISSUER_ERROR)
+  KF_CODE(CURLE_SSL_PINNEDPUBKEYNOTMATCH)
+  KF_CODE(CURLE_SSL_INVALIDCERTSTATUS)
+  KF_CODE(CURLE_HTTP2_STREAM)
+  KF_CODE(CURLE_PROXY)
+  KF_CODE(CURLE_SSL_CLIENTCERT)
+#undef KF_CODE
   default:
-    return "transport";
+    return "CURLE_OTHER";
   }
 }
 
-/* Whether any byte of the request may have reached the server.  Only when
- * this is false may a POST be retried (DESIGN.md, Retries). */
-static int request_was_sent(const kf_request *r)
+/* Which limit a failed transfer ran into, if any: NULL, "body", "headers".
+ * curl reports its own limit on one header line (100 KiB) as out of memory. */
+static const char *limit_hit(const kf_request *r)
 {
-  switch (r->code) {
-  case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_RESOLVE_PROXY:
-  case CURLE_COULDNT_CONNECT:
-    return 0;
-  default:   /* a TLS failure happens in the handshake, before the request */
-    return strcmp(error_kind(r->code), "tls") != 0 && r->request_size > 0;
+  if (r->body.overflow || r->code == CURLE_FILESIZE_EXCEEDED)
+    return "body";
+  if (r->head.overflow || r->code == CURLE_OUT_OF_MEMORY)
+    return "headers";
+  return NULL;
+}
+
+static void set_string_field(lua_State *L, const char *name, const char *value)
+{
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, name);
+}
+
+static void set_boolean_field(lua_State *L, const char *name, int value)
+{
+  lua_pushboolean(L, value);
+  lua_setfield(L, -2, name);
+}
+
+/* The failure record: what happened, as facts; keyfactor.outcome decides
+ * what it means (kind, whether to retry).
+ *   code      curl's name for its result ("CURLE_COULDNT_CONNECT"), or
+ *             "canceled"
+ *   message   curl's own words
+ *   sent      whether any byte of the request may have reached the server
+ *   replayed  libcurl wanted to send it again (the connection died before
+ *             any answer) and was refused
+ *   http2     the connection spoke HTTP/2
+ *   limit     "body" or "headers" when the answer exceeded a limit */
+static void push_failure(lua_State *L, const kf_request *r)
+{
+  const char *limit = r->state == KF_REQUEST_CANCELED ? NULL : limit_hit(r);
+  lua_createtable(L, 0, 6);
+  if (r->state == KF_REQUEST_CANCELED) {
+    set_string_field(L, "code", "canceled");
+    set_string_field(L, "message", "request was canceled before it completed");
+  } else {
+    set_string_field(L, "code", code_name(r->code));
+    if (limit != NULL && strcmp(limit, "body") == 0)
+      lua_pushfstring(L, "response body exceeds the maximum of %d bytes (max_body)",
+                      (int)(r->body.max > 0x7fffffff ? 0x7fffffff : r->body.max));
+    else if (limit != NULL)
+      lua_pushfstring(L, "response headers exceed the limit (%d KiB, %d lines, 100 KiB a line)",
+                      (int)(KF_MAX_HEADER_BYTES / 1024), KF_MAX_HEADER_LINES);
+    else
+      lua_pushstring(L, r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(r->code));
+    lua_setfield(L, -2, "message");
   }
+  set_boolean_field(L, "sent", r->request_size > 0 || r->replay_blocked);
+  set_boolean_field(L, "replayed", r->replay_blocked);
+  set_boolean_field(L, "http2", r->http_version == CURL_HTTP_VERSION_2_0);
+  if (limit != NULL)
+    set_string_field(L, "limit", limit);
 }
 
 static void push_headers(lua_State *L, const kf_buffer *head)
@@ -367,7 +511,7 @@ static void push_headers(lua_State *L, const kf_buffer *head)
 }
 
 /* request:result() -> status, body, seconds
- *                  -> nil, kind, message, sent   on a transport failure
+ *                  -> nil, failure   when no answer came (see push_failure)
  * The body is handed over once: its buffer is freed, a second call raises.
  * Raises if the request is still in flight. */
 static int request_result(lua_State *L)
@@ -375,28 +519,10 @@ static int request_result(lua_State *L)
   kf_request *r = kf_check_request(L, 1);
   if (r->state == KF_REQUEST_RUNNING)
     return luaL_error(L, "keyfactor.core: request is still in flight");
-  if (r->state == KF_REQUEST_CANCELED) {
+  if (r->state == KF_REQUEST_CANCELED || r->code != CURLE_OK) {
     lua_pushnil(L);
-    lua_pushliteral(L, "canceled");
-    lua_pushliteral(L, "request was canceled before it completed");
-    lua_pushboolean(L, r->request_size > 0);
-    return 4;
-  }
-  if (r->code != CURLE_OK) {
-    lua_pushnil(L);
-    if (r->body.overflow || r->code == CURLE_FILESIZE_EXCEEDED) {
-      lua_pushliteral(L, "transport");
-      lua_pushfstring(L, "response body exceeds the maximum of %d bytes (max_body)",
-                      (int)(r->body.max > 0x7fffffff ? 0x7fffffff : r->body.max));
-    } else {
-      lua_pushstring(L, error_kind(r->code));
-      if (r->errbuf[0] != '\0')
-        lua_pushstring(L, r->errbuf);
-      else
-        lua_pushstring(L, curl_easy_strerror(r->code));
-    }
-    lua_pushboolean(L, request_was_sent(r));
-    return 4;
+    push_failure(L, r);
+    return 2;
   }
   if (r->taken)
     return luaL_error(L, "keyfactor.core: result already taken");

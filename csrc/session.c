@@ -7,18 +7,71 @@
  * request gets.  Blocking calls and parallel fan-out go through the same
  * multi handle: `wait` drives it until one request is done, `step` drives
  * it once and hands back whatever finished.
+ *
+ * A session belongs to the process that made it.  After fork() the child
+ * shares the parent's sockets and TLS state; the first use in the child
+ * abandons them untouched (never a byte on the parent's connections) and
+ * starts a fresh pool.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#define KF_HAVE_EPOLL 1
+#endif
 
 #include "kfcore.h"
+
+static int make_handles(kf_session *s);
 
 kf_session *kf_check_session(lua_State *L, int idx)
 {
   kf_session *s = luaL_checkudata(L, idx, KF_SESSION_MT);
+  kf_session_check_fork(L, s);
   if (s->closed)
     luaL_error(L, "keyfactor.core: session is closed");
   return s;
+}
+
+/* In a child process: forget the parent's handles without touching them
+ * (cleaning up would close, and so write to, the parent's connections),
+ * cancel the transfers in flight, and make new handles.  The abandoned
+ * handles stay allocated: the child may not free what the parent uses. */
+void kf_session_check_fork(lua_State *L, kf_session *s)
+{
+  if (s->closed || s->pid == getpid())
+    return;
+  while (s->active != NULL)
+    kf_request_abandon(L, s->active);
+  s->nidle = 0;
+  s->nwatch = 0;
+  s->timer_ms = -1;
+  if (s->epfd >= 0)
+    close(s->epfd);   /* the child's reference only: the epoll set is shared */
+  s->epfd = -1;
+  if (make_handles(s) != 0) {
+    s->closed = 1;
+    luaL_error(L, "keyfactor.core: out of memory creating curl handles after fork");
+  }
+}
+
+/* Seconds (a Lua number at idx, `dflt` when absent) as milliseconds for
+ * curl: finite, not negative, at most a day (NaN and 1e300 must never reach
+ * a cast to long). */
+long kf_check_ms(lua_State *L, int idx, double dflt)
+{
+  double seconds = luaL_optnumber(L, idx, dflt);
+  luaL_argcheck(L, seconds >= 0 && seconds <= KF_MAX_SECONDS, idx,
+                "seconds must be a number from 0 to 86400");
+  return (long)(seconds * 1000.0);
 }
 
 /* ---- easy handles -------------------------------------------------------- */
@@ -63,6 +116,155 @@ void kf_session_unlink(kf_session *s, kf_request *r)
   s->nactive--;
 }
 
+/* ---- what curl watches: the socket-action API ------------------------------
+ *
+ * curl tells the session which sockets to watch (on_socket) and when to call
+ * it regardless (on_timer).  The session keeps that list; `drive` polls it
+ * with poll(2) (no FD_SETSIZE limit), and an event loop can watch the same
+ * list (session:sockets()) or one epoll descriptor that mirrors it
+ * (session:pollfd()), which stays the same while curl opens and closes
+ * sockets: loops that cache descriptors (cqueues) never see a closed one. */
+
+static double monotonic(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int find_watch(const kf_session *s, curl_socket_t fd)
+{
+  int i;
+  for (i = 0; i < s->nwatch; i++)
+    if (s->watch[i].fd == fd)
+      return i;
+  return -1;
+}
+
+#ifdef KF_HAVE_EPOLL
+static void mirror_watch(kf_session *s, int op, curl_socket_t fd, int what)
+{
+  struct epoll_event ev;
+  if (s->epfd < 0)
+    return;
+  memset(&ev, 0, sizeof ev);
+  ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+  ev.data.fd = fd;
+  /* curl may have closed the socket already: ENOENT/EBADF are expected */
+  (void)epoll_ctl(s->epfd, op, fd, &ev);
+}
+#else
+#define mirror_watch(s, op, fd, what) ((void)0)
+#define EPOLL_CTL_ADD 1
+#define EPOLL_CTL_MOD 3
+#define EPOLL_CTL_DEL 2
+#endif
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+  kf_session *s = userp;
+  int i = find_watch(s, fd);
+  (void)easy;
+  (void)socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (i >= 0) {
+      s->watch[i] = s->watch[--s->nwatch];
+      mirror_watch(s, EPOLL_CTL_DEL, fd, 0);
+    }
+    return 0;
+  }
+  if (i >= 0) {
+    s->watch[i].what = what;
+    mirror_watch(s, EPOLL_CTL_MOD, fd, what);
+    return 0;
+  }
+  if (s->nwatch == s->capwatch) {
+    int cap = s->capwatch ? s->capwatch * 2 : 8;
+    kf_watch *grown = realloc(s->watch, (size_t)cap * sizeof *grown);
+    if (grown == NULL)
+      return -1;   /* curl fails the transfers on this socket */
+    s->watch = grown;
+    s->capwatch = cap;
+  }
+  s->watch[s->nwatch].fd = fd;
+  s->watch[s->nwatch].what = what;
+  s->nwatch++;
+  mirror_watch(s, EPOLL_CTL_ADD, fd, what);
+  return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+  kf_session *s = userp;
+  (void)multi;
+  s->timer_ms = timeout_ms;
+  if (timeout_ms >= 0)
+    s->timer_due = monotonic() + (double)timeout_ms / 1000.0;
+  return 0;
+}
+
+/* Milliseconds until curl's timer is due (0: now), or -1 when it has none. */
+static long timer_left(const kf_session *s)
+{
+  double left;
+  if (s->timer_ms < 0)
+    return -1;
+  left = (s->timer_due - monotonic()) * 1000.0;
+  return left <= 0 ? 0 : (long)left + 1;
+}
+
+static void act(lua_State *L, kf_session *s, curl_socket_t fd, int mask)
+{
+  int running;
+  CURLMcode mc = curl_multi_socket_action(s->multi, fd, mask, &running);
+  if (mc != CURLM_OK)
+    luaL_error(L, "keyfactor.core: %s", curl_multi_strerror(mc));
+}
+
+static void act_if_due(lua_State *L, kf_session *s)
+{
+  if (timer_left(s) == 0) {
+    s->timer_ms = -1;   /* curl sets a new one from inside the call */
+    act(L, s, CURL_SOCKET_TIMEOUT, 0);
+  }
+}
+
+/* Waits up to wait_ms for any watched socket, then hands curl each ready one.
+ * The poll set is a copy: curl changes the watch list while it acts. */
+static int act_on_ready(lua_State *L, kf_session *s, long wait_ms)
+{
+  struct pollfd local[16], *fds = local;
+  int i, n = s->nwatch, ready, events = 0;
+  if (n > (int)(sizeof local / sizeof local[0])) {
+    fds = malloc((size_t)n * sizeof *fds);
+    if (fds == NULL)
+      return luaL_error(L, "keyfactor.core: out of memory polling %d sockets", n);
+  }
+  for (i = 0; i < n; i++) {
+    fds[i].fd = s->watch[i].fd;
+    fds[i].events = (short)(((s->watch[i].what & CURL_POLL_IN) ? POLLIN : 0) |
+                            ((s->watch[i].what & CURL_POLL_OUT) ? POLLOUT : 0));
+    fds[i].revents = 0;
+  }
+  ready = poll(fds, (nfds_t)n, wait_ms > INT_MAX ? INT_MAX : (int)wait_ms);
+  for (i = 0; ready > 0 && i < n; i++) {
+    int mask = 0;
+    if (fds[i].revents == 0)
+      continue;
+    if (fds[i].revents & (POLLIN | POLLHUP))
+      mask |= CURL_CSELECT_IN;
+    if (fds[i].revents & POLLOUT)
+      mask |= CURL_CSELECT_OUT;
+    if (fds[i].revents & (POLLERR | POLLNVAL))
+      mask |= CURL_CSELECT_ERR;
+    events++;
+    act(L, s, fds[i].fd, mask);
+  }
+  if (fds != local)
+    free(fds);
+  return events;
+}
+
 /* ---- driving the multi handle -------------------------------------------- */
 
 /* Finishes every transfer curl reports done; with `collect`, pushes them
@@ -88,39 +290,39 @@ static int collect_finished(lua_State *L, kf_session *s, int collect)
   return n;
 }
 
-/* One round of work: perform, wait up to timeout_ms for activity if nothing
- * finished, perform again.  With `collect`, leaves a table of the finished
- * requests on the stack. */
-int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect)
+/* One round of work: run curl's timer if due, wait up to timeout_ms for a
+ * socket (not at all if something already finished), hand curl what is
+ * ready.  With `collect`, leaves a table of the finished requests on the
+ * stack.  Returns how many finished; *events counts the ready sockets. */
+int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect, int *events)
 {
-  int running = 0, n;
-  CURLMcode mc;
+  int n;
+  long wait, due;
   if (collect)
     lua_newtable(L);
-  mc = curl_multi_perform(s->multi, &running);
-  if (mc != CURLM_OK)
-    return luaL_error(L, "keyfactor.core: %s", curl_multi_strerror(mc));
+  act_if_due(L, s);
   n = collect_finished(L, s, collect);
-  if (n == 0 && running > 0 && timeout_ms > 0) {
-    mc = curl_multi_poll(s->multi, NULL, 0, (int)timeout_ms, NULL);
-    if (mc == CURLM_OK)
-      mc = curl_multi_perform(s->multi, &running);
-    if (mc != CURLM_OK)
-      return luaL_error(L, "keyfactor.core: %s", curl_multi_strerror(mc));
-    n = collect_finished(L, s, collect);
-  }
-  return n;
+  wait = n > 0 || s->nactive == 0 ? 0 : timeout_ms;
+  due = timer_left(s);
+  if (due >= 0 && due < wait)
+    wait = due;
+  *events = act_on_ready(L, s, wait);
+  act_if_due(L, s);
+  return n + collect_finished(L, s, collect);
 }
 
-/* session:step([timeout]) -> array of requests that finished (maybe empty).
- * The timeout (seconds, default 1) bounds the wait for network activity. */
+/* session:step([timeout]) -> finished, events
+ * `finished`: array of the requests that finished (maybe empty); `events`:
+ * how many sockets were ready (progress, for adaptive polling).  The
+ * timeout (seconds, default 1) bounds the wait for network activity. */
 static int session_step(lua_State *L)
 {
   kf_session *s = kf_check_session(L, 1);
-  double timeout = luaL_optnumber(L, 2, 1.0);
-  luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
-  kf_session_drive(L, s, (long)(timeout * 1000.0), 1);
-  return 1;
+  long ms = kf_check_ms(L, 2, 1.0);
+  int events;
+  kf_session_drive(L, s, ms, 1, &events);
+  lua_pushinteger(L, events);
+  return 2;
 }
 
 /* session:wait(request): drives the session until that request is done.
@@ -129,20 +331,20 @@ static int session_wait(lua_State *L)
 {
   kf_session *s = kf_check_session(L, 1);
   kf_request *r = kf_check_request(L, 2);
+  int events;
   luaL_argcheck(L, r->session == s || r->state != KF_REQUEST_RUNNING, 2,
                 "request belongs to another session");
   while (r->state == KF_REQUEST_RUNNING)
-    kf_session_drive(L, s, 1000, 0);
+    kf_session_drive(L, s, 1000, 0, &events);
   return 0;
 }
 
-/* session:timeout() -> seconds until curl wants to be driven again, or nil
- * when it has nothing pending.  For host event loops (embedding). */
+/* session:timeout() -> seconds until curl wants to be driven again (0:
+ * now), or nil when it has no timer.  For host event loops. */
 static int session_timeout(lua_State *L)
 {
   kf_session *s = kf_check_session(L, 1);
-  long ms = -1;
-  curl_multi_timeout(s->multi, &ms);
+  long ms = timer_left(s);
   if (ms < 0)
     lua_pushnil(L);
   else
@@ -150,29 +352,45 @@ static int session_timeout(lua_State *L)
   return 1;
 }
 
-/* session:fds() -> array of {fd, "r"|"w"|"rw"} curl is waiting on, so a host
- * event loop (cqueues, ...) can poll them and call step(0) when ready. */
-static int session_fds(lua_State *L)
+/* session:sockets() -> array of {fd, "r"|"w"|"rw"}: what curl watches now,
+ * for event loops that watch descriptors themselves (then step(0)). */
+static int session_sockets(lua_State *L)
 {
   kf_session *s = kf_check_session(L, 1);
-  fd_set r, w, e;
-  int maxfd = -1, fd, n = 0;
-  FD_ZERO(&r);
-  FD_ZERO(&w);
-  FD_ZERO(&e);
-  curl_multi_fdset(s->multi, &r, &w, &e, &maxfd);
-  lua_newtable(L);
-  for (fd = 0; fd <= maxfd; fd++) {
-    int rd = FD_ISSET(fd, &r), wr = FD_ISSET(fd, &w);
-    if (!rd && !wr)
-      continue;
+  int i;
+  lua_createtable(L, s->nwatch, 0);
+  for (i = 0; i < s->nwatch; i++) {
+    int what = s->watch[i].what;
     lua_createtable(L, 2, 0);
-    lua_pushinteger(L, fd);
+    lua_pushinteger(L, s->watch[i].fd);
     lua_rawseti(L, -2, 1);
-    lua_pushstring(L, rd && wr ? "rw" : rd ? "r" : "w");
+    lua_pushstring(L, what == CURL_POLL_INOUT ? "rw" : what == CURL_POLL_OUT ? "w" : "r");
     lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, ++n);
+    lua_rawseti(L, -2, i + 1);
   }
+  return 1;
+}
+
+/* session:pollfd() -> fd | nil: one descriptor that is readable whenever a
+ * socket curl watches is ready (an epoll set, Linux), the same for the
+ * session's whole life; nil where there is none (use sockets()). */
+static int session_pollfd(lua_State *L)
+{
+  kf_session *s = kf_check_session(L, 1);
+#ifdef KF_HAVE_EPOLL
+  if (s->epfd < 0) {
+    int i;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0)
+      return luaL_error(L, "keyfactor.core: epoll_create1: %s", strerror(errno));
+    for (i = 0; i < s->nwatch; i++)
+      mirror_watch(s, EPOLL_CTL_ADD, s->watch[i].fd, s->watch[i].what);
+  }
+  lua_pushinteger(L, s->epfd);
+#else
+  (void)s;
+  lua_pushnil(L);
+#endif
   return 1;
 }
 
@@ -210,10 +428,12 @@ static void read_settings(lua_State *L, kf_session *s, int t)
   double timeout = kf_opt_number(L, t, "timeout", 60);
   double connect_timeout = kf_opt_number(L, t, "connect_timeout", 10);
   double max_body = kf_opt_number(L, t, "max_body", (double)KF_DEFAULT_MAX_BODY);
-  if (timeout < 0 || connect_timeout < 0)
-    luaL_error(L, "options 'timeout' and 'connect_timeout' must not be negative");
-  if (max_body < 1)
-    luaL_error(L, "option 'max_body' must be positive");
+  /* written so that NaN fails too */
+  if (!(timeout >= 0 && timeout <= KF_MAX_SECONDS && connect_timeout >= 0 &&
+        connect_timeout <= KF_MAX_SECONDS))
+    luaL_error(L, "options 'timeout' and 'connect_timeout' must be from 0 to 86400 seconds");
+  if (!(max_body >= 1 && max_body <= KF_MAX_BODY_LIMIT))
+    luaL_error(L, "option 'max_body' must be from 1 byte to 4 GiB");
   s->timeout_ms = (long)(timeout * 1000.0);
   s->connect_timeout_ms = (long)(connect_timeout * 1000.0);
   s->max_body = (size_t)max_body;
@@ -232,11 +452,18 @@ static void read_settings(lua_State *L, kf_session *s, int t)
  * "canceled"), so closing in the middle of a fan-out is safe. */
 static void session_release(lua_State *L, kf_session *s)
 {
+  kf_session_check_fork(L, s);
   if (s->closed)
     return;
   while (s->active != NULL)
     kf_request_detach(L, s->active);
   s->closed = 1;
+  free(s->watch);
+  s->watch = NULL;
+  s->nwatch = s->capwatch = 0;
+  if (s->epfd >= 0)
+    close(s->epfd);
+  s->epfd = -1;
   while (s->nidle > 0)
     curl_easy_cleanup(s->idle[--s->nidle]);
   if (s->multi != NULL)
@@ -274,11 +501,14 @@ static int session_tostring(lua_State *L)
   return 1;
 }
 
-/* session:stats() -> {active = n, idle = n} */
+/* session:stats() -> {active = n, idle = n, sockets = n, closed = b} */
 static int session_stats(lua_State *L)
 {
   kf_session *s = luaL_checkudata(L, 1, KF_SESSION_MT);
-  lua_createtable(L, 0, 3);
+  kf_session_check_fork(L, s);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, s->nwatch);
+  lua_setfield(L, -2, "sockets");
   lua_pushinteger(L, s->nactive);
   lua_setfield(L, -2, "active");
   lua_pushinteger(L, s->nidle);
@@ -308,17 +538,13 @@ static int session_new(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
   s = lua_newuserdata(L, sizeof *s);
   memset(s, 0, sizeof *s);
+  s->epfd = -1;
+  s->timer_ms = -1;
   s->closed = 1; /* until the handles exist, __gc has nothing to free */
   luaL_getmetatable(L, KF_SESSION_MT);
   lua_setmetatable(L, -2);
-  s->multi = curl_multi_init();
-  s->share = curl_share_init();
-  s->closed = 0;
-  if (s->multi == NULL || s->share == NULL)
+  if (make_handles(s) != 0)
     return luaL_error(L, "keyfactor.core: out of memory creating curl handles");
-  curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-  curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   s->timeout_ms = 60000;
   s->connect_timeout_ms = 10000;
   s->max_body = KF_DEFAULT_MAX_BODY;
@@ -326,6 +552,26 @@ static int session_new(lua_State *L)
   if (t)
     read_settings(L, s, 1);
   return 1;
+}
+
+/* A multi handle that reports its sockets and timer to `s`, and a share
+ * handle for DNS and TLS sessions; owned by this process. */
+static int make_handles(kf_session *s)
+{
+  s->multi = curl_multi_init();
+  s->share = curl_share_init();
+  s->pid = getpid();
+  s->closed = 0;
+  if (s->multi == NULL || s->share == NULL)
+    return -1;
+  curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, (void *)s);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, (void *)s);
+  return 0;
 }
 
 static int session_gc(lua_State *L)
@@ -341,7 +587,8 @@ int kf_open_session(lua_State *L)
     {"wait", session_wait},
     {"step", session_step},
     {"timeout", session_timeout},
-    {"fds", session_fds},
+    {"sockets", session_sockets},
+    {"pollfd", session_pollfd},
     {"set_credentials", session_set_credentials},
     {"stats", session_stats},
     {"close", session_close},

@@ -448,7 +448,7 @@ local function wait_many(self, cert_ids, store_ids, deadline, opts)
     errs = {}
     for i, fn in ipairs(fns) do errs[i] = select(2, fn()) end
   else
-    _, errs = scheduler.run(self.session, fns, { concurrency = opts.concurrency or 16 },
+    _, errs = self.http:parallel(fns, { concurrency = opts.concurrency or 16 },
       function() return self end)
   end
   local missing, first, failed = {}, nil, 0
@@ -563,7 +563,7 @@ function Client:parallel(fns, opts)
   opts = v.check("kf:parallel", PARALLEL_OPTS, opts or {}, "opts")
   if opts.concurrency and opts.concurrency < 1 then v.raise("kf:parallel", "opts.concurrency must be at least 1") end
   if scheduler.current(self.session) then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end
-  return scheduler.run(self.session, fns, {
+  return self.http:parallel(fns, {
     concurrency = opts.concurrency, progress = progress.for_option(opts.progress, #fns),
   }, function(i) return self, i end)
 end

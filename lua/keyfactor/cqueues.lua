@@ -1,51 +1,59 @@
 --- Driving the client from a cqueues event loop.
 --
 --   local cqueues = require "cqueues"
---   local kf_cqueues = require "keyfactor.cqueues"
---   kf_cqueues.attach(kf)
+--   require("keyfactor.cqueues").attach(kf)
 --   local loop = cqueues.new()
 --   loop:wrap(function() local cert = kf:certificate(42) ... end)   -- yields, never blocks
 --   loop:wrap(function() serve_other_things() end)
 --   assert(loop:loop())
 --
--- Once attached, a `kf:` call made inside a cqueues coroutine waits on
--- curl's sockets through `cqueues.poll` (so the rest of the service keeps
--- running); outside a cqueues coroutine it blocks as usual.
+-- Once attached, every wait of a `kf:` call made inside a cqueues coroutine
+-- (calls, kf:parallel, paging, token fetches, retry backoff) yields to the
+-- loop; outside a cqueues coroutine the call blocks as usual.  The loop
+-- watches one descriptor per client, `session:pollfd()`, which stays open
+-- while curl opens and closes its sockets, so a server hang-up, a retry or
+-- a connect timeout never leaves cqueues holding a closed descriptor.
 -- @module keyfactor.cqueues
 
 local cqueues = require "cqueues"
 
 local kf_cqueues = {}
 
-local unpack = table.unpack or unpack   -- luacheck: ignore 113
+local Driver = { name = "cqueues" }
+Driver.__index = Driver
 
--- Longest single wait, so a transfer whose socket curl has not opened yet
--- (name resolution) is still driven promptly.
-local MAX_WAIT = 0.05
+function Driver:active()
+  local controller, managed = cqueues.running()
+  return controller ~= nil and managed == true
+end
 
-local function wait(session, request)
-  while not request:done() do
-    local pollables = {}
-    for i, fd in ipairs(session:fds()) do
-      pollables[i] = { pollfd = fd[1], events = fd[2] }
+function Driver:poll(session, timeout)
+  local wait = timeout
+  local due = session:timeout()
+  if due and due < wait then wait = due end
+  if wait > 0 then
+    local pollable = self.pollables[session]
+    if not pollable then
+      pollable = { pollfd = session:pollfd(), events = "r" }
+      self.pollables[session] = pollable
     end
-    pollables[#pollables + 1] = math.min(session:timeout() or MAX_WAIT, MAX_WAIT)
-    cqueues.poll(unpack(pollables))
-    session:step(0)
+    cqueues.poll(pollable, wait)
   end
+  return (session:step(0))
+end
+
+function Driver:sleep(seconds)
+  cqueues.sleep(seconds)
+end
+
+--- The cqueues driver (see keyfactor.driver).
+function kf_cqueues.driver()
+  return setmetatable({ pollables = setmetatable({}, { __mode = "k" }) }, Driver)
 end
 
 --- Makes `kf` cooperate with cqueues.  Returns `kf`.
 function kf_cqueues.attach(kf)
-  kf.http.waiter = function(session, request)
-    if not cqueues.running() then return session:wait(request) end
-    return wait(session, request)
-  end
-  kf.http.sleeper = function(seconds)
-    if not cqueues.running() then return false end
-    cqueues.sleep(seconds)
-    return true
-  end
+  kf.http:set_driver(kf_cqueues.driver())
   return kf
 end
 

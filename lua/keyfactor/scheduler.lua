@@ -5,12 +5,16 @@
 -- left.  The functions call ordinary `kf:` methods: when one needs the
 -- network, `Transport:transfer` finds the scheduler of the running
 -- coroutine and calls `Scheduler:transfer`, which starts the request and
--- yields; the scheduler drives every transfer at once with `session:step`
+-- yields; the scheduler drives every transfer at once through the client's
+-- driver (`driver:poll`: blocking, or yielding to the host's event loop)
 -- and resumes each worker when its request is done.  A worker has at most
 -- one transfer open, so the number of workers is the bound on transfers.
+-- When the client is closed by one of the functions, the run ends: what
+-- finished stays, the rest get "canceled" errors.
 -- @module keyfactor.scheduler
 
 local core = require "keyfactor.core"
+local errors = require "keyfactor.errors"
 
 local scheduler = {}
 local Scheduler = {}
@@ -132,10 +136,24 @@ function Scheduler:next_timeout()
   return timeout
 end
 
+-- After kf:close() inside a function: the transfers in flight are canceled
+-- already (their workers see that when resumed); functions not started are
+-- not run.
+function Scheduler:cancel_rest(ready)
+  for i = self.next, self.total do
+    self:record(i, true, nil, errors.new { kind = "canceled",
+      message = "kf:parallel: the client was closed before this function ran" })
+  end
+  self.next = self.total + 1
+  for request in pairs(self.waiting) do self:wake_request(request, ready) end
+  for i = #self.sleepers, 1, -1 do push(ready, table.remove(self.sleepers, i).worker) end
+end
+
 function Scheduler:loop()
   local ready = { n = 0 }
   for _ = 1, math.min(self.limit, self.total) do self:spawn(ready) end
   while self.live > 0 do
+    if self.session:stats().closed then self:cancel_rest(ready) end
     local i = 1
     while i <= ready.n do
       local worker = ready[i]
@@ -149,7 +167,7 @@ function Scheduler:loop()
     if ready.n == 0 then
       local timeout = self:next_timeout()
       if self.inflight > 0 then
-        for _, request in ipairs(self.session:step(timeout)) do self:wake_request(request, ready) end
+        for _, request in ipairs(self.driver:poll(self.session, timeout)) do self:wake_request(request, ready) end
         if ready.n == 0 then
           -- Nothing reported: also catch a request finished by anyone else
           -- driving the session, so that no worker waits forever.
@@ -158,7 +176,7 @@ function Scheduler:loop()
           end
         end
       elseif timeout > 0 then
-        core.sleep(timeout)
+        self.driver:sleep(timeout)
       end
       self:wake_sleepers(ready)
     end
@@ -166,11 +184,12 @@ function Scheduler:loop()
 end
 
 --- Runs `fns` concurrently on `session`; see `kf:parallel`.
--- `args_for(i)` gives the arguments of `fns[i]` (the client, then the index).
+-- `args_for(i)` gives the arguments of `fns[i]` (the client, then the index);
+-- `waiter` is the driver that waits for the network (keyfactor.driver).
 -- Returns values, errors: arrays in input order.
-function scheduler.run(session, fns, opts, args_for)
+function scheduler.run(session, fns, opts, args_for, waiter)
   local self = setmetatable({
-    session = session, limit = opts.concurrency or 16, inflight = 0,
+    session = session, driver = waiter, limit = opts.concurrency or 16, inflight = 0,
     fns = fns, args_for = args_for, next = 1, total = #fns,
     workers = {}, waiting = {}, sleepers = {},
     values = {}, errors = {}, live = 0, done = 0, failed = 0,

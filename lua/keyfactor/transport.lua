@@ -1,14 +1,18 @@
 --- HTTP for the client: URLs, headers, JSON, retries, errors, debug lines.
 --
 -- One `transport` per client, over one `keyfactor.core` session.  Every API
--- call goes through `transport:call`, which either blocks on the session or,
--- inside `kf:parallel`, yields to the scheduler (keyfactor.parallel) so other
--- calls proceed meanwhile.
+-- call goes through `transport:call`.  How it waits is its driver's choice
+-- (keyfactor.driver: block, or yield to cqueues, HAProxy, nginx); inside
+-- `kf:parallel` it yields to the scheduler (keyfactor.scheduler) so other
+-- calls proceed meanwhile.  What a failure means, and whether to retry, is
+-- keyfactor.outcome's.
 -- @module keyfactor.transport
 
 local core = require "keyfactor.core"
 local cjson = require "cjson"
+local driver = require "keyfactor.driver"
 local errors = require "keyfactor.errors"
+local outcome = require "keyfactor.outcome"
 local scheduler = require "keyfactor.scheduler"
 
 local transport = {}
@@ -17,8 +21,6 @@ Transport.__index = Transport
 
 local json = cjson.new()     -- encodes request bodies; answers are decoded by core.decode_json
 
-local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
-local BACKOFF_BASE, BACKOFF_MAX, RETRY_AFTER_MAX = 0.25, 8, 60
 
 --- Percent-encodes a query component; spaces become %20 (the Keyfactor
 -- client's habit; `+` would be read as a literal plus by some servers).
@@ -72,9 +74,23 @@ function transport.new(session, config)
     debug = config.debug,
     secrets = {},
     auth = nil,                       -- set by the client (keyfactor.auth)
-    waiter = nil, sleeper = nil,      -- set by keyfactor.cqueues
+    driver = driver.block,
   }, Transport)
+  if config.driver then self:set_driver(config.driver) end
   return self
+end
+
+--- Sets how this client waits (see keyfactor.driver).
+function Transport:set_driver(d)
+  self.driver = driver.check(d, "set_driver")
+end
+
+-- The driver for a wait now: the client's, or blocking where it cannot
+-- yield (a host phase that forbids it).
+function Transport:waiter()
+  local d = self.driver
+  if d ~= driver.block and not d:active() then return driver.block end
+  return d
 end
 
 --- Registers a secret under `name` (replacing any earlier one of that
@@ -90,7 +106,7 @@ function Transport:redact(text, extra)
 end
 
 --- Runs one transfer to completion and returns the finished request:
--- blocking here, or yielding to the scheduler inside `kf:parallel`.
+-- through the driver, or yielding to the scheduler inside `kf:parallel`.
 function Transport:transfer(spec)
   local sched = scheduler.current(self.session)
   if sched then return sched:transfer(spec) end
@@ -99,18 +115,15 @@ function Transport:transfer(spec)
   return request
 end
 
--- Waits for a started request: blocking, or through a host event loop's
--- waiter (keyfactor.cqueues).
+-- Waits for a started request.
 function Transport:await(request)
-  if self.waiter then return self.waiter(self.session, request) end
-  self.session:wait(request)
+  driver.wait(self:waiter(), self.session, request)
 end
 
 function Transport:sleep(seconds)
   local sched = scheduler.current(self.session)
   if sched then return sched:sleep(seconds) end
-  if self.sleeper and self.sleeper(seconds) then return end
-  core.sleep(seconds)
+  self:waiter():sleep(seconds)
 end
 
 -- The first readable line of a non-JSON error page (HTML tags stripped).
@@ -138,39 +151,24 @@ local function error_details(body)
   return code ~= nil and tostring(code) or nil, message and tostring(message) or page_summary(body)
 end
 
-local function retry_after(headers)
-  local value = headers and headers["retry-after"]
-  local seconds = value and tonumber(value)
-  if seconds and seconds >= 0 then return math.min(seconds, RETRY_AFTER_MAX) end
-end
-
-local function backoff(attempt)
-  local ceiling = math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ^ (attempt - 1))
-  return ceiling * (0.5 + math.random() * 0.5)
-end
-
---- The error for a transfer that got no answer (`kind`, `message`, `sent`
--- as `request:result()` gives them).
-function Transport:transport_failure(method, path, kind, message, sent, extra)
-  local too_large = message:find("max_body", 1, true) ~= nil
-  return errors.new {
-    kind = kind, message = self:redact(message, extra), method = method, path = path,
-    -- never sent: safe for anything; sent: only an idempotent call may repeat
-    retryable = not too_large and kind ~= "tls" and kind ~= "canceled"
-      and (not sent or (IDEMPOTENT[method] == true and kind == "transport")),
-  }
+--- The error for a transfer that got no answer (`record` as
+-- `request:result()` gives it).
+function Transport:transport_failure(method, path, record, extra)
+  local fields = outcome.failure(method, record)
+  fields.method, fields.path = method, path
+  fields.message = self:redact(fields.message, extra)
+  return errors.new(fields)
 end
 
 --- The error for an answer, or nil for a 2xx.
 function Transport:http_failure(method, path, status, body, headers, extra)
-  if status >= 200 and status < 300 then return nil end
+  local kind, retryable = outcome.status(method, status)
+  if not kind then return nil end
   local code, text = error_details(body)
   return errors.new {
-    kind = (status == 401 or status == 403) and "auth" or "http",
-    status = status, code = code, message = self:redact(text, extra),
-    method = method, path = path,
-    retryable = errors.retryable_status(status) and IDEMPOTENT[method] == true,
-    retry_after = retry_after(headers),
+    kind = kind, status = status, code = code, message = self:redact(text, extra),
+    method = method, path = path, retryable = retryable,
+    retry_after = outcome.retry_after(headers and headers["retry-after"]),
   }
 end
 
@@ -239,10 +237,10 @@ function Transport:finish(call)
     attempt = attempt + 1
     local request, auth_err = self:attempt(call)
     if not request then return nil, auth_err end
-    local status, body, seconds, sent = request:result()
+    local status, body, seconds = request:result()
     local err, headers
-    if status == nil then        -- body, seconds, sent: kind, message, sent
-      err = self:transport_failure(method, path, body, seconds, sent, opts.secrets)
+    if status == nil then        -- body: the failure record
+      err = self:transport_failure(method, path, body, opts.secrets)
     else
       if status >= 300 or opts.raw or opts.headers_wanted then headers = request:headers() end
       err = self:http_failure(method, path, status, body, headers, opts.secrets)
@@ -267,10 +265,10 @@ function Transport:finish(call)
       self:log(string.format("%s %s 401, refreshing the OAuth token", method, shown))
       attempt = attempt - 1
     elseif err.retryable and attempt <= self.retries then
-      local delay = err.retry_after or backoff(attempt)
+      local delay = outcome.delay(attempt, err)
       self:log(string.format("%s %s failed: %s; retry %d/%d in %.2fs",
         method, shown, tostring(err), attempt, self.retries, delay))
-      self:sleep(delay)
+      if delay > 0 then self:sleep(delay) end
     else
       self:log(string.format("%s %s failed: %s", method, shown, tostring(err)))
       return nil, err
@@ -287,6 +285,11 @@ end
 --- Lets a prefetched request progress without blocking.
 function Transport:poke()
   self.session:step(0)
+end
+
+--- Runs `fns` concurrently (kf:parallel), waiting through this client's driver.
+function Transport:parallel(fns, opts, args_for)
+  return scheduler.run(self.session, fns, opts, args_for, self:waiter())
 end
 
 transport.json = json

@@ -1,0 +1,100 @@
+--- What a finished transfer means: the error kind, and whether calling again
+-- is safe and may succeed.
+--
+-- The C core reports facts (see `request:result()`): for an answer, its
+-- status; for no answer, a failure record `{code, message, sent, replayed,
+-- http2, limit}`.  This module is the one place that turns those facts into
+-- the error fields of keyfactor.errors and the retry rules:
+--
+-- * A request that never reached the server (nothing sent: DNS, connect,
+--   TLS handshake, a refused HTTP/2 stream) may be sent again, whatever its
+--   method.
+-- * One that may have reached it is sent again only when its method is
+--   idempotent (GET, HEAD, PUT, DELETE, OPTIONS) and the failure is of the
+--   connection, not a timeout of the answer.
+-- * An answer that can never succeed (over the size limits, a TLS
+--   verification failure, a canceled call) is never retried.
+-- * Statuses 429/502/503/504 are retried for idempotent methods only,
+--   honouring Retry-After: a POST that reached the server is never sent
+--   again (the error carries `retry_after` for a caller that knows better).
+-- @module keyfactor.outcome
+
+local outcome = {}
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+
+--- True for methods that may be sent twice with the effect of once.
+function outcome.idempotent(method)
+  return IDEMPOTENT[method] == true
+end
+
+local KIND = {
+  CURLE_OPERATION_TIMEDOUT = "timeout",
+  CURLE_SSL_CONNECT_ERROR = "tls", CURLE_PEER_FAILED_VERIFICATION = "tls",
+  CURLE_SSL_CERTPROBLEM = "tls", CURLE_SSL_CIPHER = "tls", CURLE_SSL_CACERT_BADFILE = "tls",
+  CURLE_SSL_ENGINE_NOTFOUND = "tls", CURLE_SSL_ISSUER_ERROR = "tls",
+  CURLE_SSL_PINNEDPUBKEYNOTMATCH = "tls", CURLE_SSL_INVALIDCERTSTATUS = "tls",
+  CURLE_SSL_CRL_BADFILE = "tls", CURLE_SSL_CLIENTCERT = "tls",
+  canceled = "canceled",
+}
+
+-- What a user can do about a TLS trust failure, appended to curl's words.
+local HINT = {
+  CURLE_PEER_FAILED_VERIFICATION = " (to trust the server's CA, set ca_file or KEYFACTOR_CA_CERT)",
+  CURLE_SSL_CACERT_BADFILE = " (check ca_file or KEYFACTOR_CA_CERT: the CA file cannot be read)",
+}
+
+--- The error fields for a transfer of `method` that got no answer.
+-- `record` is the failure record of `request:result()`.  Returns a table
+-- with kind, message, retryable, retry_now (retry without backing off: a
+-- kept-alive connection the server had closed), sent, curl (the code name).
+function outcome.failure(method, record)
+  local code = record.code
+  local kind = KIND[code] or "transport"
+  -- libcurl only resends an HTTP/2 stream that the server refused
+  -- unprocessed (REFUSED_STREAM, or above a GOAWAY's last stream id)
+  local sent = record.sent and not (record.replayed and record.http2)
+  local retryable
+  if kind == "canceled" or kind == "tls" or record.limit then
+    retryable = false
+  elseif not sent then
+    retryable = true
+  else
+    retryable = kind == "transport" and IDEMPOTENT[method] == true
+  end
+  return {
+    kind = kind, message = record.message .. (HINT[code] or ""), sent = sent, curl = code,
+    retryable = retryable, retry_now = retryable and record.replayed == true,
+  }
+end
+
+local RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
+
+--- The error kind and retryability of an HTTP status that is not a success
+-- (nil for 2xx).
+function outcome.status(method, status)
+  if status >= 200 and status < 300 then return nil end
+  local retryable = RETRYABLE_STATUS[status] == true and IDEMPOTENT[method] == true
+  return (status == 401 or status == 403) and "auth" or "http", retryable
+end
+
+local BACKOFF_BASE, BACKOFF_MAX, RETRY_AFTER_MAX = 0.25, 8, 60
+
+--- Seconds to wait before retry number `attempt` (1-based) after `err`:
+-- nothing for a stale connection, the server's Retry-After (at most 60 s),
+-- else jittered exponential backoff (at most 8 s).
+function outcome.delay(attempt, err, random)
+  if err.retry_now then return 0 end
+  if err.retry_after then return math.min(err.retry_after, RETRY_AFTER_MAX) end
+  local ceiling = math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ^ (attempt - 1))
+  return ceiling * (0.5 + (random or math.random)() * 0.5)
+end
+
+--- Seconds from a Retry-After header value (delta-seconds), or nil.
+function outcome.retry_after(value)
+  local seconds = value and tonumber(value)
+  if seconds and seconds >= 0 and seconds < math.huge then return seconds end
+  return nil
+end
+
+return outcome
