@@ -1,13 +1,14 @@
 -- The Keyfactor calls of spec/hosts and bench/hosts.lua inside nginx
 -- (nginx.conf.in).  KF_MODE=attached (keyfactor.ngx) or blocking.
 --   /call?id=N          content: kf:certificate(N)
---   /parallel?id=N&n=M  content: kf:parallel of M such calls
+--   /parallel?id=N&n=M[&c=C][&slow=S]  content: kf:parallel of M such calls
+--                       (at concurrency C; the first for certificate S)
 --   /spawn?id=N         a timer makes the call; /result its answer ("pending" before)
 --   /fetch?id=N         set_by_lua makes the call (nginx cannot yield there)
--- Answers: "id=<Id> ms=<elapsed> pid=<worker pid>" or "error=<err>".
+-- Answers: see calls.lua.
 local keyfactor = require "keyfactor"
 local kf_ngx = require "keyfactor.ngx"
-local clock = require("keyfactor.core").now
+local calls = require "calls"
 
 local app = {}
 
@@ -24,26 +25,14 @@ function app.init()
   if warm then assert(kf:certificate(warm)) end
 end
 
-function app.answer(id)
-  local t0 = clock()
-  local cert, err = kf:certificate(id)
-  if not cert then return "error=" .. tostring(err) end
-  return ("id=%s ms=%.3f pid=%d"):format(tostring(cert.Id), (clock() - t0) * 1000, ngx.worker.pid())
-end
+function app.answer(id) return calls.certificate(kf, id, ngx.worker.pid()) end
 
 function app.call() ngx.print(app.answer(tonumber(ngx.var.arg_id))) end
 
 function app.parallel()
-  local id, n = tonumber(ngx.var.arg_id), tonumber(ngx.var.arg_n) or 10
-  local fns = {}
-  for i = 1, n do fns[i] = function(k) return k:certificate(id) end end
-  local t0 = clock()
-  local values, errs = kf:parallel(fns, { concurrency = tonumber(ngx.var.arg_c) or 16 })
-  local ok = 0
-  for i = 1, n do
-    if not errs[i] and type(values[i]) == "table" and values[i].Id == id then ok = ok + 1 end
-  end
-  ngx.print(("ok=%d of=%d ms=%.3f"):format(ok, n, (clock() - t0) * 1000))
+  local arg = ngx.var
+  ngx.print(calls.parallel(kf, tonumber(arg.arg_id), tonumber(arg.arg_n), tonumber(arg.arg_c),
+    tonumber(arg.arg_slow)))
 end
 
 function app.spawn()
