@@ -150,13 +150,14 @@ local ok, err = pcall(function()
         socket.sleep(smoke and 0.2 or 1)
         local idle_rate = (cpu_seconds(h) - idle0) / (clock() - c0)
         local before = cpu_seconds(h)
-        local t0, ms = delayed_call(sb, h, slow, "handler")
+        local t0 = delayed_call(sb, h, slow, "handler")
         call.cpu = (cpu_seconds(h) - before - idle_rate * (clock() - t0)) * 1000
         -- Under load, in a handler and in a task/timer.
         for _, where in ipairs { "handler", "task" } do
           local files = { open = start_load(h, "open", where .. "-open"),
                           keepalive = start_load(h, "keepalive", where .. "-keep") }
           socket.sleep(LEAD_S)
+          local ms
           t0, ms = delayed_call(sb, h, slow, where)
           call[where] = ms - DELAY_MS
           for _, load in ipairs { "open", "keepalive" } do
@@ -213,7 +214,8 @@ w(("The call itself: its added latency is its duration inside the host minus the
   .. "`kf:certificate` calls in a handler, inside the host (keep-alive, warm).")
   :format(DELAY_MS, FAST_CALLS))
 w("")
-w("| host | client | added latency, handler ms | added latency, task/timer ms | event-loop CPU per call ms | fast call ms |")
+w("| host | client | added latency, handler ms | added latency, task/timer ms | event-loop CPU per call ms "
+  .. "| fast call ms |")
 w("|---|---|---:|---:|---:|---:|")
 for _, c in ipairs(calls) do
   w(("| %s | %s | %s | %s | %s | %s |"):format(c.config, c.mode, f(c.handler), f(c.task), f(c.cpu, 2), f(c.fast, 2)))
