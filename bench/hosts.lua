@@ -40,6 +40,16 @@ local CONFIGS = {
   { name = "nginx, 2 workers", start = host.nginx, opts = { workers = 2 }, task = "timer" },
 }
 local MODES = { "blocking", "attached" }
+-- KF_HOSTS_ONLY="1,3" / KF_HOSTS_MODES="attached": a subset, for experiments.
+if os.getenv("KF_HOSTS_ONLY") then
+  local picked = {}
+  for i in os.getenv("KF_HOSTS_ONLY"):gmatch("%d+") do picked[#picked + 1] = CONFIGS[tonumber(i)] end
+  CONFIGS = picked
+end
+if os.getenv("KF_HOSTS_MODES") then
+  MODES = {}
+  for m in os.getenv("KF_HOSTS_MODES"):gmatch("%a+") do MODES[#MODES + 1] = m end
+end
 
 ---------------------------------------------------------------- measuring
 local function percentile(sorted, p)
@@ -153,20 +163,30 @@ local ok, err = pcall(function()
         local t0 = delayed_call(sb, h, slow, "handler")
         call.cpu = (cpu_seconds(h) - before - idle_rate * (clock() - t0)) * 1000
         -- Under load, in a handler and in a task/timer.
-        for _, where in ipairs { "handler", "task" } do
+        for _, where in ipairs(os.getenv("KF_HOSTS_NO_LOAD") and {} or { "handler", "task" }) do
           local files = { open = start_load(h, "open", where .. "-open"),
                           keepalive = start_load(h, "keepalive", where .. "-keep") }
           socket.sleep(LEAD_S)
-          local ms
-          t0, ms = delayed_call(sb, h, slow, where)
-          call[where] = ms - DELAY_MS
+          t0 = clock()
+          local called, started, ms = pcall(delayed_call, sb, h, slow, where)
+          -- A host may not survive a blocking call: HAProxy's watchdog kills
+          -- the process when a thread spins on the Lua lock for 2 s.
+          local died = not called and not host.alive(h.pid)
+          if not called and not died then error(started, 0) end
+          if called then t0, call[where] = started, ms - DELAY_MS end
           for _, load in ipairs { "open", "keepalive" } do
             local reqs = read_load(files[load])
             local first = reqs[1] and reqs[1].sched or t0
             rows[#rows + 1] = {
               config = config.name, where = where == "task" and config.task or "handler", mode = mode, load = load,
-              during = stats(reqs, t0, t0 + ms / 1000), before = stats(reqs, first, t0 - 0.05),
+              during = stats(reqs, t0, t0 + (ms or DELAY_MS) / 1000), before = stats(reqs, first, t0 - 0.05),
+              died = died and host.read_file(h.log_file):match("[^\n]*about to kill the process[^\n]*"),
             }
+          end
+          if died then
+            call[where .. "_died"] = true
+            h:stop()
+            h = config.start(o)
           end
         end
       end)
@@ -204,8 +224,13 @@ w("")
 w("| host | call in | client | load | requests during | p50 ms | p99 ms | max ms | unanswered | p99 before ms |")
 w("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
 for _, r in ipairs(rows) do
-  w(("| %s | %s | %s | %s | %d | %s | %s | %s | %d | %s |"):format(r.config, r.where, r.mode, r.load,
-    r.during.n, f(r.during.p50), f(r.during.p99), f(r.during.max), r.during.failed, f(r.before.p99)))
+  if r.died then
+    w(("| %s | %s | %s | %s | %d | **host killed**: \"%s\" | | | %d | %s |"):format(r.config, r.where, r.mode,
+      r.load, r.during.n, r.died:gsub("^%s+", ""), r.during.failed, f(r.before.p99)))
+  else
+    w(("| %s | %s | %s | %s | %d | %s | %s | %s | %d | %s |"):format(r.config, r.where, r.mode, r.load,
+      r.during.n, f(r.during.p50), f(r.during.p99), f(r.during.max), r.during.failed, f(r.before.p99)))
+  end
 end
 w("")
 w(("The call itself: its added latency is its duration inside the host minus the %d ms the sandbox waits; "
@@ -218,7 +243,8 @@ w("| host | client | added latency, handler ms | added latency, task/timer ms | 
   .. "| fast call ms |")
 w("|---|---|---:|---:|---:|---:|")
 for _, c in ipairs(calls) do
-  w(("| %s | %s | %s | %s | %s | %s |"):format(c.config, c.mode, f(c.handler), f(c.task), f(c.cpu, 2), f(c.fast, 2)))
+  w(("| %s | %s | %s | %s | %s | %s |"):format(c.config, c.mode, c.handler_died and "killed" or f(c.handler),
+    c.task_died and "killed" or f(c.task), f(c.cpu, 2), f(c.fast, 2)))
 end
 w("")
 -- Targets (attached configurations).
