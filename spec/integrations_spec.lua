@@ -46,13 +46,16 @@ local function run_demo(name, root)
   return sh(("cd %q && timeout %d bash examples/%s/demo.sh"):format(root or ROOT, DEMO_TIMEOUT, name))
 end
 
--- A copy of the checkout in a fresh `mktemp -d` directory (mode 0700, so
--- nobody else may read it), without build/ and .git; removed by `done`.
+-- A copy of the checkout (without build/ and .git) inside a fresh
+-- `mktemp -d` directory, mode 0700: nobody else may read it.  Returns that
+-- directory, the copy's root, and a function that removes both.
 local function private_copy()
   local dir = sh("mktemp -d"):match("^(%S+)")
-  local _, code = sh(("tar -C %q --exclude=./build --exclude=./.git -cf - . | tar -C %q -xf -"):format(ROOT, dir))
-  assert(code == 0, "could not copy the checkout to " .. dir)
-  return dir, function() sh(("rm -rf %q"):format(dir)) end
+  local copy = dir .. "/checkout"
+  local _, code = sh(("mkdir %q && tar -C %q --exclude=./build --exclude=./.git -cf - . | tar -C %q -xf -")
+    :format(copy, ROOT, copy))
+  assert(code == 0, "could not copy the checkout to " .. copy)
+  return dir, copy, function() sh(("rm -rf %q"):format(dir)) end
 end
 
 describe("embedding", function()
@@ -84,9 +87,9 @@ describe("embedding", function()
     if not ok then return pending(why) end
     -- From a checkout that is not world-readable: nginx's workers (nobody,
     -- when started as root) cannot read it, so the master must preload.
-    local dir, done = private_copy()
+    local dir, copy, done = private_copy()
     assert.equal("700", (sh(("stat -c %%a %q"):format(dir)):match("%d+")))
-    local out, code = run_demo("openresty", dir)
+    local out, code = run_demo("openresty", copy)
     done()
     assert.equal(0, code, out)
     local enrolled = out:match("enrolled certificate %d+ serial (%x+)")
