@@ -6,22 +6,22 @@
 -- core is the lua5.3 build (`make build LUA=lua5.3`); haproxy.cfg puts
 -- lua/ and build/lua5.3/ on the paths with lua-prepend-path.
 --
--- Renewal happens in a task only, never in a request path: each client call
--- blocks the thread running the task (libcurl is not an HAProxy applet) and
--- holds the shared Lua lock meanwhile.  A renewal starts when
+-- The client is attached (keyfactor.haproxy): while a call waits, the task
+-- sleeps in HAProxy (core.msleep), so its thread keeps serving and the
+-- shared Lua lock is free for other Lua meanwhile.  A renewal starts when
 --   * the served certificate expires within KF_RENEW_BEFORE_DAYS (default 30),
 --     checked locally every KF_CHECK_INTERVAL seconds (default 3600), or
 --   * the counter proc.kf_renew grows: haproxy.cfg counts GET /renew from
 --     127.0.0.1 with set-var, so no Lua runs on the request path; the task
 --     reads it with the runtime API's `get var` (HAProxy 2.6 has no
---     core.get_var, and a Lua service in the shared state would wait for the
---     Lua lock whenever the task is inside a Keyfactor call).
+--     core.get_var; a counter keeps the request path free of Lua).
 --
 -- Environment: KEYFACTOR_* (keyfactor.from_env), KF_CERT_FILE (the crt file
 -- named on the bind line), KF_ADMIN_SOCKET (the stats socket, level admin),
 -- KF_CERT_CN (subject CN and DNS SAN, default shop.example.com), KF_TEMPLATE.
 
 local keyfactor = require "keyfactor"
+local kf_haproxy = require "keyfactor.haproxy"    -- before core.register_task
 local kf_pem = require "kf_pem"
 local x509 = require "openssl.x509"
 
@@ -112,7 +112,7 @@ local function due()
 end
 
 core.register_task(function()
-  local kf = keyfactor.from_env { timeout = 15, connect_timeout = 5, retries = 1 }
+  local kf = kf_haproxy.attach(keyfactor.from_env { timeout = 15, connect_timeout = 5, retries = 1 })
   log("watching %s (renew %d days before expiry, /renew on demand)", CERT_FILE, RENEW_BEFORE // 86400)
   local next_check, seen = 0, renew_requests()
   while true do

@@ -4,10 +4,10 @@
 -- worker (id 0) runs a timer that, every KF_WATCH_INTERVAL seconds (300),
 -- logs in (kf:status()) and looks up the newest certificate issued to
 -- KF_WATCH_CN, then stores a JSON summary in the lua_shared_dict for request
--- handlers to read.  Request handlers never call the client: each call
--- blocks this worker's event loop (libcurl is not a cosocket), so it runs
--- only in this infrequent timer, with short timeouts.
+-- handlers to read.  The client is attached (keyfactor.ngx): while a call
+-- waits, the timer sleeps in nginx and the worker keeps serving.
 local keyfactor = require "keyfactor"
+local kf_ngx = require "keyfactor.ngx"
 local cjson = require "cjson.safe"
 
 local kf_watch = {}
@@ -19,8 +19,8 @@ local kf          -- one client per worker: its connection pool is reused
 
 local function refresh(dict)
   if not kf then
-    -- Short timeouts: the whole worker waits for as long as a call takes.
-    kf = keyfactor.from_env { timeout = 5, connect_timeout = 2, retries = 0 }
+    -- attach: the timer yields to nginx while a call waits.
+    kf = kf_ngx.attach(keyfactor.from_env { timeout = 15, connect_timeout = 5, retries = 1 })
   end
   local summary = { checked_at = ngx.utctime(), cn = CN }
   local endpoints, err = kf:status()

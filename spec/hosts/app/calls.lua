@@ -1,0 +1,34 @@
+-- The Keyfactor calls both test applications make (haproxy_app.lua inside
+-- HAProxy on Lua 5.3, nginx_app.lua inside nginx on LuaJIT), answered as one
+-- line of text for the spec or the benchmark to parse.
+local clock = require("keyfactor.core").now
+
+local calls = {}
+
+--- kf:certificate(id): "id=<Id> ms=<elapsed> pid=<pid>" or "error=<err>".
+function calls.certificate(kf, id, pid)
+  local t0 = clock()
+  local cert, err = kf:certificate(id)
+  if not cert then return "error=" .. tostring(err) end
+  return ("id=%s ms=%.3f pid=%s"):format(tostring(cert.Id), (clock() - t0) * 1000, tostring(pid))
+end
+
+--- kf:parallel of `n` GETs of certificate `id` at concurrency `c`, the
+-- first one for certificate `slow` if given: "ok=<right answers> of=<n> ms=<elapsed>".
+function calls.parallel(kf, id, n, c, slow)
+  n = n or 10
+  local ids, fns = {}, {}
+  for i = 1, n do
+    ids[i] = (i == 1 and slow) or id
+    fns[i] = function(k) return k:certificate(ids[i]) end
+  end
+  local t0 = clock()
+  local values, errs = kf:parallel(fns, { concurrency = c or 16 })
+  local ok = 0
+  for i = 1, n do
+    if not errs[i] and type(values[i]) == "table" and values[i].Id == ids[i] then ok = ok + 1 end
+  end
+  return ("ok=%d of=%d ms=%.3f"):format(ok, n, (clock() - t0) * 1000)
+end
+
+return calls
