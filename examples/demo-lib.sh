@@ -3,7 +3,8 @@
 #   demo_init RUNTIME NAME   build the C core for RUNTIME (lua5.3, luajit, ...),
 #                            make $TMP, stop everything in $DEMO_PIDS on exit
 #   free_port                a free TCP port on 127.0.0.1
-#   start_sandbox            start bin/keyfactor-sandbox; sets $URL and the
+#   start_sandbox            start bin/keyfactor-sandbox (job delay
+#                            $SANDBOX_JOB_DELAY, default 0.2 s); sets $URL and the
 #                            KEYFACTOR_* variables for keyfactor.from_env()
 #                            ($KEYFACTOR_CA_CERT is the sandbox's CA file)
 #   start_redis              start redis-server on 127.0.0.1 (free port, no
@@ -36,7 +37,7 @@ free_port() {
 }
 
 start_sandbox() {
-  bin/keyfactor-sandbox --port 0 --job-delay 0.2 >"$TMP/sandbox.out" 2>"$TMP/sandbox.log" &
+  bin/keyfactor-sandbox --port 0 --job-delay "${SANDBOX_JOB_DELAY:-0.2}" >"$TMP/sandbox.out" 2>"$TMP/sandbox.log" &
   DEMO_PIDS+=($!)
   for _ in $(seq 100); do
     [ "$(wc -l <"$TMP/sandbox.out")" -ge 2 ] && break
