@@ -151,7 +151,7 @@ function Fleet:schedule(opts)
   for cert in self.kf:certificates { query = query, includeMetadata = true, page_size = 500 } do
     local mark = claim.parse(type(cert.Metadata) == "table" and cert.Metadata[claim.FIELD], cert.Id)
     if not (mark and mark.state == "renewed") then
-      local due = math.min(now, (epoch(cert.NotAfter) or now) - days * 86400)
+      local due = math.floor(math.min(now, (epoch(cert.NotAfter) or now) - days * 86400))
       self.db:zadd(self.keys.due, string.format("%d", due), string.format("%d", cert.Id))
       count = count + 1
     end
@@ -170,7 +170,7 @@ end
 -- Acknowledges a job with its outcome; a deferred one goes back into the schedule.
 function Fleet:finish(entry, cert_id, result)
   local k = self.keys
-  local retry = result.result == "deferred" and string.format("%d", result.retry_at) or ""
+  local retry = result.result == "deferred" and string.format("%d", math.ceil(result.retry_at)) or ""
   local failure = result.result == "failed" and tostring(result.err) or ""
   self.db:eval(FINISH, 5, k.jobs, k.queued, k.due, k.stats, k.failed, GROUP, entry,
     string.format("%d", cert_id), result.result, retry, failure)
@@ -194,13 +194,13 @@ end
 -- (XREADGROUP, waiting up to `block` seconds).
 function Fleet:take(block)
   local k, db = self.keys, self.db
-  local claimed = db:xautoclaim(k.jobs, GROUP, self.name, string.format("%d", self.reclaim_idle * 1000), "0-0",
-    "COUNT", self.batch)
+  local idle_ms = string.format("%d", math.floor(self.reclaim_idle * 1000))
+  local claimed = db:xautoclaim(k.jobs, GROUP, self.name, idle_ms, "0-0", "COUNT", self.batch)
   local jobs = jobs_of(claimed and claimed[2], {})
   for _, job in ipairs(jobs) do job.reclaimed = true end
   if #jobs < self.batch then
     local read = db:xreadgroup("GROUP", GROUP, self.name, "COUNT", self.batch - #jobs,
-      "BLOCK", string.format("%d", (block or 0) * 1000), "STREAMS", k.jobs, ">")
+      "BLOCK", string.format("%d", math.floor((block or 0) * 1000)), "STREAMS", k.jobs, ">")
     jobs_of(read and read[1] and read[1][2], jobs)
   end
   return jobs
