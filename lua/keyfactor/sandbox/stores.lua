@@ -112,9 +112,9 @@ function stores.render(st)
   return {
     Id = st.Id, ContainerId = st.ContainerId, ContainerName = st.ContainerName,
     ClientMachine = st.ClientMachine, StorePath = st.StorePath, CertStoreType = st.CertStoreType,
-    CertStoreInventoryJobId = st.Id:gsub("^5a4db0c5", "1b0e7a11"), Approved = true,
-    CreateIfMissing = false, Properties = st.Properties, AgentId = st.AgentId, AgentAssigned = true,
-    InventorySchedule = { Interval = { Minutes = 60 } },
+    CertStoreInventoryJobId = st.Id:gsub("^%x%x%x%x%x%x%x%x", "1b0e7a11"), Approved = true,
+    CreateIfMissing = st.CreateIfMissing or false, Properties = st.Properties, AgentId = st.AgentId,
+    AgentAssigned = true, InventorySchedule = st.InventorySchedule or { Interval = { Minutes = 60 } },
     ReenrollmentStatus = { Data = false, AgentId = st.AgentId, Message = "", JobProperties = "",
       CustomAliasAllowed = st.CertStoreType == state.STORE_TYPE_PEM and 1 or 2 },
     SetNewPasswordAllowed = true, Password = {}, DisplayName = st.DisplayName,
