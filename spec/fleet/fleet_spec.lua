@@ -9,13 +9,7 @@ local pki = require "keyfactor.pki"
 local claim = require "keyfactor.fleet.claim"
 local socket = require "socket"
 
-local function sh(command)
-  local p = assert(io.popen("{ " .. command .. "; } 2>&1; echo \"exit:$?\""))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.-)exit:(%d+)%s*$")
-  return body, tonumber(code)
-end
+local sh = fixture.sh
 
 local function free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
