@@ -135,6 +135,11 @@ function claim.renew_once(kf, cert_id, opts)
   local now = opts.now or os.time
   local stage = opts.on_stage or function() end
   local mine                       -- {token, at, after, written_at (monotonic), fast}
+  -- a renewal made by someone (who stopped before marking it): record it
+  local function found(newer)
+    set_mark(kf, cert_id, format_mark("renewed", { of = cert_id, new = newer.Id, at = now(), by = opts.owner }))
+    return outcome("already", { new_id = newer.Id, how = "found" })
+  end
   for _ = 1, opts.attempts or 5 do
     local started = core.now()
     local cert, mark_or_err = read(kf, cert_id)
@@ -156,10 +161,7 @@ function claim.renew_once(kf, cert_id, opts)
       -- someone claimed it: did they renew before they stopped?
       local newer, err = find_newer(kf, cert, mark.after or cert.Id)
       if newer == nil then return outcome("deferred", { retry_at = now() + 30, reason = tostring(err) }) end
-      if newer then
-        set_mark(kf, cert_id, format_mark("renewed", { of = cert_id, new = newer.Id, at = now(), by = opts.owner }))
-        return outcome("already", { new_id = newer.Id, how = "found" })
-      end
+      if newer then return found(newer) end
       if (mark.at or 0) + lease > now() then
         return outcome("deferred", { retry_at = (mark.at or now()) + lease + 1, reason = "claimed by " ..
           tostring(mark.by) })
@@ -189,10 +191,7 @@ function claim.renew_once(kf, cert_id, opts)
       stage("settled", cert_id)
       local newer, err = find_newer(kf, cert, mine.after)
       if newer == nil then return outcome("deferred", { retry_at = now() + lease + 1, reason = tostring(err) }) end
-      if newer then
-        set_mark(kf, cert_id, format_mark("renewed", { of = cert_id, new = newer.Id, at = now(), by = opts.owner }))
-        return outcome("already", { new_id = newer.Id, how = "found" })
-      end
+      if newer then return found(newer) end
       stage("renewing", cert_id)
       local renewed, rerr = kf:renew { CertificateId = cert_id }
       if renewed then
