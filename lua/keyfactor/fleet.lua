@@ -24,6 +24,7 @@
 
 local core = require "keyfactor.core"
 local claim = require "keyfactor.fleet.claim"
+local v = require "keyfactor.validate"
 
 -- Debian's lua-redis (redis-lua 2.0.5) installs its one pure-Lua file for Lua
 -- 5.1-5.3; it runs unchanged on 5.4 (over LuaSocket, which has a 5.4 build).
@@ -100,8 +101,30 @@ fleet.process_id = process_id
 -- 4 x concurrency), reclaim_idle (seconds before another worker takes a job
 -- over, 60), lease and settle (keyfactor.fleet.claim; 600 and 2), log
 -- (function(line)), on_stage (keyfactor.fleet.claim).
+local function positive(value, path)
+  if type(value) ~= "number" or value <= 0 then v.fail(path, "must be a positive number") end
+  return value
+end
+
+local function at_least_one(value, path)
+  value = v.integer(value, path)
+  if value < 1 then v.fail(path, "must be at least 1") end
+  return value
+end
+
+local function callable(value, path)
+  if type(value) ~= "function" then v.fail(path, "must be a function, not " .. type(value)) end
+  return value
+end
+
+local OPTIONS = v.record({
+  kf = v.table, redis = v.table, prefix = v.nonempty, name = v.nonempty,
+  concurrency = at_least_one, batch = at_least_one,
+  reclaim_idle = positive, lease = positive, settle = positive, log = callable, on_stage = callable,
+}, { "kf" })
+
 function fleet.new(opts)
-  if type(opts) ~= "table" or type(opts.kf) ~= "table" then error("keyfactor.fleet.new: opts.kf is required", 2) end
+  opts = v.check("keyfactor.fleet.new", OPTIONS, opts, "opts")
   local db = opts.redis
   if type(db) ~= "table" or not db.network then
     db = db or {}

@@ -127,10 +127,13 @@ end
 -- when known, `how` = "marked" or "found"), "deferred" (`retry_at`, a wall
 -- time, and `reason`) or "failed" (`err`; the server refused, the claim was
 -- released).
--- The client's `timeout` must stay well below `lease / 4`: a renewal is only
+-- The client's `timeout` must be at most `lease / 4`: a renewal is only
 -- started within `lease / 2` of the claim and must end before others may take
 -- the claim over (the rest is room for clock skew between hosts).
 function claim.renew_once(kf, cert_id, opts)
+  if type(opts) ~= "table" or type(opts.owner) ~= "string" or opts.owner:find("%s") then
+    error("keyfactor.fleet.claim.renew_once: opts.owner must be a string without spaces", 2)
+  end
   local lease, settle = opts.lease or 600, opts.settle or 2
   local now = opts.now or os.time
   local stage = opts.on_stage or function() end
