@@ -125,6 +125,7 @@ local OPTIONS = v.record({
 
 function fleet.new(opts)
   opts = v.check("keyfactor.fleet.new", OPTIONS, opts, "opts")
+  if opts.name and opts.name:find("%s") then v.raise("keyfactor.fleet.new", "opts.name must not contain spaces") end
   local db = opts.redis
   if type(db) ~= "table" or not db.network then
     db = db or {}
