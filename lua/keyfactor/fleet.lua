@@ -285,7 +285,7 @@ end
 function Fleet:status()
   local k, db = self.keys, self.db
   local pending = db:xpending(k.jobs, GROUP)
-  local first = db:zrange(k.due, 0, 0, "WITHSCORES")
+  local first = db:zrange(k.due, 0, 0, { withscores = true })[1]   -- {member, score}
   local stats = {}
   local flat = db:hgetall(k.stats) or {}
   for name, value in pairs(flat) do stats[name] = tonumber(value) end
