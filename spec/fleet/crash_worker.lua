@@ -16,7 +16,7 @@ local function die() os.execute("kill -KILL " .. pid) end
 
 local kf = keyfactor.from_env { timeout = lease / 4 }
 local f = fleet.new { kf = kf, redis = { host = "127.0.0.1", port = port }, prefix = prefix,
-  name = "crasher-" .. target, lease = lease, settle = 0.3, concurrency = 1,
+  name = "crasher-" .. target, lease = lease, settle = 0.5, concurrency = 1,
   on_stage = function(stage)
     if stage == target then die() end
     if target == "in-flight" and stage == "renewing" then

@@ -63,7 +63,7 @@ describe("fleet", function()
 
   local function member(prefix, extra)
     local opts = { kf = kf, redis = { host = "127.0.0.1", port = port }, prefix = prefix, name = "recoverer",
-      lease = LEASE, settle = 0.3, reclaim_idle = 0.5 }
+      lease = LEASE, settle = 0.5, reclaim_idle = 0.5 }
     for k, v in pairs(extra or {}) do opts[k] = v end
     return fleet.new(opts)
   end
@@ -169,7 +169,7 @@ describe("fleet", function()
     for w = 1, 4 do
       outs[w] = dir .. "/w" .. w .. ".out"
       launch[#launch + 1] = ("%s bin/keyfactor-fleet work --prefix fleet4 --name w%d --concurrency 3 "
-        .. "--max-seconds 60 --batch 6 --lease %d --settle 0.3 --reclaim-idle 1 --idle-exit 1 >%s 2>&1 & echo $!")
+        .. "--max-seconds 60 --batch 6 --lease %d --settle 0.5 --reclaim-idle 1 --idle-exit 1 >%s 2>&1 & echo $!")
         :format(env, w, LEASE, outs[w])
     end
     local pids = {}
