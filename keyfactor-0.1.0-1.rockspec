@@ -38,6 +38,10 @@ build = {
     ["keyfactor.client"] = "lua/keyfactor/client.lua",
     ["keyfactor.cqueues"] = "lua/keyfactor/cqueues.lua",
     ["keyfactor.errors"] = "lua/keyfactor/errors.lua",
+    -- keyfactor.fleet needs a Redis client (rock "redis-lua", Debian lua-redis): optional,
+    -- like luaossl below; keyfactor.fleet.claim needs nothing more.
+    ["keyfactor.fleet"] = "lua/keyfactor/fleet.lua",
+    ["keyfactor.fleet.claim"] = "lua/keyfactor/fleet/claim.lua",
     ["keyfactor.pager"] = "lua/keyfactor/pager.lua",
     -- keyfactor.pki needs luaossl (rock "luaossl", Debian lua-luaossl): an optional
     -- dependency, not listed above, since only this module uses it.
@@ -50,6 +54,6 @@ build = {
     ["keyfactor.validate"] = "lua/keyfactor/validate.lua",
   },
   install = {
-    bin = { keyfactor = "bin/keyfactor" },
+    bin = { keyfactor = "bin/keyfactor", ["keyfactor-fleet"] = "bin/keyfactor-fleet" },
   },
 }

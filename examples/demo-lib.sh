@@ -3,9 +3,12 @@
 #   demo_init RUNTIME NAME   build the C core for RUNTIME (lua5.3, luajit, ...),
 #                            make $TMP, stop everything in $DEMO_PIDS on exit
 #   free_port                a free TCP port on 127.0.0.1
-#   start_sandbox            start bin/keyfactor-sandbox; sets $URL and the
+#   start_sandbox            start bin/keyfactor-sandbox (job delay
+#                            $SANDBOX_JOB_DELAY, default 0.2 s); sets $URL and the
 #                            KEYFACTOR_* variables for keyfactor.from_env()
 #                            ($KEYFACTOR_CA_CERT is the sandbox's CA file)
+#   start_redis              start redis-server on 127.0.0.1 (free port, no
+#                            persistence, files in $TMP); sets KF_REDIS_HOST/PORT
 
 DEMO_PIDS=()
 
@@ -34,7 +37,7 @@ free_port() {
 }
 
 start_sandbox() {
-  bin/keyfactor-sandbox --port 0 --job-delay 0.2 >"$TMP/sandbox.out" 2>"$TMP/sandbox.log" &
+  bin/keyfactor-sandbox --port 0 --job-delay "${SANDBOX_JOB_DELAY:-0.2}" >"$TMP/sandbox.out" 2>"$TMP/sandbox.log" &
   DEMO_PIDS+=($!)
   for _ in $(seq 100); do
     [ "$(wc -l <"$TMP/sandbox.out")" -ge 2 ] && break
@@ -47,4 +50,16 @@ start_sandbox() {
   export KEYFACTOR_USERNAME='SANDBOX\admin' KEYFACTOR_PASSWORD=sandbox-admin
   KEYFACTOR_CA_CERT=$(sed -n 's/^ca: //p' "$TMP/sandbox.out")
   export KEYFACTOR_CA_CERT
+}
+
+start_redis() {
+  export KF_REDIS_HOST=127.0.0.1 KF_REDIS_PORT=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$KF_REDIS_PORT" --dir "$TMP" --save '' --appendonly no \
+    --daemonize no --logfile "$TMP/redis.log" &
+  DEMO_PIDS+=($!)
+  for _ in $(seq 50); do
+    redis-cli -h 127.0.0.1 -p "$KF_REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "redis: 127.0.0.1:$KF_REDIS_PORT ($(redis-cli -h 127.0.0.1 -p "$KF_REDIS_PORT" ping))"
 }

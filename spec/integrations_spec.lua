@@ -1,5 +1,5 @@
 -- The embedding examples, run end to end: examples/haproxy/demo.sh,
--- examples/openresty/demo.sh and examples/redis/demo.sh each start the
+-- examples/openresty/demo.sh, examples/redis/demo.sh and examples/redis/fleet.sh each start the
 -- sandbox and their host program on 127.0.0.1, and stop both on exit.
 -- A host program that is missing is installed with apt-get when running as
 -- root; the spec is pending only when that is impossible.
@@ -8,15 +8,7 @@
 
 local DEMO_TIMEOUT = 60
 
--- Output and exit status of a shell command (the status is echoed, as
--- LuaJIT's pipe:close() does not return it).
-local function sh(command)
-  local p = assert(io.popen("{ " .. command .. "; } 2>&1; echo \"exit:$?\""))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.-)exit:(%d+)%s*$")
-  return body, tonumber(code)
-end
+local sh = require("support.fixture").sh
 
 local ROOT = sh("pwd"):match("^(.-)%s*$")
 
@@ -100,6 +92,15 @@ describe("embedding", function()
     assert.equal(enrolled, summary.serial, out)
     assert.is_truthy(summary.not_after:match("^%d%d%d%d%-%d%d%-%d%dT"), out)
     assert.is_nil(summary.error, out)
+  end)
+
+  it("Redis: four workers on one renewal queue, one killed with SIGKILL, renew each certificate once", function()
+    local ok, why = ensure { "redis-server", "redis-tools", "lua-redis", "lua-socket", "lua-cjson", "curl" }
+    if not ok then return pending(why) end
+    local out, code = sh(("cd %q && timeout %d bash examples/redis/fleet.sh 40"):format(ROOT, DEMO_TIMEOUT))
+    assert.equal(0, code, out)
+    assert.is_truthy(out:find("killed w2 (SIGKILL)", 1, true), out)
+    assert.is_truthy(out:find("fleet: 40 certificates, 40 renewed once, 0 twice, 0 lost%s*$"), out)
   end)
 
   it("Redis: of two workers started at once, exactly one renews", function()

@@ -10,17 +10,7 @@ demo_init lua5.3 redis
 
 start_sandbox
 
-# Redis on loopback only, no persistence, everything in TMP.
-export KF_REDIS_HOST=127.0.0.1 KF_REDIS_PORT=$(free_port)
-redis-server --bind 127.0.0.1 --port "$KF_REDIS_PORT" --dir "$TMP" --save '' --appendonly no \
-  --daemonize no --logfile "$TMP/redis.log" &
-REDIS_PID=$!
-DEMO_PIDS+=("$REDIS_PID")
-for _ in $(seq 50); do
-  redis-cli -h 127.0.0.1 -p "$KF_REDIS_PORT" ping >/dev/null 2>&1 && break
-  sleep 0.1
-done
-echo "redis: 127.0.0.1:$KF_REDIS_PORT ($(redis-cli -h 127.0.0.1 -p "$KF_REDIS_PORT" ping))"
+start_redis
 # Why the client cannot run inside Redis: its scripts get no module loader.
 echo "inside Redis EVAL: $(redis-cli -h 127.0.0.1 -p "$KF_REDIS_PORT" EVAL "local r = {_VERSION}
   for _, n in ipairs({'require', 'package', 'io', 'os', 'dofile'}) do r[#r + 1] = n .. '=' .. type(rawget(_G, n)) end

@@ -228,6 +228,16 @@ function fixture.unique(prefix)
   return string.format("%s-%d-%d.example.com", prefix, os.time() % 100000, serial)
 end
 
+--- Output (stdout and stderr) and exit status of a shell command (the status
+-- is echoed, as LuaJIT's pipe:close() does not return it).
+function fixture.sh(command)
+  local p = assert(io.popen("{ " .. command .. "; } 2>&1; echo \"exit:$?\""))
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.-)exit:(%d+)%s*$")
+  return body, tonumber(code)
+end
+
 --- The array of items an iterator yields.
 function fixture.collect(iterator)
   local items = {}

@@ -123,7 +123,8 @@ local function new_headers(status, content_type, length, extra)
   local h = http_headers.new()
   h:append(":status", tostring(status))
   h:append("content-type", content_type)
-  if length then h:append("content-length", tostring(length)) end
+  -- lua-http refuses Content-Length on a 204 (after writing its status line)
+  if length and status ~= 204 then h:append("content-length", tostring(length)) end
   for k, v in pairs(extra or {}) do h:append(k, tostring(v)) end
   return h
 end

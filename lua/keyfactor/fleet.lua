@@ -1,0 +1,300 @@
+--- Renewal across a fleet: a due-date schedule and a work queue in Redis that
+-- workers on any number of hosts share.
+--
+--   local fleet = require "keyfactor.fleet"
+--   local f = fleet.new{ kf = kf, redis = { host = "127.0.0.1", port = 6379 }, name = "web1-w1" }
+--   f:schedule{ days = 30 }        -- due certificates into the schedule (a sorted set)
+--   f:work{ idle_exit = 30 }       -- renew from the queue until it has been empty 30 s
+--
+-- Keys (prefix "kf:fleet"): `:due` sorted set certificate id -> due time;
+-- `:jobs` a stream of {certificate = id} read through the consumer group
+-- "renewers"; `:queued` the ids now in the stream (so one is never queued
+-- twice); `:stats` outcome counters; `:failed` id -> why.  Moving due ids
+-- into the stream and finishing a job are each one Redis script (Redis
+-- commands only), so they are atomic.  A worker reads new jobs with
+-- XREADGROUP, takes over jobs idle longer than `reclaim_idle` (a dead or
+-- stuck worker's) with XAUTOCLAIM, renews with kf:parallel, and acknowledges
+-- each job (XACK + XDEL) as soon as it is done.
+--
+-- Redis only hands work out.  Whether a certificate was renewed is decided in
+-- Keyfactor (keyfactor.fleet.claim), so a delivery that Redis repeats or
+-- loses on a failover is harmless.  This is the one module that needs a Redis
+-- client (Debian's lua-redis); the rest of the library does not.
+-- @module keyfactor.fleet
+
+local core = require "keyfactor.core"
+local claim = require "keyfactor.fleet.claim"
+local v = require "keyfactor.validate"
+
+-- Debian's lua-redis (redis-lua 2.0.5) installs its one pure-Lua file for Lua
+-- 5.1-5.3; it runs unchanged on 5.4 (over LuaSocket, which has a 5.4 build).
+local function load_redis()
+  local ok, redis = pcall(require, "redis")
+  if ok then return redis end
+  local file = package.searchpath("redis", "/usr/share/lua/5.3/?.lua;/usr/share/lua/5.1/?.lua")
+  if not file then error(redis, 0) end
+  redis = dofile(file)
+  package.loaded.redis = redis
+  return redis
+end
+
+local redis = load_redis()
+-- Stream commands postdate redis-lua 2.0.5; redis.command is its way to add
+-- commands (plain requests, replies as nested arrays).
+for _, name in ipairs { "XADD", "XREADGROUP", "XAUTOCLAIM", "XGROUP", "XPENDING", "XLEN" } do
+  redis.commands[name:lower()] = redis.commands[name:lower()] or redis.command(name)
+end
+
+local fleet = { claim = claim }
+
+local Fleet = {}
+Fleet.__index = Fleet
+
+local GROUP = "renewers"
+
+-- KEYS: due, queued, jobs.  ARGV: now, limit.  Due ids not already queued
+-- go into the stream; returns how many.
+local PROMOTE = [[
+local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, ARGV[2])
+local moved = 0
+for _, id in ipairs(ids) do
+  redis.call("ZREM", KEYS[1], id)
+  if redis.call("SADD", KEYS[2], id) == 1 then
+    redis.call("XADD", KEYS[3], "*", "certificate", id)
+    moved = moved + 1
+  end
+end
+return moved
+]]
+
+-- KEYS: jobs, queued, due, stats, failed.  ARGV: group, entry id,
+-- certificate id, result, retry time ("" for none), failure ("" for none).
+local FINISH = [[
+if redis.call("XACK", KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call("XDEL", KEYS[1], ARGV[2])
+redis.call("SREM", KEYS[2], ARGV[3])
+if ARGV[5] ~= "" then redis.call("ZADD", KEYS[3], ARGV[5], ARGV[3]) end
+if ARGV[6] ~= "" then redis.call("HSET", KEYS[5], ARGV[3], ARGV[6]) else redis.call("HDEL", KEYS[5], ARGV[3]) end
+redis.call("HINCRBY", KEYS[4], ARGV[4], 1)
+return 1
+]]
+
+local function hostname()
+  local f = io.open("/proc/sys/kernel/hostname", "r") or io.open("/etc/hostname", "r")
+  local name = f and f:read("*l")
+  if f then f:close() end
+  return name or os.getenv("HOSTNAME") or "host"
+end
+
+local function process_id()
+  local f = io.open("/proc/self/stat", "r")
+  local pid = f and f:read("*l"):match("^(%d+)")
+  if f then f:close() end
+  return pid or "0"
+end
+fleet.process_id = process_id
+
+--- A fleet member.  `opts`: kf (a client; required), redis (an open
+-- redis-lua client, or {host, port}; default 127.0.0.1:6379), prefix
+-- ("kf:fleet"), name (this consumer's name in the group; default
+-- host:pid), concurrency (renewals at once, 8), batch (jobs taken per round,
+-- 4 x concurrency), reclaim_idle (seconds before another worker takes a job
+-- over, 60), lease and settle (keyfactor.fleet.claim; 600 and 2), log
+-- (function(line)), on_stage (keyfactor.fleet.claim).
+local function positive(value, path)
+  if type(value) ~= "number" or value <= 0 then v.fail(path, "must be a positive number") end
+  return value
+end
+
+local function at_least_one(value, path)
+  value = v.integer(value, path)
+  if value < 1 then v.fail(path, "must be at least 1") end
+  return value
+end
+
+local function callable(value, path)
+  if type(value) ~= "function" then v.fail(path, "must be a function, not " .. type(value)) end
+  return value
+end
+
+local OPTIONS = v.record({
+  kf = v.table, redis = v.table, prefix = v.nonempty, name = v.nonempty,
+  concurrency = at_least_one, batch = at_least_one,
+  reclaim_idle = positive, lease = positive, settle = positive, log = callable, on_stage = callable,
+}, { "kf" })
+
+function fleet.new(opts)
+  opts = v.check("keyfactor.fleet.new", OPTIONS, opts, "opts")
+  if opts.name and opts.name:find("%s") then v.raise("keyfactor.fleet.new", "opts.name must not contain spaces") end
+  local db = opts.redis
+  if type(db) ~= "table" or not db.network then
+    db = db or {}
+    db = redis.connect(db.host or "127.0.0.1", db.port or 6379)
+  end
+  local prefix = opts.prefix or "kf:fleet"
+  local self = setmetatable({
+    kf = opts.kf, db = db, prefix = prefix,
+    name = opts.name or (hostname() .. ":" .. process_id()),
+    concurrency = opts.concurrency or 8,
+    reclaim_idle = opts.reclaim_idle or 60,
+    lease = opts.lease or 600, settle = opts.settle or 2,
+    log = opts.log or function() end, on_stage = opts.on_stage,
+    keys = { due = prefix .. ":due", queued = prefix .. ":queued", jobs = prefix .. ":jobs",
+             stats = prefix .. ":stats", failed = prefix .. ":failed" },
+  }, Fleet)
+  self.batch = opts.batch or 4 * self.concurrency
+  -- the group, made once for everyone (BUSYGROUP: it exists already)
+  pcall(db.xgroup, db, "CREATE", self.keys.jobs, GROUP, "0", "MKSTREAM")
+  return self
+end
+
+-- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), without os.time's local time.
+local function epoch(iso)
+  local y, mo, d, h, mi, s = tostring(iso):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if not y then return nil end
+  y, mo = tonumber(y), tonumber(mo)
+  if mo <= 2 then y, mo = y - 1, mo + 12 end
+  local days = 365 * y + math.floor(y / 4) - math.floor(y / 100) + math.floor(y / 400)
+    + math.floor((153 * (mo - 3) + 2) / 5) + tonumber(d) - 719469
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60 + tonumber(s)
+end
+fleet.epoch = epoch
+
+--- Puts the certificates due for renewal into the schedule: those
+-- expiring within `opts.days` (30), narrowed by `opts.query` (Keyfactor query
+-- language, ANDed), due `days` before they expire.  Certificates whose
+-- RenewalClaim says they were renewed are left out.  Then moves what is due
+-- into the queue.  Returns the number scheduled; raises a remote failure.
+function Fleet:schedule(opts)
+  opts = opts or {}
+  local days = opts.days or 30
+  local now = os.time()
+  local query = string.format('NotAfter -le "%s"', os.date("!%Y-%m-%dT%H:%M:%SZ", now + days * 86400))
+  if opts.query then query = query .. " AND (" .. opts.query .. ")" end
+  local count = 0
+  for cert in self.kf:certificates { query = query, includeMetadata = true, page_size = 500 } do
+    local mark = claim.parse(type(cert.Metadata) == "table" and cert.Metadata[claim.FIELD], cert.Id)
+    if not (mark and mark.state == "renewed") then
+      local due = math.floor(math.min(now, (epoch(cert.NotAfter) or now) - days * 86400))
+      self.db:zadd(self.keys.due, string.format("%d", due), string.format("%d", cert.Id))
+      count = count + 1
+    end
+  end
+  self:promote()
+  return count
+end
+
+--- Moves the due ids of the schedule into the stream (any member may, at
+-- any time: it is one atomic script).  Returns how many moved.
+function Fleet:promote()
+  local k = self.keys
+  return self.db:eval(PROMOTE, 3, k.due, k.queued, k.jobs, string.format("%d", os.time()), 1000)
+end
+
+-- Acknowledges a job with its outcome; a deferred one goes back into the schedule.
+function Fleet:finish(entry, cert_id, result)
+  local k = self.keys
+  local retry = result.result == "deferred" and string.format("%d", math.ceil(result.retry_at)) or ""
+  local failure = result.result == "failed" and tostring(result.err) or ""
+  self.db:eval(FINISH, 5, k.jobs, k.queued, k.due, k.stats, k.failed, GROUP, entry,
+    string.format("%d", cert_id), result.result, retry, failure)
+end
+
+-- Entries {id, {"certificate", "42"}} -> {entry = id, cert = 42}.
+local function jobs_of(entries, into)
+  for _, e in ipairs(entries or {}) do
+    local fields, cert = e[2] or {}, nil
+    for i = 1, #fields, 2 do
+      if fields[i] == "certificate" then cert = math.tointeger and math.tointeger(tonumber(fields[i + 1]))
+        or tonumber(fields[i + 1]) end
+    end
+    if cert then into[#into + 1] = { entry = e[1], cert = cert } end
+  end
+  return into
+end
+
+--- Takes up to `batch` jobs: first those idle longer than reclaim_idle
+-- (XAUTOCLAIM: a dead or stuck worker's, or our own), then new ones
+-- (XREADGROUP, waiting up to `block` seconds).
+function Fleet:take(block)
+  local k, db = self.keys, self.db
+  local idle_ms = string.format("%d", math.floor(self.reclaim_idle * 1000))
+  local claimed = db:xautoclaim(k.jobs, GROUP, self.name, idle_ms, "0-0", "COUNT", self.batch)
+  local jobs = jobs_of(claimed and claimed[2], {})
+  for _, job in ipairs(jobs) do job.reclaimed = true end
+  if #jobs < self.batch then
+    local read = db:xreadgroup("GROUP", GROUP, self.name, "COUNT", self.batch - #jobs,
+      "BLOCK", string.format("%d", math.floor((block or 0) * 1000)), "STREAMS", k.jobs, ">")
+    jobs_of(read and read[1] and read[1][2], jobs)
+  end
+  return jobs
+end
+
+--- Renews the certificates of `jobs` (from `take`), `concurrency` at once,
+-- acknowledging each as it finishes.  Returns the outcomes in order.
+function Fleet:run(jobs)
+  local fns, outcomes = {}, {}
+  local opts = { owner = self.name, lease = self.lease, settle = self.settle, on_stage = self.on_stage }
+  for i, job in ipairs(jobs) do
+    fns[i] = function(kf)
+      local result = claim.renew_once(kf, job.cert, opts)
+      self:finish(job.entry, job.cert, result)
+      outcomes[i] = result
+      self.log(string.format("%s: certificate %d %s%s%s", self.name, job.cert, result.result,
+        result.new_id and (" -> " .. string.format("%d", result.new_id)) or "",
+        (result.reason or result.err) and (" (" .. tostring(result.reason or result.err) .. ")") or ""))
+      return result
+    end
+  end
+  local _, errs = self.kf:parallel(fns, { concurrency = self.concurrency, progress = false })
+  for i, err in pairs(errs) do
+    -- left unacknowledged: reclaimed after reclaim_idle
+    self.log(string.format("%s: certificate %d: %s", self.name, jobs[i].cert, tostring(err)))
+  end
+  return outcomes
+end
+
+--- Works until the schedule and the queue have been empty for
+-- `opts.idle_exit` seconds, or for `opts.max_seconds` (each nil: no limit).
+-- Returns counts by result.
+function Fleet:work(opts)
+  opts = opts or {}
+  local counts = { renewed = 0, already = 0, deferred = 0, failed = 0 }
+  local started = core.now()
+  local idle_since = started
+  while not opts.max_seconds or core.now() - started < opts.max_seconds do
+    self:promote()
+    local jobs = self:take(opts.block or 1)
+    for _, result in pairs(self:run(jobs)) do counts[result.result] = counts[result.result] + 1 end
+    if #jobs > 0 then idle_since = core.now() end
+    if opts.idle_exit then
+      local s = self:status()
+      if s.due + s.queued > 0 then
+        idle_since = core.now()
+      elseif core.now() - idle_since >= opts.idle_exit then
+        return counts
+      end
+    end
+  end
+  return counts
+end
+
+--- Counts: due (in the schedule), next_due (its earliest time), queued,
+-- stream (entries), pending (delivered, not acknowledged), consumers,
+-- failed, and the outcome counters in `stats`.
+function Fleet:status()
+  local k, db = self.keys, self.db
+  local pending = db:xpending(k.jobs, GROUP)
+  local first = db:zrange(k.due, 0, 0, { withscores = true })[1]   -- {member, score}
+  local stats = {}
+  local flat = db:hgetall(k.stats) or {}
+  for name, value in pairs(flat) do stats[name] = tonumber(value) end
+  return {
+    due = db:zcard(k.due), next_due = first and tonumber(first[2]), queued = db:scard(k.queued),
+    stream = db:xlen(k.jobs), pending = pending and tonumber(pending[1]) or 0,
+    consumers = pending and type(pending[4]) == "table" and #pending[4] or 0,
+    failed = db:hlen(k.failed), stats = stats,
+  }
+end
+
+return fleet

@@ -1,0 +1,198 @@
+-- keyfactor.fleet against a real redis-server (127.0.0.1, a free port, no
+-- persistence) and the sandbox: workers killed with SIGKILL at every stage of
+-- the claim protocol, and four worker processes sharing one queue with one of
+-- them killed in the middle of its jobs.  Each certificate must be renewed
+-- exactly once (counted in the sandbox's request log and in the certificates
+-- themselves) and no job may stay unacknowledged.
+local fixture = require "support.fixture"
+local pki = require "keyfactor.pki"
+local claim = require "keyfactor.fleet.claim"
+local socket = require "socket"
+
+local sh = fixture.sh
+
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
+local ROOT = sh("pwd"):match("^(.-)%s*$")
+local LEASE = 5                -- short, so taken-over claims resolve within the spec
+
+describe("fleet", function()
+  local sb, kf, fleet, port, dir, env
+  local key = pki.key { type = "EC" }   -- EC: the sandbox's renewals stay quick
+
+  fixture.live(function(s, k)
+    sb, kf = s, k
+    fleet = require "keyfactor.fleet"
+    port, dir = free_port(), os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local _, code = sh(("redis-server --bind 127.0.0.1 --port %d --dir %s --save '' --appendonly no "
+      .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log"):format(port, dir, dir, dir))
+    assert.equal(0, code)
+    assert(fixture.poll(function() return select(2, sh("redis-cli -p " .. port .. " ping")) == 0 end, 10))
+    env = ("KEYFACTOR_HOSTNAME=%s KEYFACTOR_API_PATH=KeyfactorAPI KEYFACTOR_USERNAME='%s' "
+      .. "KEYFACTOR_PASSWORD=%s KEYFACTOR_CA_CERT=%s KF_REDIS_HOST=127.0.0.1 KF_REDIS_PORT=%d "
+      .. "LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/lua5.4/?.so;;' ")
+      :format(sb.base, sb.username, sb.password, sb.ca_file, port, ROOT, ROOT, ROOT)
+  end)
+
+  lazy_teardown(function()
+    if dir then sh(("kill $(cat %s/redis.pid) 2>/dev/null; sleep 0.2; rm -rf %s"):format(dir, dir)) end
+  end)
+
+  -- n fresh certificates with unique subjects; returns their ids and CNs
+  local function enroll(n, prefix)
+    local fns = {}
+    for i = 1, n do
+      fns[i] = function(k)
+        local cn = fixture.unique(prefix .. i)
+        local r = assert(k:enroll { CSR = pki.csr { key = key, subject = "CN=" .. cn }, Template = "WebServer",
+          format = "PEM" })
+        return { id = r.CertificateInformation.KeyfactorId, cn = cn }
+      end
+    end
+    local certs, errs = kf:parallel(fns, { progress = false })
+    assert.is_nil(next(errs))
+    return certs
+  end
+
+  local function member(prefix, extra)
+    local opts = { kf = kf, redis = { host = "127.0.0.1", port = port }, prefix = prefix, name = "recoverer",
+      lease = LEASE, settle = 0.5, reclaim_idle = 0.5 }
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    return fleet.new(opts)
+  end
+
+  -- Every certificate of `certs` has exactly one newer certificate, and its
+  -- RenewalClaim names it.
+  local function assert_renewed_once(certs)
+    for _, c in ipairs(certs) do
+      local same = fixture.collect(kf:certificates { query = 'IssuedCN -eq "' .. c.cn .. '"',
+        includeRevoked = true, includeExpired = true })
+      assert.equal(2, #same, "certificates for " .. c.cn)
+      local newer = same[1].Id == c.id and same[2] or same[1]
+      local old = assert(kf:certificate(c.id, { includeMetadata = true }))
+      local mark = claim.parse(old.Metadata[claim.FIELD], c.id)
+      assert.is_table(mark, c.cn)
+      assert.equal("renewed", mark.state)
+      assert.equal(newer.Id, mark.new)
+    end
+  end
+
+  local function renew_posts(status)
+    local n = 0
+    for _, r in ipairs(fixture.requests(sb, "POST", "/Enrollment/Renew")) do
+      if r.status == status then n = n + 1 end
+    end
+    return n
+  end
+
+  local function assert_drained(f)
+    local s = f:status()
+    assert.same({ 0, 0, 0, 0 }, { s.pending, s.stream, s.queued, s.due })
+  end
+
+  it("ignores a mark that is about another certificate (one copied by a renewal)", function()
+    local value = claim.format("claimed", { of = 7, after = 9, at = 100, by = "w", token = "ab" })
+    assert.same({ state = "claimed", of = 7, after = 9, at = 100, by = "w", token = "ab" }, claim.parse(value, 7))
+    assert.is_nil(claim.parse(value, 8))
+    assert.is_nil(claim.parse("", 7))
+  end)
+
+  it("resolves a worker killed at any stage without a second renewal and without losing one", function()
+    local stages = { "claimed", "settled", "renewing", "in-flight", "renewed", "recorded" }
+    local certs = enroll(#stages, "crash")
+    local before = renew_posts(200)
+    -- the renewal POST of the in-flight case is held 1 s, and killed 0.3 s in
+    sb:fault { method = "POST", path = "/KeyfactorAPI/Enrollment/Renew", delay_ms = 1000, times = 1 }
+    local commands = {}
+    for i, stage in ipairs(stages) do
+      local f = member("crash:" .. stage)
+      assert.equal(1, f:schedule { days = 400, query = 'IssuedCN -eq "' .. certs[i].cn .. '"' })
+      commands[i] = ("%s lua5.4 spec/fleet/crash_worker.lua %d crash:%s %s %d; echo \"%s:$?\""):format(env, port,
+        stage, stage, LEASE, stage)
+    end
+    -- the in-flight worker first, alone, so the delayed POST is its own
+    local out = sh(commands[4])
+    assert.truthy(out:find("in-flight:137", 1, true), out)
+    table.remove(commands, 4)
+    out = sh(table.concat(commands, " & ") .. "; wait")
+    for i, stage in ipairs(stages) do
+      if i ~= 4 then assert.truthy(out:find(stage .. ":137", 1, true), out) end
+    end
+    for _, stage in ipairs(stages) do
+      local f = member("crash:" .. stage)
+      assert.equal(1, f:status().pending, stage)      -- died holding its job
+      f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }
+      assert_drained(f)
+    end
+    assert_renewed_once(certs)
+    -- one renewal answered per certificate, the killed in-flight one never answered
+    assert.equal(#stages, renew_posts(200) - before)
+  end)
+
+  it("renews after the Retry-After of a 429 answer to the renewal POST", function()
+    local certs = enroll(1, "busy")
+    local f = member("busy")
+    assert.equal(1, f:schedule { days = 400, query = 'IssuedCN -eq "' .. certs[1].cn .. '"' })
+    sb:fault { method = "POST", path = "/KeyfactorAPI/Enrollment/Renew", status = 429, retry_after = 1, times = 1 }
+    local counts = f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }
+    assert.equal(1, counts.renewed)
+    local posts = fixture.requests(sb, "POST", "/Enrollment/Renew")
+    local refused, done = posts[#posts - 1], posts[#posts]
+    assert.same({ 429, 200 }, { refused.status, done.status })
+    assert.is_true(done.started - refused.started >= 1, "the Retry-After was not honoured")
+    assert_renewed_once(certs)
+    assert_drained(f)
+  end)
+
+  it("four workers share one queue, some jobs delivered twice; one killed with SIGKILL mid-batch: "
+    .. "nothing lost, nothing doubled", function()
+    local n = 24
+    local certs = enroll(n, "fleet")
+    local before = renew_posts(200)
+    sb:fault { method = "POST", path = "/KeyfactorAPI/Enrollment/Renew", delay_ms = 100, times = 1000 }
+    local f = member("fleet4")
+    for _, c in ipairs(certs) do
+      f.db:zadd(f.keys.due, 0, string.format("%d", c.id))
+    end
+    f:promote()
+    -- what a Redis failover can do: deliver a job twice (here six of them)
+    for i = 1, 6 do f.db:xadd(f.keys.jobs, "*", "certificate", string.format("%d", certs[i].id)) end
+    local outs = {}
+    local launch = {}
+    for w = 1, 4 do
+      outs[w] = dir .. "/w" .. w .. ".out"
+      launch[#launch + 1] = ("%s bin/keyfactor-fleet work --prefix fleet4 --name w%d --concurrency 3 "
+        .. "--max-seconds 60 --batch 6 --lease %d --settle 0.5 --reclaim-idle 1 --idle-exit 1 >%s 2>&1 & echo $!")
+        :format(env, w, LEASE, outs[w])
+    end
+    local pids = {}
+    for pid in sh(table.concat(launch, "; ")):gmatch("(%d+)") do pids[#pids + 1] = pid end
+    assert.equal(4, #pids)
+    -- kill w1 once it has finished two jobs (it holds up to four more)
+    assert(fixture.poll(function()
+      local text = sh("cat " .. outs[1])
+      local _, done = text:gsub(": certificate %d+ ", "")
+      return done >= 2
+    end, 30, 0.02))
+    sh("kill -KILL " .. pids[1])
+    local held = f.db:xpending(f.keys.jobs, "renewers", "-", "+", 100, "w1")
+    assert.is_true(#held > 0, "w1 held no job when killed")
+    sh("for p in " .. table.concat(pids, " ", 2) .. "; do while kill -0 $p 2>/dev/null; do sleep 0.1; done; done")
+    sb:clear_faults()
+    assert_drained(f)
+    local status = sh(env .. "bin/keyfactor-fleet status --prefix fleet4")
+    assert.truthy(status:find("due 0, queued 0, stream 0, pending 0, failed 0", 1, true), status)
+    local usage, code = sh(env .. "bin/keyfactor-fleet work --concurrency")
+    assert.equal(2, code)
+    assert.truthy(usage:find("--concurrency needs a value", 1, true), usage)
+    assert_renewed_once(certs)
+    assert.equal(n, renew_posts(200) - before)
+  end)
+end)
