@@ -25,7 +25,7 @@
 /* Idle easy handles kept per session for reuse; more are simply freed. */
 #define KF_IDLE_MAX 64
 
-/* Default cap on a response body (DESIGN.md §3). */
+/* Default cap on a response body (docs/ARCHITECTURE.md, Limits). */
 #define KF_DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
 
 /* ---- buffer.c: a growable byte buffer with a hard maximum ---------------- */

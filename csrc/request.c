@@ -289,7 +289,7 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
 
 /* ---- results -------------------------------------------------------------- */
 
-/* The error kinds of DESIGN.md §2, from curl's own result code. */
+/* The error kinds of docs/ARCHITECTURE.md, from curl's own result code. */
 static const char *error_kind(CURLcode code)
 {
   switch (code) {
@@ -312,7 +312,7 @@ static const char *error_kind(CURLcode code)
 }
 
 /* Whether any byte of the request may have reached the server.  Only when
- * this is false may a POST be retried (DESIGN.md, Retries). */
+ * this is false may a POST be retried (docs/ARCHITECTURE.md, Retries). */
 static int request_was_sent(const kf_request *r)
 {
   switch (r->code) {
