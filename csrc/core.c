@@ -7,6 +7,8 @@
  *   core.curl_version() -> string
  *   core.stderr_is_tty() -> boolean        for the progress line of kf:parallel
  *   core.decode_json(text) -> value | nil, message   (json.c)
+ *   core.encode_json(value) -> text, core.array([t]) -> t, core.array_mt   (json_encode.c)
+ *   core.vault() -> vault                  secrets kept in C (vault.c)
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -29,7 +31,7 @@ static int core_sleep(lua_State *L)
 {
   double seconds = luaL_checknumber(L, 1);
   struct timespec ts;
-  luaL_argcheck(L, seconds >= 0, 1, "must not be negative");
+  luaL_argcheck(L, seconds >= 0 && seconds <= KF_MAX_SECONDS, 1, "must be from 0 to 86400 seconds");
   ts.tv_sec = (time_t)seconds;
   ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -59,6 +61,9 @@ int luaopen_keyfactor_core(lua_State *L)
     {"curl_version", core_curl_version},
     {"stderr_is_tty", core_stderr_is_tty},
     {"decode_json", kf_decode_json},
+    {"encode_json", kf_encode_json},
+    {"array", kf_json_array},
+    {"vault", kf_new_vault},
     {NULL, NULL}
   };
   /* Reference-counted and thread-safe in libcurl >= 7.84; never undone,
@@ -69,6 +74,8 @@ int luaopen_keyfactor_core(lua_State *L)
   luaL_newlib(L, functions);
   kf_open_session(L);
   lua_setfield(L, -2, "session");
+  kf_push_array_mt(L);
+  lua_setfield(L, -2, "array_mt");
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -57,6 +57,7 @@ typedef struct kf_session {
   /* settings applied to every easy handle */
   char *ca_file;
   char *proxy;
+  char *no_proxy;               /* curl's NOPROXY list */
   char *user_agent;
   struct curl_slist *resolve;   /* "host:port:address" pins (CURLOPT_RESOLVE) */
   struct curl_slist *headers;   /* sent with every request, built once */
@@ -119,11 +120,20 @@ int kf_open_request(lua_State *L);
 /* ---- json.c: answer bodies to Lua values ---------------------------------- */
 
 int kf_decode_json(lua_State *L);
+/* json_encode.c: request bodies; KF_ARRAY_MT marks a table as an array */
+#define KF_ARRAY_MT "keyfactor.array"
+int kf_encode_json(lua_State *L);
+int kf_json_array(lua_State *L);
+void kf_push_array_mt(lua_State *L);
+int kf_new_vault(lua_State *L);     /* vault.c: secrets out of Lua's reach */
 
 /* ---- options.c: reading option tables ------------------------------------ */
 
 const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt);
 double kf_opt_number(lua_State *L, int t, const char *field, double dflt);
+#define KF_MAX_SECONDS 86400.0   /* longest timeout accepted (a day) */
+double kf_opt_range(lua_State *L, int t, const char *field, double dflt, double min, double max);
+long kf_seconds_to_ms(double seconds);
 int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt);
 struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field);
 char *kf_strdup(const char *s);

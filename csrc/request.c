@@ -92,6 +92,8 @@ static void apply_session_settings(kf_session *s, CURL *easy, long timeout_ms,
   }
   if (s->proxy != NULL)
     curl_easy_setopt(easy, CURLOPT_PROXY, s->proxy);
+  if (s->no_proxy != NULL)
+    curl_easy_setopt(easy, CURLOPT_NOPROXY, s->no_proxy);
   if (s->resolve != NULL)
     curl_easy_setopt(easy, CURLOPT_RESOLVE, s->resolve);
   if (s->user_agent != NULL)
@@ -220,9 +222,9 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   const char *method = kf_opt_string(L, spec, "method", NULL);
   const char *url = kf_opt_string(L, spec, "url", NULL);
   const char *userpwd = kf_opt_string(L, spec, "userpwd", NULL);
-  double timeout = kf_opt_number(L, spec, "timeout", (double)s->timeout_ms / 1000.0);
-  double connect_timeout =
-      kf_opt_number(L, spec, "connect_timeout", (double)s->connect_timeout_ms / 1000.0);
+  double timeout = kf_opt_range(L, spec, "timeout", (double)s->timeout_ms / 1000.0, 0, KF_MAX_SECONDS);
+  double connect_timeout = kf_opt_range(L, spec, "connect_timeout",
+                                        (double)s->connect_timeout_ms / 1000.0, 0, KF_MAX_SECONDS);
   int auth = kf_opt_boolean(L, spec, "auth", 1);
   const char *body = NULL;
   size_t body_len = 0;
@@ -257,8 +259,8 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   kf_session_link(s, r);
   r->state = KF_REQUEST_RUNNING;
 
-  apply_session_settings(s, r->easy, (long)(timeout * 1000.0),
-                         (long)(connect_timeout * 1000.0), auth && userpwd == NULL);
+  apply_session_settings(s, r->easy, kf_seconds_to_ms(timeout),
+                         kf_seconds_to_ms(connect_timeout), auth && userpwd == NULL);
   if (userpwd != NULL) {
     curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */

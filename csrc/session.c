@@ -119,7 +119,7 @@ static int session_step(lua_State *L)
   kf_session *s = kf_check_session(L, 1);
   double timeout = luaL_optnumber(L, 2, 1.0);
   luaL_argcheck(L, timeout >= 0, 2, "timeout must not be negative");
-  kf_session_drive(L, s, (long)(timeout * 1000.0), 1);
+  kf_session_drive(L, s, kf_seconds_to_ms(timeout), 1);
   return 1;
 }
 
@@ -207,20 +207,17 @@ static void set_string(char **slot, const char *value)
 
 static void read_settings(lua_State *L, kf_session *s, int t)
 {
-  double timeout = kf_opt_number(L, t, "timeout", 60);
-  double connect_timeout = kf_opt_number(L, t, "connect_timeout", 10);
-  double max_body = kf_opt_number(L, t, "max_body", (double)KF_DEFAULT_MAX_BODY);
-  if (timeout < 0 || connect_timeout < 0)
-    luaL_error(L, "options 'timeout' and 'connect_timeout' must not be negative");
-  if (max_body < 1)
-    luaL_error(L, "option 'max_body' must be positive");
-  s->timeout_ms = (long)(timeout * 1000.0);
-  s->connect_timeout_ms = (long)(connect_timeout * 1000.0);
+  double timeout = kf_opt_range(L, t, "timeout", 60, 0, KF_MAX_SECONDS);
+  double connect_timeout = kf_opt_range(L, t, "connect_timeout", 10, 0, KF_MAX_SECONDS);
+  double max_body = kf_opt_range(L, t, "max_body", (double)KF_DEFAULT_MAX_BODY, 1, 9007199254740992.0);
+  s->timeout_ms = kf_seconds_to_ms(timeout);
+  s->connect_timeout_ms = kf_seconds_to_ms(connect_timeout);
   s->max_body = (size_t)max_body;
   s->insecure = kf_opt_boolean(L, t, "insecure", 0);
   s->http2 = kf_opt_boolean(L, t, "http2", 1);
   set_string(&s->ca_file, kf_opt_string(L, t, "ca_file", NULL));
   set_string(&s->proxy, kf_opt_string(L, t, "proxy", NULL));
+  set_string(&s->no_proxy, kf_opt_string(L, t, "no_proxy", NULL));
   set_string(&s->user_agent, kf_opt_string(L, t, "user_agent", NULL));
   s->resolve = kf_opt_slist(L, t, "resolve");   /* "host:port:address" */
   s->headers = kf_opt_slist(L, t, "headers");   /* "Name: value" */
@@ -247,8 +244,9 @@ static void session_release(lua_State *L, kf_session *s)
   s->share = NULL;
   free(s->ca_file);
   free(s->proxy);
+  free(s->no_proxy);
   free(s->user_agent);
-  s->ca_file = s->proxy = s->user_agent = NULL;
+  s->ca_file = s->proxy = s->no_proxy = s->user_agent = NULL;
   curl_slist_free_all(s->resolve);
   curl_slist_free_all(s->headers);
   s->resolve = s->headers = NULL;
