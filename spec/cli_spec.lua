@@ -248,8 +248,8 @@ describe("bin/keyfactor", function()
     assert.are.equal(0, code, err)
     assert.truthy(out:find("-----BEGIN CERTIFICATE-----", 1, true), out)
     local file = tmp .. ".pfx"
-    _, err, code = run("recover " .. info.KeyfactorId .. " --password recover-1 --out " .. file)
-    assert.are.equal(0, code, err)
+    local _, err2, code2 = run("recover " .. info.KeyfactorId .. " --password recover-1 --out " .. file)
+    assert.are.equal(0, code2, err2)
     local pkcs12 = require "openssl.pkcs12"
     local key, cert = pkcs12.parse(read_file(file), "recover-1")
     os.remove(file)
