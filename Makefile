@@ -154,16 +154,21 @@ bench-smoke: build
 clean:
 	rm -rf build
 
-# The rockspecs install with luarocks (no registry here: --deps-mode=none)
-# into a private tree, and the installed client loads.
+# The rockspecs install with luarocks, as the README says, into a private
+# tree (Debian's lua-cjson, lua-http, ... are not rocks luarocks can see, so
+# --deps-mode=none); the installed launchers run with no LUA_PATH set; both
+# rocks remove cleanly, leaving no file of theirs in the tree.
 ROCKTREE := $(CURDIR)/build/rocktree
-# Debian keeps curl.h and libcurl.so under the multiarch directories.
-MULTIARCH  := $(shell $(CC) -print-multiarch 2>/dev/null)
-CURL_DIRS  := $(if $(MULTIARCH),CURL_INCDIR=/usr/include/$(MULTIARCH) CURL_LIBDIR=/usr/lib/$(MULTIARCH))
+ROCKS    := luarocks --lua-version=5.4 --tree=$(ROCKTREE)
 rock-check:
 	rm -rf $(ROCKTREE)
-	luarocks --lua-version=5.4 make --deps-mode=none --tree=$(ROCKTREE) keyfactor-0.1.0-1.rockspec \
-	  $(CURL_DIRS)
-	luarocks --lua-version=5.4 make --deps-mode=none --tree=$(ROCKTREE) keyfactor-sandbox-0.1.0-1.rockspec
-	cd /tmp && LUA_PATH="$(ROCKTREE)/share/lua/5.4/?.lua;$(ROCKTREE)/share/lua/5.4/?/init.lua;;" \
-	LUA_CPATH="$(ROCKTREE)/lib/lua/5.4/?.so;;" PATH="$(ROCKTREE)/bin:$$PATH" lua5.4 $(CURDIR)/.ci/installed-smoke.lua
+	$(ROCKS) make --deps-mode=none keyfactor-0.1.0-1.rockspec
+	$(ROCKS) make --deps-mode=none keyfactor-sandbox-0.1.0-1.rockspec
+	@$(ROCKS) show keyfactor | grep -q '^	keyfactor\.core ' || { echo "rock-check: no keyfactor.core in the client rock"; exit 1; }
+	@! $(ROCKS) show keyfactor | grep -q '^	keyfactor\.sandbox' || { echo "rock-check: the client rock holds sandbox modules"; exit 1; }
+	@! $(ROCKS) show keyfactor-sandbox | grep -E '^	keyfactor\.' | grep -vq '^	keyfactor\.sandbox' || { echo "rock-check: the sandbox rock holds client modules"; exit 1; }
+	cd /tmp && env -u LUA_PATH -u LUA_CPATH lua5.4 $(CURDIR)/.ci/installed-smoke.lua $(ROCKTREE)
+	$(ROCKS) remove keyfactor-sandbox
+	$(ROCKS) remove keyfactor
+	@left=$$(find $(ROCKTREE) -type f ! -name manifest); test -z "$$left" || { echo "rock-check: left behind: $$left"; exit 1; }
+	@echo "rock-check: both rocks installed, ran from $(ROCKTREE)/bin and removed cleanly"

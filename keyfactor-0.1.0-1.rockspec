@@ -19,41 +19,20 @@ dependencies = {
   "lua >= 5.1",
   "lua-cjson >= 2.1.0",
 }
-external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
-}
+-- libcurl: rocks.mk finds it with pkg-config (Debian keeps curl.h under
+-- /usr/include/<multiarch>, where luarocks' own header search does not look).
 build = {
-  type = "builtin",
-  modules = {
-    ["keyfactor.core"] = {
-      sources = { "csrc/core.c", "csrc/session.c", "csrc/request.c", "csrc/buffer.c",
-                  "csrc/options.c", "csrc/json.c" },
-      defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-    },
-    ["keyfactor"] = "lua/keyfactor/init.lua",
-    ["keyfactor.auth"] = "lua/keyfactor/auth.lua",
-    ["keyfactor.client"] = "lua/keyfactor/client.lua",
-    ["keyfactor.cqueues"] = "lua/keyfactor/cqueues.lua",
-    ["keyfactor.errors"] = "lua/keyfactor/errors.lua",
-    -- keyfactor.fleet needs a Redis client (rock "redis-lua", Debian lua-redis): optional,
-    -- like luaossl below; keyfactor.fleet.claim needs nothing more.
-    ["keyfactor.fleet"] = "lua/keyfactor/fleet.lua",
-    ["keyfactor.fleet.claim"] = "lua/keyfactor/fleet/claim.lua",
-    ["keyfactor.pager"] = "lua/keyfactor/pager.lua",
-    -- keyfactor.pki needs luaossl (rock "luaossl", Debian lua-luaossl): an optional
-    -- dependency, not listed above, since only this module uses it.
-    ["keyfactor.pki"] = "lua/keyfactor/pki.lua",
-    ["keyfactor.progress"] = "lua/keyfactor/progress.lua",
-    ["keyfactor.repl"] = "lua/keyfactor/repl.lua",
-    ["keyfactor.scheduler"] = "lua/keyfactor/scheduler.lua",
-    ["keyfactor.show"] = "lua/keyfactor/show.lua",
-    ["keyfactor.transport"] = "lua/keyfactor/transport.lua",
-    ["keyfactor.validate"] = "lua/keyfactor/validate.lua",
+  type = "make",
+  makefile = "rocks.mk",
+  build_target = "client",
+  install_target = "install-client",
+  -- keyfactor.pki needs luaossl (rock "luaossl", Debian lua-luaossl), and
+  -- keyfactor.repl uses readline (Debian lua-readline) and cqueues when
+  -- present: optional, not listed above, since only those modules use them.
+  build_variables = {
+    CFLAGS = "$(CFLAGS)", LIBFLAG = "$(LIBFLAG)", LUA_INCDIR = "$(LUA_INCDIR)",
   },
-  install = {
-    bin = { keyfactor = "bin/keyfactor", ["keyfactor-fleet"] = "bin/keyfactor-fleet" },
+  install_variables = {
+    LUADIR = "$(LUADIR)", LIBDIR = "$(LIBDIR)", BINDIR = "$(BINDIR)",
   },
 }

@@ -1,5 +1,5 @@
 -- The Keyfactor Command API emulator: module keyfactor.sandbox and the
--- keyfactor-sandbox launcher. Independent of the client rock (keyfactor).
+-- keyfactor-sandbox launcher; the client modules come from the keyfactor rock.
 rockspec_format = "3.0"
 package = "keyfactor-sandbox"
 version = "0.1.0-1"
@@ -19,34 +19,19 @@ fault injection and request logs. Developed and tested on Lua 5.4.
    license = "MIT",
 }
 dependencies = {
-   "lua >= 5.1", -- developed and tested on Lua 5.4
+   "lua >= 5.4", -- lua-http, cqueues and luaossl on 5.4: what it is developed and tested on
    "http",
    "luaossl",
    "cqueues",
    "lua-cjson",
+   "keyfactor = 0.1.0",
 }
 build = {
-   type = "builtin",
-   modules = {
-      ["keyfactor.sandbox"] = "lua/keyfactor/sandbox/init.lua",
-      ["keyfactor.sandbox.auth"] = "lua/keyfactor/sandbox/auth.lua",
-      ["keyfactor.sandbox.catalog"] = "lua/keyfactor/sandbox/catalog.lua",
-      ["keyfactor.sandbox.certificates"] = "lua/keyfactor/sandbox/certificates.lua",
-      ["keyfactor.sandbox.check"] = "lua/keyfactor/sandbox/check.lua",
-      ["keyfactor.sandbox.enrollment"] = "lua/keyfactor/sandbox/enrollment.lua",
-      ["keyfactor.sandbox.faults"] = "lua/keyfactor/sandbox/faults.lua",
-      ["keyfactor.sandbox.jobs"] = "lua/keyfactor/sandbox/jobs.lua",
-      ["keyfactor.sandbox.pki"] = "lua/keyfactor/sandbox/pki.lua",
-      ["keyfactor.sandbox.query"] = "lua/keyfactor/sandbox/query.lua",
-      ["keyfactor.sandbox.server"] = "lua/keyfactor/sandbox/server.lua",
-      ["keyfactor.sandbox.state"] = "lua/keyfactor/sandbox/state.lua",
-      ["keyfactor.sandbox.stores"] = "lua/keyfactor/sandbox/stores.lua",
-      ["keyfactor.sandbox.util"] = "lua/keyfactor/sandbox/util.lua",
-      ["keyfactor.sandbox.workflow"] = "lua/keyfactor/sandbox/workflow.lua",
-   },
-   install = {
-      bin = { ["keyfactor-sandbox"] = "bin/keyfactor-sandbox" },
-   },
+   type = "make",
+   makefile = "rocks.mk",
+   build_target = "sandbox",
+   install_target = "install-sandbox",
+   install_variables = { LUADIR = "$(LUADIR)", BINDIR = "$(BINDIR)" },
 }
 test = {
    type = "busted",

@@ -135,20 +135,125 @@ describe("bin/keyfactor", function()
     assert.is_nil(err2:find("wrong-password", 1, true))
   end)
 
-  it("usage mistakes exit 2 with the usage on stderr; --help exits 0", function()
+  it("usage mistakes exit 2 with one line and a hint on stderr; --help, COMMAND --help, --version", function()
     local out, _, code = run("--help")
     assert.are.equal(0, code)
     assert.truthy(out:find("usage: keyfactor", 1, true))
+    for _, name in ipairs { "enroll", "deploy", "renew", "revoke", "approve", "deny", "download", "recover",
+                            "store-types", "containers" } do
+      assert.truthy(out:find("\n  " .. name:gsub("%-", "%%-") .. " "), name)
+    end
+    out, _, code = run("certs --help")
+    assert.are.equal(0, code)
+    assert.truthy(out:find("^usage: keyfactor certs %[QUERY%]\n"), out)
+    out = run("renew --help")
+    assert.truthy(out:find("--expiring X", 1, true) and out:find("--dry-run", 1, true), out)
+    out, _, code = run("--version")
+    assert.are.equal(0, code)
+    assert.truthy(out:find("^keyfactor 0%.1%.0 "), out)
     for _, args in ipairs { "", "frobnicate", "cert", "cert abc", "status extra", "--bogus status",
-                            "certs --thumbprint X", "cert --serial" } do
+                            "certs --thumbprint X", "cert --serial", "deploy 1", "revoke", "renew --expiring soon" } do
       local o, err, c = run(args)
       assert.are.equal(2, c, "keyfactor " .. args)
       assert.are.equal("", o)
-      assert.truthy(err:find("usage: keyfactor", 1, true), err)
+      local got = lines(err)
+      assert.are.equal(2, #got, err)
+      assert.truthy(got[1]:find("^keyfactor: "), err)
+      assert.truthy(got[2]:find("keyfactor COMMAND --help", 1, true), err)
     end
     local _, err, c = run("status", nil, "KEYFACTOR_HOSTNAME=")
     assert.are.equal(2, c)
     assert.are.equal("keyfactor: keyfactor.from_env: KEYFACTOR_HOSTNAME is not set\n", err)
+  end)
+
+  it("store-types and containers list the catalog; an empty result says so", function()
+    local out, err, code = run("store-types")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("store type 101 PEM", 1, true), out)
+    out = run("containers")
+    assert.truthy(out:find("container " .. fixture.RESTRICTED .. " Restricted", 1, true), out)
+    local o, e, c = run("certs " .. quote('IssuedCN -eq "nothing.invalid"'))
+    assert.are.equal(0, c)
+    assert.are.equal("", o)
+    assert.are.equal("keyfactor: nothing found\n", e)
+  end)
+
+  it("enroll, deploy --wait, and --json keeps empty arrays and slashes as the server sent them", function()
+    local cn = fixture.unique("cli-enroll")
+    local out, err, code = run("enroll --template WebServer --subject " .. quote("CN=" .. cn) .. " --dns " .. cn)
+    assert.are.equal(0, code, err)
+    local id = tonumber(out:match("^enrolled certificate (%d+) CN="))
+    assert.truthy(id, out)
+    local pem = fixture.store_ids(kf, fixture.WEB, "PEM")[1]
+    out, err, code = run("deploy " .. id .. " --store " .. pem .. " --password entry-1 --wait")
+    assert.are.equal(0, code, err)
+    assert.are.equal("deployed certificate " .. id .. " to 1 store(s)\n", out)
+    local text = run("--json cert " .. id)
+    assert.truthy(text:find('"SSLLocations":[]', 1, true), text)
+    assert.truthy(text:find('"StorePath":"/etc/ssl/', 1, true), text)
+    assert.is_nil(text:find("\\/"), text)
+    assert.are.equal(pem, cjson.decode(text).Locations[1].CertStoreId)
+    local pending = run("enroll --template WebServerApproval --subject " .. quote("CN=" .. cn))
+    assert.truthy(pending:find("^request %d+ waiting for approval"), pending)
+  end)
+
+  it("renew --expiring --deploy renews what expires and redeploys it where the old one was; --dry-run changes nothing",
+     function()
+    local cn = fixture.unique("cli-renew")
+    local id = fixture.enroll(kf, cn, { Password = nil, format = "Store" }).CertificateInformation.KeyfactorId
+    local pem = fixture.store_ids(kf, fixture.WEB, "PEM")[1]
+    assert(kf:deploy { CertificateId = id, Stores = { { StoreId = pem } }, Password = "entry-1" })
+    assert(kf:wait_deployed(id, { pem }, { timeout = 30 }))
+    local select_it = " --query " .. quote('IssuedCN -eq "' .. cn .. '"')
+    local out, err, code = run("renew --expiring 400d --deploy --dry-run" .. select_it)
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("^would renew certificate " .. id .. " CN=.* and deploy to 1 store%(s%)\n$"), out)
+    assert.are.equal(1, #fixture.collect(kf:certificates { query = 'IssuedCN -eq "' .. cn .. '"' }))
+    local _, none = run("renew --expiring 1d" .. select_it)
+    assert.are.equal("keyfactor: no certificate expires within 1d\n", none)
+    out, err, code = run("renew --expiring 400d --deploy --password entry-1" .. select_it)
+    assert.are.equal(0, code, err)
+    local new_id = tonumber(out:match("^renewed certificate " .. id .. " %-> (%d+), deploying to 1 store%(s%)\n$"))
+    assert.truthy(new_id, out)
+    assert(kf:wait_deployed(new_id, { pem }, { timeout = 30 }))
+  end)
+
+  it("revoke, approve and deny", function()
+    local id = fixture.enroll(kf, fixture.unique("cli-revoke")).CertificateInformation.KeyfactorId
+    local out, err, code = run("revoke " .. id .. " --comment retired")
+    assert.are.equal(0, code, err)
+    assert.are.equal("revoked " .. id .. "\n", out)
+    assert.are.equal(2, assert(kf:certificate(id)).CertState)
+    local function request()
+      local r = assert(kf:enroll { Template = "WebServerApproval", Subject = "CN=" .. fixture.unique("cli-wf"),
+                                   format = "Store" })
+      return r.CertificateInformation.KeyfactorRequestId
+    end
+    local a, d = request(), request()
+    out, err, code = run("approve " .. a)
+    assert.are.equal(0, code, err)
+    assert.are.equal("approved " .. a .. "\n", out)
+    out, err, code = run("deny " .. d .. " --comment no")
+    assert.are.equal(0, code, err)
+    assert.are.equal("denied " .. d .. "\n", out)
+    local still = run("pending")
+    assert.is_nil(still:find("request " .. a .. " ", 1, true))
+    assert.is_nil(still:find("request " .. d .. " ", 1, true))
+  end)
+
+  it("download writes the certificate, recover the PFX with its key", function()
+    if not kf.download then return pending("kf:download comes with the endpoint table (branch api)") end
+    local info = fixture.enroll(kf, fixture.unique("cli-dl")).CertificateInformation
+    local out, err, code = run("download " .. info.KeyfactorId .. " --format PEM")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("-----BEGIN CERTIFICATE-----", 1, true), out)
+    local file = tmp .. ".pfx"
+    local _, err2, code2 = run("recover " .. info.KeyfactorId .. " --password recover-1 --out " .. file)
+    assert.are.equal(0, code2, err2)
+    local pkcs12 = require "openssl.pkcs12"
+    local key, cert = pkcs12.parse(read_file(file), "recover-1")
+    os.remove(file)
+    assert.truthy(key and cert)
   end)
 
   it("repl evaluates lines from stdin with kf preloaded and exits at end of input", function()

@@ -1,4 +1,4 @@
---- The client: one method per Keyfactor Command call (DESIGN.md §2).
+--- The client: one method per Keyfactor Command call (docs/ARCHITECTURE.md).
 --
 -- Request and response tables use the API's own JSON field names.  Each
 -- method checks its arguments first (a mistake raises a Lua error naming the

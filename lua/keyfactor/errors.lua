@@ -1,7 +1,7 @@
 --- Structured errors for remote failures.
 --
 -- Every remote failure of a `kf:` call comes back as `nil, err` where `err`
--- is a table with these fields (DESIGN.md §2):
+-- is a table with these fields (docs/ARCHITECTURE.md, "Rules the layers keep"):
 --
 --   kind       "transport" | "timeout" | "tls" | "http" | "auth" | "decode" | "canceled"
 --   status     HTTP status (number) when the server answered

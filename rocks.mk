@@ -1,0 +1,44 @@
+# What luarocks runs for the two rocks (build.type = "make" in both
+# rockspecs).  Not the builtin type: it copies the whole lua/ directory into
+# every rock, so the client and the sandbox rock would each install the
+# other's files.  luarocks passes CFLAGS, LIBFLAG, LUA_INCDIR (build) and
+# LUADIR, LIBDIR, BINDIR (install); libcurl is found with pkg-config, which
+# knows Debian's multiarch include directory.
+
+CC         ?= cc
+CFLAGS     ?= -O2 -fPIC
+LIBFLAG    ?= -shared
+LUA_INCDIR ?= /usr/include/lua5.4
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+
+CORE       := build/rock/keyfactor/core.so
+# Every client module; the sandbox's are in lua/keyfactor/sandbox/.
+CLIENT_LUA := $(wildcard lua/keyfactor/*.lua)
+SANDBOX_LUA := $(wildcard lua/keyfactor/sandbox/*.lua)
+
+.PHONY: client sandbox install-client install-sandbox
+
+client: $(CORE)
+
+$(CORE): $(wildcard csrc/*.c csrc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(CURL_CFLAGS) \
+	  $(LIBFLAG) -o $@ $(wildcard csrc/*.c) $(CURL_LIBS)
+
+install-client: $(CORE)
+	install -d $(LUADIR)/keyfactor $(LIBDIR)/keyfactor $(BINDIR)
+	install -m 644 $(filter-out lua/keyfactor/init.lua,$(CLIENT_LUA)) $(LUADIR)/keyfactor/
+	install -m 644 lua/keyfactor/init.lua $(LUADIR)/keyfactor.lua
+	install -m 755 $(CORE) $(LIBDIR)/keyfactor/
+	install -d $(LUADIR)/keyfactor/fleet
+	install -m 644 $(wildcard lua/keyfactor/fleet/*.lua) $(LUADIR)/keyfactor/fleet/
+	install -m 755 bin/keyfactor bin/keyfactor-fleet $(BINDIR)/
+
+sandbox:
+
+install-sandbox:
+	install -d $(LUADIR)/keyfactor/sandbox $(BINDIR)
+	install -m 644 $(filter-out lua/keyfactor/sandbox/init.lua,$(SANDBOX_LUA)) $(LUADIR)/keyfactor/sandbox/
+	install -m 644 lua/keyfactor/sandbox/init.lua $(LUADIR)/keyfactor/sandbox.lua
+	install -m 755 bin/keyfactor-sandbox $(BINDIR)/
