@@ -75,7 +75,7 @@ ASAN_BUILD := build/asan-$(LUA)
 ASAN_LIB    = $(shell $(CC) -print-file-name=libasan.so)
 # The specs that drive the C core (the sandbox's own specs and the embedding
 # demos run other programs, which must not inherit the preloaded runtime).
-CORE_SPECS ?= spec/client spec/examples_spec.lua spec/pki_spec.lua spec/show_spec.lua spec/cli_spec.lua
+CORE_SPECS ?= spec/client spec/transport spec/examples_spec.lua spec/pki_spec.lua spec/show_spec.lua spec/cli_spec.lua
 check-asan: deps
 	@mkdir -p $(ASAN_BUILD)/keyfactor
 	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \

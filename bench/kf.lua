@@ -109,7 +109,7 @@ elseif mode == "pagerss" then
   kf:close()
 
 elseif mode == "overhead" then
-  local transport = require "keyfactor.transport"
+  local cjson = require "cjson"
   local core = require "keyfactor.core"
   local v = require "keyfactor.validate"
   local cert_body, deploy_body = read_file(arg[2]), read_file(arg[3])
@@ -138,14 +138,14 @@ elseif mode == "overhead" then
     assert(kf:deploy { CertificateId = 42, Password = "", Stores = STORES })
   end)
   local req = { CertificateId = 42, Password = "", Stores = STORES }
-  local encode_us = per_call(function() transport.json.encode(req) end)
+  local encode_us = per_call(function() core.encode_json(req) end)
   local decode_us = per_call(function() core.decode_json(cert_body) end)
   local DEPLOY = v.record {
     Stores = v.array(v.record({ StoreId = v.guid }, { "StoreId" }), { min = 1 }),
     Password = v.string, CertificateId = v.integer,
   }
   local validate_us = per_call(function() v.check("kf:deploy", DEPLOY, req) end)
-  local cjson_us = per_call(function() transport.json.decode(cert_body) end)
+  local cjson_us = per_call(function() cjson.decode(cert_body) end)
   print(string.format("%.3f %.3f %.3f %.3f %.3f %.3f", get_us, deploy_us, encode_us, decode_us, validate_us, cjson_us))
   kf.http.session = kf.session
   kf:close()

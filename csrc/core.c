@@ -8,6 +8,8 @@
  *   core.curl_version() -> string
  *   core.stderr_is_tty() -> boolean        for the progress line of kf:parallel
  *   core.decode_json(text) -> value | nil, message   (json.c)
+ *   core.encode_json(value) -> text, core.array([t]) -> t, core.array_mt   (json_encode.c)
+ *   core.vault() -> vault                  secrets kept in C (vault.c)
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -66,6 +68,9 @@ int luaopen_keyfactor_core(lua_State *L)
     {"stderr_is_tty", core_stderr_is_tty},
     {"getpid", core_getpid},
     {"decode_json", kf_decode_json},
+    {"encode_json", kf_encode_json},
+    {"array", kf_json_array},
+    {"vault", kf_new_vault},
     {NULL, NULL}
   };
   /* Reference-counted and thread-safe in libcurl >= 7.84; never undone,
@@ -76,6 +81,8 @@ int luaopen_keyfactor_core(lua_State *L)
   luaL_newlib(L, functions);
   kf_open_session(L);
   lua_setfield(L, -2, "session");
+  kf_push_array_mt(L);
+  lua_setfield(L, -2, "array_mt");
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

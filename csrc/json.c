@@ -9,7 +9,8 @@
  * pass over the result to undo, and it grows every table key by key.  Here
  * integers are read as integers, strings without escapes go to Lua in one
  * piece, and a container's items wait on the Lua stack so that its table is
- * created once, at its final size.  Requests are still encoded by cjson.
+ * created once, at its final size.  An empty array gets core.array_mt, so
+ * that it goes back out as [] (json_encode.c encodes requests).
  *
  * RFC 8259 syntax, except that control characters may stand unescaped in
  * strings (cjson takes them too); an error returns nil and a message with
@@ -24,6 +25,8 @@
 #define JSON_MAX_DEPTH 200
 /* Items held on the stack before they are stored (per open container). */
 #define JSON_BATCH 32
+/* Levels that batch their items; deeper ones store each item at once. */
+#define JSON_BATCH_DEPTH 16
 
 typedef struct json_parser {
   lua_State *L;
@@ -296,11 +299,22 @@ static void flush_array(lua_State *L, int base, int items, int *length)
   lua_settop(L, base);
 }
 
-static int enter(json_parser *jp)
+/* Opens a container: its slot pushed, *batch set to how many items (pairs
+ * for objects) may wait on the stack before they are stored.  Below
+ * JSON_BATCH_DEPTH levels (deeper than any real answer) items are stored one
+ * by one, so that 200 levels fit even LuaJIT's smaller Lua stack; only when
+ * not even that fits is the text refused (nil, message: decoding never
+ * raises, hence lua_checkstack, not luaL_checkstack). */
+static int enter(json_parser *jp, int *batch)
 {
   if (++jp->depth > JSON_MAX_DEPTH)
     return fail(jp, "nested too deeply");
-  luaL_checkstack(jp->L, 2 * JSON_BATCH + 4, "decode_json");
+  if (jp->depth <= JSON_BATCH_DEPTH && lua_checkstack(jp->L, 2 * JSON_BATCH + 4))
+    *batch = JSON_BATCH;
+  else if (lua_checkstack(jp->L, 8))
+    *batch = 1;
+  else
+    return fail(jp, "nested too deeply for the Lua stack");
   lua_pushnil(jp->L);         /* the container's slot */
   jp->p++;
   return 1;
@@ -309,9 +323,9 @@ static int enter(json_parser *jp)
 static int parse_object(json_parser *jp)
 {
   lua_State *L = jp->L;
-  int base, pairs = 0;
+  int base, pairs = 0, batch;
   char c;
-  if (!enter(jp))
+  if (!enter(jp, &batch))
     return 0;
   base = lua_gettop(L);
   if (peek(jp) == '}') {
@@ -327,7 +341,7 @@ static int parse_object(json_parser *jp)
       jp->p++;
       if (!parse_value(jp))
         return 0;
-      if (++pairs == JSON_BATCH) {
+      if (++pairs == batch) {
         flush_object(L, base, pairs);
         pairs = 0;
       }
@@ -347,9 +361,9 @@ static int parse_object(json_parser *jp)
 static int parse_array(json_parser *jp)
 {
   lua_State *L = jp->L;
-  int base, items = 0, length = 0;
+  int base, items = 0, length = 0, batch;
   char c;
-  if (!enter(jp))
+  if (!enter(jp, &batch))
     return 0;
   base = lua_gettop(L);
   if (peek(jp) == ']') {
@@ -358,7 +372,7 @@ static int parse_array(json_parser *jp)
     for (;;) {
       if (!parse_value(jp))
         return 0;
-      if (++items == 2 * JSON_BATCH) {
+      if (++items == 2 * batch) {
         flush_array(L, base, items, &length);
         items = 0;
       }
@@ -371,6 +385,11 @@ static int parse_array(json_parser *jp)
     }
   }
   flush_array(L, base, items, &length);
+  if (length == 0) {
+    /* [] stays [] when the value is sent back (core.encode_json) */
+    kf_push_array_mt(L);
+    lua_setmetatable(L, base);
+  }
   jp->depth--;
   return 1;
 }

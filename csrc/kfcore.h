@@ -23,6 +23,9 @@
 #define KF_SESSION_MT "keyfactor.session"
 #define KF_REQUEST_MT "keyfactor.request"
 
+/* GOAWAYs a session remembers, to tell refused streams (request.c). */
+#define KF_GOAWAYS 16
+
 /* Idle easy handles kept per session for reuse; more are simply freed. */
 #define KF_IDLE_MAX 64
 
@@ -30,8 +33,6 @@
 #define KF_DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
 #define KF_MAX_BODY_LIMIT 4294967295.0
 
-/* Longest timeout or sleep accepted, in seconds (a day). */
-#define KF_MAX_SECONDS 86400.0
 
 /* ---- buffer.c: a growable byte buffer with a hard maximum ---------------- */
 
@@ -74,9 +75,13 @@ typedef struct kf_session {
   double timer_due;             /* monotonic seconds */
   int epfd;                     /* epoll set mirroring `watch`, made on demand; -1 */
   pid_t pid;                    /* the process that made the handles */
+  /* HTTP/2 GOAWAYs seen (connection number, last stream id), newest last */
+  long goaway[KF_GOAWAYS][2];
+  int ngoaway;
   /* settings applied to every easy handle */
   char *ca_file;
   char *proxy;
+  char *no_proxy;               /* curl's NOPROXY list */
   char *user_agent;
   struct curl_slist *resolve;   /* "host:port:address" pins (CURLOPT_RESOLVE) */
   struct curl_slist *headers;   /* sent with every request, built once */
@@ -126,7 +131,10 @@ struct kf_request {
   CURLcode code;
   long status;
   long request_size;            /* bytes of request sent: 0 = never reached */
-  long http_version;            /* CURL_HTTP_VERSION_* of the connection */
+  int refused;                  /* the server refused the HTTP/2 stream */
+  long conn;                    /* curl's number of the connection in use */
+  long stream_conn;             /* the first attempt's connection and */
+  long stream_id;               /* HTTP/2 stream id, or -1 */
   double total_time;
   int self_ref;                 /* registry ref keeping it alive in flight */
   int body_ref;                 /* registry ref to the request body string */
@@ -146,11 +154,20 @@ int kf_open_request(lua_State *L);
 /* ---- json.c: answer bodies to Lua values ---------------------------------- */
 
 int kf_decode_json(lua_State *L);
+/* json_encode.c: request bodies; KF_ARRAY_MT marks a table as an array */
+#define KF_ARRAY_MT "keyfactor.array"
+int kf_encode_json(lua_State *L);
+int kf_json_array(lua_State *L);
+void kf_push_array_mt(lua_State *L);
+int kf_new_vault(lua_State *L);     /* vault.c: secrets out of Lua's reach */
 
 /* ---- options.c: reading option tables ------------------------------------ */
 
 const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt);
 double kf_opt_number(lua_State *L, int t, const char *field, double dflt);
+#define KF_MAX_SECONDS 86400.0   /* longest timeout accepted (a day) */
+double kf_opt_range(lua_State *L, int t, const char *field, double dflt, double min, double max);
+long kf_seconds_to_ms(double seconds);
 int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt);
 struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field);
 char *kf_strdup(const char *s);

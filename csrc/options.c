@@ -38,6 +38,26 @@ double kf_opt_number(lua_State *L, int t, const char *field, double dflt)
   return n;
 }
 
+/* A number field in [min, max]: NaN, infinities and absurd values are an
+ * error naming the field, before any cast to an integer type can overflow. */
+double kf_opt_range(lua_State *L, int t, const char *field, double dflt, double min, double max)
+{
+  double n = kf_opt_number(L, t, field, dflt);
+  if (!(n >= min && n <= max))   /* NaN fails both */
+    luaL_error(L, "option '%s' must be a number from %f to %f", field, (lua_Number)min, (lua_Number)max);
+  return n;
+}
+
+/* Seconds to milliseconds for libcurl, clamped to [0, KF_MAX_SECONDS]. */
+long kf_seconds_to_ms(double seconds)
+{
+  if (!(seconds > 0))
+    return 0;
+  if (seconds > KF_MAX_SECONDS)
+    seconds = KF_MAX_SECONDS;
+  return (long)(seconds * 1000.0);
+}
+
 int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt)
 {
   int b = dflt;

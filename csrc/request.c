@@ -22,9 +22,12 @@
  * enough.  The pre-request callback counts the times libcurl is about to
  * send the request: the second time it refuses, and the request fails with
  * `replayed` set.  The client then decides (keyfactor.outcome): an
- * idempotent call is sent again at once; a POST is not, except over HTTP/2,
- * where libcurl only resends a stream the server refused unprocessed
- * (REFUSED_STREAM, or above the last stream id of a GOAWAY).
+ * idempotent call is sent again at once; a POST is not, except when the
+ * server refused its HTTP/2 stream: with REFUSED_STREAM, or by a GOAWAY
+ * whose last stream id is below the stream's (RFC 9113 §6.8, §8.7: such a
+ * request was not processed).  libcurl says so only in its verbose text, so
+ * non-idempotent requests over HTTP/2 read that text (on_debug); should the
+ * words change, the request counts as sent: never retried.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -63,6 +66,66 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_CANTSEEK;
   r->upload_pos = (size_t)offset;
   return CURL_SEEKFUNC_OK;
+}
+
+/* The number after `key` in text[0..n), or -1. */
+static long number_after(const char *text, size_t n, const char *key)
+{
+  size_t k = strlen(key), i;
+  long v = -1;
+  for (i = 0; i + k <= n; i++) {
+    if (memcmp(text + i, key, k) == 0) {
+      for (i += k, v = 0; i < n && isdigit((unsigned char)text[i]) && v < 0x7fffffffL; i++)
+        v = v * 10 + (text[i] - '0');
+      return v;
+    }
+  }
+  return -1;
+}
+
+static void remember_goaway(kf_session *s, long conn, long last_stream)
+{
+  if (s->ngoaway == KF_GOAWAYS) {
+    memmove(s->goaway[0], s->goaway[1], sizeof s->goaway[0] * (KF_GOAWAYS - 1));
+    s->ngoaway--;
+  }
+  s->goaway[s->ngoaway][0] = conn;
+  s->goaway[s->ngoaway][1] = last_stream;
+  s->ngoaway++;
+}
+
+/* Follows libcurl's verbose text for what it does not report otherwise:
+ * the connection and HTTP/2 stream a request went out on, GOAWAYs, and
+ * refused streams. */
+static int on_debug(CURL *easy, curl_infotype type, char *text, size_t n, void *ud)
+{
+  kf_request *r = ud;
+  long v;
+  (void)easy;
+  if (type != CURLINFO_TEXT)
+    return 0;
+  if ((v = number_after(text, n, "(#")) >= 0 || (v = number_after(text, n, "existing connection #")) >= 0)
+    r->conn = v;
+  else if ((v = number_after(text, n, "Using Stream ID: ")) >= 0 && r->stream_id < 0) {
+    r->stream_conn = r->conn;
+    r->stream_id = v;
+  } else if ((v = number_after(text, n, "last_stream=")) >= 0 && r->session != NULL)
+    remember_goaway(r->session, r->conn, v);
+  else if (n >= 14 && memcmp(text, "REFUSED_STREAM", 14) == 0)
+    r->refused = 1;
+  return 0;
+}
+
+/* Whether a GOAWAY on the request's connection refused its stream. */
+static int refused_by_goaway(const kf_request *r, const kf_session *s)
+{
+  int i;
+  if (s == NULL || r->stream_id < 0)
+    return 0;
+  for (i = 0; i < s->ngoaway; i++)
+    if (s->goaway[i][0] == r->stream_conn && r->stream_id > s->goaway[i][1])
+      return 1;
+  return 0;
 }
 
 static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
@@ -128,6 +191,8 @@ static void apply_session_settings(kf_session *s, CURL *easy, long timeout_ms,
   }
   if (s->proxy != NULL)
     curl_easy_setopt(easy, CURLOPT_PROXY, s->proxy);
+  if (s->no_proxy != NULL)
+    curl_easy_setopt(easy, CURLOPT_NOPROXY, s->no_proxy);
   if (s->resolve != NULL)
     curl_easy_setopt(easy, CURLOPT_RESOLVE, s->resolve);
   if (s->user_agent != NULL)
@@ -166,6 +231,11 @@ static void apply_method(kf_request *r, const char *method, const char *body, si
   }
   if (strcmp(method, "POST") != 0)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+  if (r->session->http2 && strcmp(method, "PUT") != 0 && strcmp(method, "DELETE") != 0) {
+    curl_easy_setopt(easy, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(easy, CURLOPT_DEBUGDATA, (void *)r);
+    curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
+  }
 }
 
 /* Whether two header lines name the same header ("Name: value", "Name;"). */
@@ -236,19 +306,19 @@ static void release_easy(kf_request *r)
  * back to the pool. */
 static void record_progress(kf_request *r)
 {
-  long size = 0, version = 0;
+  long size = 0;
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
   curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &size);
   curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &r->total_time);
-  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
   r->request_size = size;
-  r->http_version = version;
 }
 
 void kf_request_finish(lua_State *L, kf_request *r, CURLcode code)
 {
   r->code = code;
   record_progress(r);
+  if (code != CURLE_OK && refused_by_goaway(r, r->session))
+    r->refused = 1;
   r->state = KF_REQUEST_DONE;
   release_easy(r);
   release_refs(L, r);
@@ -287,9 +357,9 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   const char *method = kf_opt_string(L, spec, "method", NULL);
   const char *url = kf_opt_string(L, spec, "url", NULL);
   const char *userpwd = kf_opt_string(L, spec, "userpwd", NULL);
-  double timeout = kf_opt_number(L, spec, "timeout", (double)s->timeout_ms / 1000.0);
-  double connect_timeout =
-      kf_opt_number(L, spec, "connect_timeout", (double)s->connect_timeout_ms / 1000.0);
+  double timeout = kf_opt_range(L, spec, "timeout", (double)s->timeout_ms / 1000.0, 0, KF_MAX_SECONDS);
+  double connect_timeout = kf_opt_range(L, spec, "connect_timeout",
+                                        (double)s->connect_timeout_ms / 1000.0, 0, KF_MAX_SECONDS);
   int auth = kf_opt_boolean(L, spec, "auth", 1);
   const char *body = NULL;
   size_t body_len = 0;
@@ -298,9 +368,6 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
 
   if (method == NULL || url == NULL)
     return luaL_error(L, "request fields 'method' and 'url' are required");
-  if (!(timeout >= 0 && timeout <= KF_MAX_SECONDS && connect_timeout >= 0 &&
-        connect_timeout <= KF_MAX_SECONDS))
-    return luaL_error(L, "request fields 'timeout' and 'connect_timeout' must be from 0 to 86400 seconds");
   lua_getfield(L, spec, "body");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
     return luaL_error(L, "request field 'body' must be a string");
@@ -309,6 +376,7 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   r = lua_newuserdata(L, sizeof *r);
   memset(r, 0, sizeof *r);
   r->self_ref = r->body_ref = LUA_NOREF;
+  r->conn = r->stream_conn = r->stream_id = -1;
   r->state = KF_REQUEST_CANCELED;   /* until fully started, gc has no work */
   kf_buffer_init(&r->body, s->max_body);
   kf_buffer_init(&r->head, KF_MAX_HEADER_BYTES);
@@ -327,8 +395,8 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   kf_session_link(s, r);
   r->state = KF_REQUEST_RUNNING;
 
-  apply_session_settings(s, r->easy, (long)(timeout * 1000.0),
-                         (long)(connect_timeout * 1000.0), auth && userpwd == NULL);
+  apply_session_settings(s, r->easy, kf_seconds_to_ms(timeout),
+                         kf_seconds_to_ms(connect_timeout), auth && userpwd == NULL);
   if (userpwd != NULL) {
     curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */
@@ -441,7 +509,7 @@ static void set_boolean_field(lua_State *L, const char *name, int value)
  *   sent      whether any byte of the request may have reached the server
  *   replayed  libcurl wanted to send it again (the connection died before
  *             any answer) and was refused
- *   http2     the connection spoke HTTP/2
+ *   refused   the server refused its HTTP/2 stream unprocessed
  *   limit     "body" or "headers" when the answer exceeded a limit */
 static void push_failure(lua_State *L, const kf_request *r)
 {
@@ -464,7 +532,7 @@ static void push_failure(lua_State *L, const kf_request *r)
   }
   set_boolean_field(L, "sent", r->request_size > 0 || r->replay_blocked);
   set_boolean_field(L, "replayed", r->replay_blocked);
-  set_boolean_field(L, "http2", r->http_version == CURL_HTTP_VERSION_2_0);
+  set_boolean_field(L, "refused", r->refused);
   if (limit != NULL)
     set_string_field(L, "limit", limit);
 }

@@ -71,7 +71,7 @@ long kf_check_ms(lua_State *L, int idx, double dflt)
   double seconds = luaL_optnumber(L, idx, dflt);
   luaL_argcheck(L, seconds >= 0 && seconds <= KF_MAX_SECONDS, idx,
                 "seconds must be a number from 0 to 86400");
-  return (long)(seconds * 1000.0);
+  return kf_seconds_to_ms(seconds);
 }
 
 /* ---- easy handles -------------------------------------------------------- */
@@ -425,22 +425,17 @@ static void set_string(char **slot, const char *value)
 
 static void read_settings(lua_State *L, kf_session *s, int t)
 {
-  double timeout = kf_opt_number(L, t, "timeout", 60);
-  double connect_timeout = kf_opt_number(L, t, "connect_timeout", 10);
-  double max_body = kf_opt_number(L, t, "max_body", (double)KF_DEFAULT_MAX_BODY);
-  /* written so that NaN fails too */
-  if (!(timeout >= 0 && timeout <= KF_MAX_SECONDS && connect_timeout >= 0 &&
-        connect_timeout <= KF_MAX_SECONDS))
-    luaL_error(L, "options 'timeout' and 'connect_timeout' must be from 0 to 86400 seconds");
-  if (!(max_body >= 1 && max_body <= KF_MAX_BODY_LIMIT))
-    luaL_error(L, "option 'max_body' must be from 1 byte to 4 GiB");
-  s->timeout_ms = (long)(timeout * 1000.0);
-  s->connect_timeout_ms = (long)(connect_timeout * 1000.0);
+  double timeout = kf_opt_range(L, t, "timeout", 60, 0, KF_MAX_SECONDS);
+  double connect_timeout = kf_opt_range(L, t, "connect_timeout", 10, 0, KF_MAX_SECONDS);
+  double max_body = kf_opt_range(L, t, "max_body", (double)KF_DEFAULT_MAX_BODY, 1, KF_MAX_BODY_LIMIT);
+  s->timeout_ms = kf_seconds_to_ms(timeout);
+  s->connect_timeout_ms = kf_seconds_to_ms(connect_timeout);
   s->max_body = (size_t)max_body;
   s->insecure = kf_opt_boolean(L, t, "insecure", 0);
   s->http2 = kf_opt_boolean(L, t, "http2", 1);
   set_string(&s->ca_file, kf_opt_string(L, t, "ca_file", NULL));
   set_string(&s->proxy, kf_opt_string(L, t, "proxy", NULL));
+  set_string(&s->no_proxy, kf_opt_string(L, t, "no_proxy", NULL));
   set_string(&s->user_agent, kf_opt_string(L, t, "user_agent", NULL));
   s->resolve = kf_opt_slist(L, t, "resolve");   /* "host:port:address" */
   s->headers = kf_opt_slist(L, t, "headers");   /* "Name: value" */
@@ -474,8 +469,9 @@ static void session_release(lua_State *L, kf_session *s)
   s->share = NULL;
   free(s->ca_file);
   free(s->proxy);
+  free(s->no_proxy);
   free(s->user_agent);
-  s->ca_file = s->proxy = s->user_agent = NULL;
+  s->ca_file = s->proxy = s->no_proxy = s->user_agent = NULL;
   curl_slist_free_all(s->resolve);
   curl_slist_free_all(s->headers);
   s->resolve = s->headers = NULL;
@@ -515,6 +511,14 @@ static int session_stats(lua_State *L)
   lua_setfield(L, -2, "idle");
   lua_pushboolean(L, s->closed);
   lua_setfield(L, -2, "closed");
+  return 1;
+}
+
+/* session:closed() -> boolean (never raises, unlike the other methods) */
+static int session_closed(lua_State *L)
+{
+  kf_session *s = luaL_checkudata(L, 1, KF_SESSION_MT);
+  lua_pushboolean(L, s->closed);
   return 1;
 }
 
@@ -591,6 +595,7 @@ int kf_open_session(lua_State *L)
     {"pollfd", session_pollfd},
     {"set_credentials", session_set_credentials},
     {"stats", session_stats},
+    {"closed", session_closed},
     {"close", session_close},
     {NULL, NULL}
   };

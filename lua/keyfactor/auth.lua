@@ -1,12 +1,15 @@
 --- Credentials: HTTP Basic, a bearer token, or OAuth2 client credentials.
 --
 -- Secrets are handed to the C session (which gives them to libcurl) and
--- registered with the transport for redaction; they are never part of a
--- header string built in Lua, an error, or a debug line.
+-- kept in the transport's vault (keyfactor.secrets: C memory, redacted in
+-- every encoded form); no Lua table of the client holds one, and they are
+-- never part of a header string built in Lua, an error, or a debug line.
 -- @module keyfactor.auth
 
 local core = require "keyfactor.core"
 local errors = require "keyfactor.errors"
+local scheduler = require "keyfactor.scheduler"
+local secrets = require "keyfactor.secrets"
 local transport = require "keyfactor.transport"
 
 local auth = {}
@@ -18,15 +21,16 @@ local EXPIRY_MARGIN = 30
 
 --- Sets up `session` for the credentials in `config` (see keyfactor.new).
 function auth.new(config, session, http)
-  local self = setmetatable({ session = session, http = http, mode = "none" }, Auth)
+  local self = setmetatable({ session = session, http = http, mode = "none",
+    -- the longest a token request can take (its attempts), so that waiting
+    -- for another coroutine's one always ends
+    wait_max = ((config.timeout or 60) + 1) * ((config.retries or 2) + 1) }, Auth)
   if config.oauth then
     local o = config.oauth
     self.mode = "oauth"
-    self.oauth = {
-      token_url = o.token_url, client_id = o.client_id, client_secret = o.client_secret,
-      scopes = o.scopes, audience = o.audience,
-    }
-    http:set_secret("client_secret", o.client_secret)
+    self.oauth = { token_url = o.token_url, client_id = o.client_id, scopes = o.scopes, audience = o.audience }
+    http:set_secret("client_secret", o.client_secret,
+      secrets.base64(transport.escape(o.client_id) .. ":" .. transport.escape(o.client_secret)))
   elseif config.token then
     self.mode = "bearer"
     session:set_credentials("bearer", config.token)
@@ -34,7 +38,7 @@ function auth.new(config, session, http)
   elseif config.username then
     self.mode = "basic"
     session:set_credentials("basic", config.username, config.password)
-    http:set_secret("password", config.password)
+    http:set_secret("password", config.password, secrets.base64(config.username .. ":" .. config.password))
   end
   return self
 end
@@ -64,10 +68,10 @@ function Auth:fetch_token()
   if o.audience then fields[#fields + 1] = { "audience", o.audience } end
   local body, err = self.http:call("POST", "/oauth2/token", {
     url = o.token_url, body = form(fields), auth = false,
-    userpwd = transport.escape(o.client_id) .. ":" .. transport.escape(o.client_secret),
+    userpwd = transport.escape(o.client_id) .. ":" .. transport.escape(self.http:secret("client_secret")),
     headers = { "Content-Type: application/x-www-form-urlencoded" },
   })
-  if not body then
+  if body == nil then
     if err.kind == "http" then err.kind = "auth" end
     err.message = "OAuth token request failed: " .. err.message
     return nil, err
@@ -89,20 +93,40 @@ function Auth:ready()
   return not o or (o.expires_at ~= nil and core.now() < o.expires_at)
 end
 
+-- Waits while another coroutine fetches a token (a parallel worker, a
+-- cqueues coroutine), sleeping through the transport.  True when that fetch
+-- ended; false when it was abandoned (its kf:parallel ended or was aborted
+-- while it was suspended) or took longer than any fetch can: then the
+-- caller fetches itself.
+function Auth:await_fetch(fetch)
+  local deadline = core.now() + self.wait_max
+  while self.oauth.fetching == fetch do
+    if fetch.run ~= nil and fetch.run ~= scheduler.current(self.session) then return false end
+    if core.now() > deadline then return false end
+    self.http:sleep(0.005)
+  end
+  return true
+end
+
 --- Makes sure the credentials are usable before a request is sent: for
 -- OAuth, fetches a token when there is none or it is about to expire.
+-- One fetch at a time; the others wait for it and share its outcome.
 function Auth:prepare()
   if self:ready() then return true end
   local o = self.oauth
-  if o.fetching then
-    -- another coroutine of a parallel run is fetching: wait for it
-    while o.fetching do self.http:sleep(0.005) end
-    return o.expires_at ~= nil or self:prepare()
+  local current = o.fetching
+  if current and self:await_fetch(current) then
+    if self:ready() then return true end
+    if current.err then return nil, current.err end
   end
-  o.fetching = true
-  local ok, err = self:fetch_token()
-  o.fetching = false
-  return ok, err
+  local fetch = { run = scheduler.current(self.session) }
+  o.fetching = fetch
+  -- released on every path: a raised error (a debug callback, a bug) too
+  local ok, done, err = pcall(self.fetch_token, self)
+  if o.fetching == fetch then o.fetching = nil end
+  if not ok then error(done, 0) end
+  fetch.err = err
+  return done, err
 end
 
 return auth

@@ -40,31 +40,4 @@ function errors.is(value)
   return getmetatable(value) == Error
 end
 
--- Statuses after which the same request may succeed later.
-local RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
-
-function errors.retryable_status(status)
-  return RETRYABLE_STATUS[status] == true
-end
-
---- Replaces every occurrence of each secret (the values of the table
--- `secrets`) in `text` by "***".
--- Defence in depth: no code path puts a secret into a message on purpose,
--- but a server may echo one back in an error body.
-function errors.redact(text, secrets)
-  if type(text) ~= "string" then return text end
-  for _, secret in pairs(secrets) do
-    if #secret >= 4 then
-      local start = 1
-      while true do
-        local i, j = text:find(secret, start, true)
-        if not i then break end
-        text = text:sub(1, i - 1) .. "***" .. text:sub(j + 1)
-        start = i + 3
-      end
-    end
-  end
-  return text
-end
-
 return errors

@@ -34,14 +34,34 @@ local function callable(value, path)
   return value
 end
 
+-- Longest timeout accepted: anything longer is a mistake (math.huge, 1e300),
+-- and NaN or infinity must never reach the C core's cast to milliseconds.
+local MAX_SECONDS = 86400
+
+local function seconds(value, path)
+  if type(value) ~= "number" then v.fail(path, "must be a number of seconds, not " .. type(value)) end
+  if not (value >= 0 and value <= MAX_SECONDS) then   -- NaN fails both
+    v.fail(path, "must be a number of seconds from 0 to " .. MAX_SECONDS .. ", not " .. tostring(value))
+  end
+  return value
+end
+
+-- A proxy URL, or false / "" for none (not even from https_proxy & co.).
+local function proxy(value, path)
+  if value == false or value == "" then return "" end
+  if type(value) ~= "string" then v.fail(path, "must be a string or false, not " .. type(value)) end
+  return value
+end
+
 local OPTIONS = v.record({
   url = v.nonempty,
   username = v.nonempty, password = v.string, token = v.nonempty, oauth = OAUTH,
   ca_file = v.nonempty, insecure = v.boolean, allow_http = v.boolean,
-  timeout = v.number, connect_timeout = v.number, retries = v.integer,
-  api_version = v.nonempty, proxy = v.nonempty, user_agent = v.nonempty,
+  timeout = seconds, connect_timeout = seconds, retries = v.integer,
+  api_version = v.nonempty, proxy = proxy, no_proxy = v.string, user_agent = v.nonempty,
   headers = v.map(v.string), debug = callable, warn = callable,
   max_body = v.integer, http2 = v.boolean, resolve = v.array(v.string),
+  driver = v.table,
 }, { "url" })
 
 local warned_insecure = false
@@ -60,17 +80,42 @@ end
 --   allow_http       permit credentials over plain http:// (refused otherwise)
 --   timeout, connect_timeout   seconds (60, 10)
 --   retries          extra attempts for retryable failures (2)
---   api_version ("1"), proxy, user_agent, headers (name -> value)
+--   proxy            proxy URL; false or "" for none.  Unset, libcurl's
+--                    environment variables apply (https_proxy, ALL_PROXY, NO_PROXY)
+--   no_proxy         hosts reached directly ("localhost,.corp"; curl's NOPROXY)
+--   api_version ("1"), user_agent, headers (name -> value)
 --   max_body         largest response body accepted, bytes (64 MiB)
 --   resolve          {"host:port:address", ...} pins names to addresses (curl's RESOLVE)
 --   debug            function(line): one line per request, secrets redacted
+--   driver           how calls wait (keyfactor.driver); attach() of keyfactor.cqueues,
+--                    keyfactor.haproxy, keyfactor.ngx sets it
 --   warn             function(message) for warnings (default: stderr)
+-- The scheme of a URL option, checked: http(s) only, no user:password@
+-- (credentials go in their own options, where the http rule sees them and
+-- no URL that gets printed carries them).
+local function url_scheme(url, name)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "https" and scheme ~= "http" then
+    v.raise("keyfactor.new", name .. " must start with https:// or http://")
+  end
+  if (rest:match("^[^/?#]*") or ""):find("@", 1, true) then
+    v.raise("keyfactor.new", name .. " must not contain user:password@ (give username and password)")
+  end
+  return scheme
+end
+
+-- A readable CA file, checked now rather than at the first call's TLS
+-- error; `name` is the option or variable that gave it.
+local function check_ca_file(where, path, name)
+  local f, why = io.open(path, "rb")
+  if not f then v.raise(where, name .. ": cannot read the CA file (" .. tostring(why) .. ")") end
+  f:close()
+end
+
 function keyfactor.new(opts)
   local config = v.check("keyfactor.new", OPTIONS, opts, "options")
-  local scheme = config.url:match("^(%a[%w+.-]*)://")
-  if scheme ~= "https" and scheme ~= "http" then
-    v.raise("keyfactor.new", "options.url must start with https:// or http://")
-  end
+  local scheme = url_scheme(config.url, "options.url")
   local methods = (config.username and 1 or 0) + (config.token and 1 or 0) + (config.oauth and 1 or 0)
   if methods > 1 then
     v.raise("keyfactor.new", "give one of options.username, options.token, options.oauth")
@@ -78,9 +123,16 @@ function keyfactor.new(opts)
   if config.username and config.password == nil then
     v.raise("keyfactor.new", "options.password is required with options.username")
   end
-  if scheme == "http" and methods > 0 and not config.allow_http then
-    v.raise("keyfactor.new", "refusing to send credentials over plain http:// (set allow_http = true to permit)")
+  -- every URL that carries a credential obeys the same rule
+  local plain = scheme == "http" and methods > 0 and "options.url"
+  if config.oauth and url_scheme(config.oauth.token_url, "options.oauth.token_url") == "http" then
+    plain = "options.oauth.token_url"
   end
+  if plain and not config.allow_http then
+    v.raise("keyfactor.new", "refusing to send credentials over plain http:// (" .. plain
+      .. "; set allow_http = true to permit)")
+  end
+  if config.ca_file then check_ca_file("keyfactor.new", config.ca_file, "options.ca_file") end
   if config.retries and config.retries < 0 then v.raise("keyfactor.new", "options.retries must not be negative") end
   if config.insecure and not warned_insecure then
     warned_insecure = true
@@ -91,7 +143,7 @@ function keyfactor.new(opts)
   config.url = config.url:gsub("/+$", "")
 
   local session = core.session {
-    ca_file = config.ca_file, insecure = config.insecure, proxy = config.proxy,
+    ca_file = config.ca_file, insecure = config.insecure, proxy = config.proxy, no_proxy = config.no_proxy,
     user_agent = config.user_agent or ("lua-keyfactor/" .. keyfactor.VERSION),
     timeout = config.timeout, connect_timeout = config.connect_timeout,
     max_body = config.max_body, http2 = config.http2, resolve = config.resolve,
@@ -115,7 +167,8 @@ local function split_list(value)
 end
 
 --- Makes a client from the environment variables kfutil uses:
--- KEYFACTOR_HOSTNAME (host or URL), KEYFACTOR_API_PATH (default
+-- KEYFACTOR_HOSTNAME (host, or URL: one with a path, such as
+-- https://host/KeyfactorAPI, is the whole base URL), KEYFACTOR_API_PATH (default
 -- KeyfactorAPI), KEYFACTOR_USERNAME, KEYFACTOR_PASSWORD, KEYFACTOR_DOMAIN,
 -- KEYFACTOR_AUTH_CLIENT_ID, KEYFACTOR_AUTH_CLIENT_SECRET,
 -- KEYFACTOR_AUTH_TOKEN_URL, KEYFACTOR_AUTH_SCOPES, KEYFACTOR_AUTH_AUDIENCE,
@@ -135,8 +188,13 @@ function keyfactor.from_env(overrides)
   local host = get "KEYFACTOR_HOSTNAME"
   if host then
     if not host:find("://", 1, true) then host = "https://" .. host end
+    host = host:gsub("/+$", "")
     local api_path = (get "KEYFACTOR_API_PATH" or "KeyfactorAPI"):gsub("^/+", ""):gsub("/+$", "")
-    opts.url = host:gsub("/+$", "") .. "/" .. api_path
+    -- a full URL (https://host/KeyfactorAPI) already names the API path
+    local given = host:match("^%a[%w+.-]*://[^/]*(/.*)$")
+    local named = given and (not get "KEYFACTOR_API_PATH"
+      or given:lower():sub(-#api_path - 1) == "/" .. api_path:lower())
+    opts.url = named and host or host .. "/" .. api_path
   end
   local user = get "KEYFACTOR_USERNAME"
   if user then
@@ -153,9 +211,14 @@ function keyfactor.from_env(overrides)
     opts.token = get "KEYFACTOR_AUTH_ACCESS_TOKEN"
   end
   opts.insecure = truthy(get "KEYFACTOR_SKIP_VERIFY") or nil
-  opts.ca_file = get "KEYFACTOR_CA_CERT" or get "KEYFACTOR_AUTH_CA_CERT"
+  local ca_variable = get "KEYFACTOR_CA_CERT" and "KEYFACTOR_CA_CERT"
+    or get "KEYFACTOR_AUTH_CA_CERT" and "KEYFACTOR_AUTH_CA_CERT"
+  opts.ca_file = ca_variable and get(ca_variable)
   for k, value in pairs(overrides) do
     if k ~= "env" then opts[k] = value end
+  end
+  if ca_variable and overrides.ca_file == nil then
+    check_ca_file("keyfactor.from_env", opts.ca_file, ca_variable)
   end
   if opts.url == nil then error("keyfactor.from_env: KEYFACTOR_HOSTNAME is not set", 2) end
   return keyfactor.new(opts)

@@ -3,12 +3,12 @@
 --
 -- The C core reports facts (see `request:result()`): for an answer, its
 -- status; for no answer, a failure record `{code, message, sent, replayed,
--- http2, limit}`.  This module is the one place that turns those facts into
+-- refused, limit}`.  This module is the one place that turns those facts into
 -- the error fields of keyfactor.errors and the retry rules:
 --
 -- * A request that never reached the server (nothing sent: DNS, connect,
---   TLS handshake, a refused HTTP/2 stream) may be sent again, whatever its
---   method.
+--   TLS handshake; or a refused HTTP/2 stream, never processed) may be sent
+--   again, whatever its method.
 -- * One that may have reached it is sent again only when its method is
 --   idempotent (GET, HEAD, PUT, DELETE, OPTIONS) and the failure is of the
 --   connection, not a timeout of the answer.
@@ -51,9 +51,9 @@ local HINT = {
 function outcome.failure(method, record)
   local code = record.code
   local kind = KIND[code] or "transport"
-  -- libcurl only resends an HTTP/2 stream that the server refused
-  -- unprocessed (REFUSED_STREAM, or above a GOAWAY's last stream id)
-  local sent = record.sent and not (record.replayed and record.http2)
+  -- a refused HTTP/2 stream (REFUSED_STREAM, or above a GOAWAY's last
+  -- stream id) was never processed (RFC 9113 §8.7)
+  local sent = record.sent and not record.refused
   local retryable
   if kind == "canceled" or kind == "tls" or record.limit then
     retryable = false

@@ -64,7 +64,7 @@ end
 
 -- The body of every worker.
 local function work(self, worker)
-  while self.next <= self.total do
+  while self.next <= self.total and not self.session:closed() do
     local i = self.next
     self.next = i + 1
     worker.index = i
@@ -153,7 +153,6 @@ function Scheduler:loop()
   local ready = { n = 0 }
   for _ = 1, math.min(self.limit, self.total) do self:spawn(ready) end
   while self.live > 0 do
-    if self.session:stats().closed then self:cancel_rest(ready) end
     local i = 1
     while i <= ready.n do
       local worker = ready[i]
@@ -163,6 +162,7 @@ function Scheduler:loop()
     end
     ready.n = 0
     if self.live == 0 then break end
+    if self.session:closed() then self:cancel_rest(ready) end
     self:wake_sleepers(ready)
     if ready.n == 0 then
       local timeout = self:next_timeout()

@@ -9,17 +9,16 @@
 -- @module keyfactor.transport
 
 local core = require "keyfactor.core"
-local cjson = require "cjson"
 local driver = require "keyfactor.driver"
 local errors = require "keyfactor.errors"
 local outcome = require "keyfactor.outcome"
 local scheduler = require "keyfactor.scheduler"
+local secrets = require "keyfactor.secrets"
 
 local transport = {}
 local Transport = {}
 Transport.__index = Transport
 
-local json = cjson.new()     -- encodes request bodies; answers are decoded by core.decode_json
 
 
 --- Percent-encodes a query component; spaces become %20 (the Keyfactor
@@ -72,7 +71,7 @@ function transport.new(session, config)
     base = config.url:gsub("/+$", ""),
     retries = config.retries,
     debug = config.debug,
-    secrets = {},
+    secrets = secrets.new(),          -- kept in C, out of reach of table walkers
     auth = nil,                       -- set by the client (keyfactor.auth)
     driver = driver.block,
   }, Transport)
@@ -94,15 +93,20 @@ function Transport:waiter()
 end
 
 --- Registers a secret under `name` (replacing any earlier one of that
--- name) to be redacted from every message and debug line.
-function Transport:set_secret(name, secret)
-  if type(secret) == "string" and secret ~= "" then self.secrets[name] = secret end
+-- name) to be redacted, in all its encoded forms and those of the related
+-- strings `...`, from every message and debug line (keyfactor.secrets).
+function Transport:set_secret(name, secret, ...)
+  self.secrets:add(name, secret, ...)
 end
 
+--- The secret registered under `name`, for the code that must send it.
+function Transport:secret(name)
+  return self.secrets:get(name)
+end
+
+-- Text from the server or libcurl: every secret out, however short.
 function Transport:redact(text, extra)
-  text = errors.redact(text, self.secrets)
-  if extra then text = errors.redact(text, extra) end
-  return text
+  return self.secrets:redact(text, extra)
 end
 
 --- Runs one transfer to completion and returns the finished request:
@@ -126,7 +130,8 @@ function Transport:sleep(seconds)
   self:waiter():sleep(seconds)
 end
 
--- The first readable line of a non-JSON error page (HTML tags stripped).
+-- The first readable line of a non-JSON error page (HTML tags stripped;
+-- the body was redacted before, so stripping cannot break a secret apart).
 local function page_summary(body)
   local text = body:gsub("<[^>]*>", " "):gsub("%s+", " "):gsub("^ ", "")
   if #text > 200 then text = text:sub(1, 200) .. "..." end
@@ -164,7 +169,8 @@ end
 function Transport:http_failure(method, path, status, body, headers, extra)
   local kind, retryable = outcome.status(method, status)
   if not kind then return nil end
-  local code, text = error_details(body)
+  -- redacted before anything is decoded, stripped or cut, and after
+  local code, text = error_details(self:redact(body, extra))
   return errors.new {
     kind = kind, status = status, code = code, message = self:redact(text, extra),
     method = method, path = path, retryable = retryable,
@@ -178,7 +184,7 @@ local function decode(body)
 end
 
 function Transport:log(line)
-  if self.debug then self.debug(self:redact(line)) end
+  if self.debug then self.debug(self.secrets:redact(line, nil, secrets.OWN_TEXT_MIN)) end
 end
 
 --- Prepares an API call and, with `start`, sends its first attempt now
@@ -195,7 +201,7 @@ function Transport:begin(method, path, opts, start)
     if qs ~= "" then url = url .. "?" .. qs end
   end
   local body = opts.body
-  if type(body) == "table" then body = json.encode(body) end
+  if type(body) == "table" then body = core.encode_json(body) end
   local call = {
     method = method, path = path, opts = opts, shown = url:sub(#self.base + 1),
     spec = {
@@ -292,5 +298,4 @@ function Transport:parallel(fns, opts, args_for)
   return scheduler.run(self.session, fns, opts, args_for, self:waiter())
 end
 
-transport.json = json
 return transport

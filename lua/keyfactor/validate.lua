@@ -117,7 +117,7 @@ function validate.array(item, opts)
     if #value < min then fail(path, "must have at least " .. min .. " item" .. (min > 1 and "s" or "")) end
     local out = {}
     for i = 1, #value do out[i] = item(value[i], join(path, i)) end
-    return out
+    return setmetatable(out, require("keyfactor.core").array_mt)   -- goes out as [] when empty
   end
 end
 

@@ -152,6 +152,101 @@ describe("auth", function()
     end)
   end)
 
+  describe("a token fetch that fails or raises releases the other callers (issue 13.7)", function()
+    -- Each case used to leave `fetching` set: every later call slept 5 ms
+    -- in a loop forever.  Here the next call must go through.
+    it("a token endpoint answering 200 false: nil, err kind auth, then the next call works", function()
+      local kf = oauth_client(sb)
+      sb:fault { method = "POST", path = "/oauth2/token", status = 200, body = "false", times = 1 }
+      local result, err = kf:status()
+      assert.is_nil(result)
+      assert.are.equal("auth", err.kind)
+      assert.matches("access_token", err.message, 1, true)
+      assert(kf:status())
+      kf:close()
+    end)
+
+    it("a debug callback that raises during the fetch: the error propagates, the next call works", function()
+      local angry = true
+      local kf = fixture.client(sb, {
+        oauth = { token_url = sb.token_url, client_id = sb.client_id, client_secret = sb.client_secret },
+        debug = function() if angry then error("debug callback failed", 0) end end,
+      })
+      fixture.raises(function() kf:status() end, "debug callback failed")
+      angry = false
+      assert(kf:status())
+      kf:close()
+    end)
+
+    it("a kf:parallel aborted by its progress callback mid-fetch: the next call fetches again", function()
+      local kf = oauth_client(sb)
+      sb:fault { method = "POST", path = "/oauth2/token", delay_ms = 200, times = 1 }
+      fixture.raises(function()
+        kf:parallel({ function(c) return c:status() end, function() return 1 end },
+          { progress = function() error("progress aborted", 0) end })
+      end, "progress aborted")
+      assert(kf:status())
+      kf:close()
+    end)
+
+    it("callers of one parallel run share one fetch, and its failure", function()
+      local kf = oauth_client(sb, { client_secret = "wrong-secret" })
+      local before = token_posts()
+      local fns = {}
+      for i = 1, 4 do fns[i] = function(c) return c:status() end end
+      local values, errs = kf:parallel(fns, { progress = false })
+      assert.are.equal(0, #values)
+      for i = 1, 4 do assert.are.equal("auth", errs[i].kind) end
+      assert.are.equal(before + 1, token_posts())
+      kf:close()
+    end)
+  end)
+
+  describe("credentials never ride plain http or a URL (issue 13.3, 13.4)", function()
+    it("refuses an http:// oauth.token_url although url is https", function()
+      local function new(extra)
+        local o = { url = sb.url, ca_file = sb.ca_file,
+          oauth = { token_url = "http://127.0.0.1:9/oauth2/token", client_id = "c", client_secret = "s" } }
+        for k, v in pairs(extra or {}) do o[k] = v end
+        return keyfactor.new(o)
+      end
+      fixture.raises(new, "keyfactor.new", "options.oauth.token_url", "allow_http")
+      new({ allow_http = true }):close()
+      fixture.raises(function()
+        keyfactor.from_env { env = { KEYFACTOR_HOSTNAME = sb.base, KEYFACTOR_AUTH_CLIENT_ID = "c",
+          KEYFACTOR_AUTH_CLIENT_SECRET = "s", KEYFACTOR_AUTH_TOKEN_URL = "http://127.0.0.1:9/token",
+          KEYFACTOR_CA_CERT = sb.ca_file } }
+      end, "token_url", "allow_http")
+    end)
+
+    it("refuses user:password@ in url and token_url, without echoing the password", function()
+      for _, url in ipairs { "http://admin:hunter2pw@127.0.0.1:9/KeyfactorAPI",
+                             "https://admin:hunter2pw@127.0.0.1:9/KeyfactorAPI" } do
+        local message = fixture.raises(function() keyfactor.new { url = url, allow_http = true } end,
+          "options.url", "user:password@")
+        assert.is_nil(message:find("hunter2pw", 1, true))
+      end
+      fixture.raises(function()
+        keyfactor.new { url = sb.url, oauth = { token_url = "https://c:hunter2pw@127.0.0.1:9/t",
+          client_id = "c", client_secret = "s" } }
+      end, "options.oauth.token_url", "user:password@")
+      -- an @ in the path or query is no userinfo
+      keyfactor.new { url = sb.url .. "/x@y" }:close()
+    end)
+
+    it("bin/keyfactor status never prints the password", function()
+      -- as spec/cli_spec.lua runs it: the tool's own module paths
+      local host = "https://admin:hunter2pw@" .. sb.base:match("^https://(.*)$")
+      local cmd = string.format("env -u LUA_PATH -u LUA_CPATH KEYFACTOR_HOSTNAME=%q KEYFACTOR_USERNAME=admin "
+        .. "KEYFACTOR_PASSWORD=hunter2pw bin/keyfactor status 2>&1", host)
+      local pipe = assert(io.popen(cmd))
+      local out = pipe:read("a")
+      pipe:close()
+      assert.is_nil(out:find("hunter2pw", 1, true), out)
+      assert.matches("user:password@", out, 1, true)
+    end)
+  end)
+
   describe("keyfactor.from_env", function()
     local host
 
@@ -234,6 +329,25 @@ describe("auth", function()
       }, { warn = function() end })
       assert(kf:status())
       kf:close()
+    end)
+
+    it("takes KEYFACTOR_HOSTNAME as a full URL with the API path, without doubling it", function()
+      local kf = env_client {
+        KEYFACTOR_HOSTNAME = sb.url, KEYFACTOR_USERNAME = "SANDBOX\\admin", KEYFACTOR_PASSWORD = "sandbox-admin",
+        KEYFACTOR_CA_CERT = sb.ca_file,
+      }
+      assert.are.equal(sb.url, kf.url)
+      assert(kf:status())
+      kf:close()
+    end)
+
+    it("names KEYFACTOR_CA_CERT (or ca_file) when the CA file cannot be read", function()
+      fixture.raises(function()
+        env_client { KEYFACTOR_HOSTNAME = host, KEYFACTOR_CA_CERT = "/nonexistent/ca.pem" }
+      end, "keyfactor.from_env", "KEYFACTOR_CA_CERT", "/nonexistent/ca.pem")
+      fixture.raises(function()
+        keyfactor.new { url = sb.url, ca_file = "/nonexistent/ca.pem" }
+      end, "keyfactor.new", "options.ca_file", "/nonexistent/ca.pem")
     end)
 
     it("raises when KEYFACTOR_HOSTNAME is missing", function()

@@ -173,6 +173,37 @@ describe("core.decode_json", function()
     fails(string.rep("[", 100000), "nested too deeply")
   end)
 
+  it("never raises on wide and deep text: 200 levels of 31 keys each decode (issue 13.9)", function()
+    -- LuaJIT's smaller Lua stack made this raise "stack overflow (decode_json)"
+    local function level(depth)
+      local parts = {}
+      for k = 1, 30 do parts[k] = string.format('"k%d":%d', k, k) end
+      parts[31] = '"next":' .. (depth > 1 and level(depth - 1) or "null")
+      return "{" .. table.concat(parts, ",") .. "}"
+    end
+    for _, depth in ipairs { 150, 200 } do
+      local ok, value, err = pcall(decode, level(depth))
+      assert.is_true(ok, tostring(value))
+      assert.is_table(value, err)
+      local t, n = value, 0
+      while type(t) == "table" do
+        assert.are.equal(30, t.k30)
+        t, n = t.next, n + 1
+      end
+      assert.are.equal(depth, n)
+    end
+    local ok, value, err = pcall(decode, string.rep('{"a":[1,2,3,', 150))
+    assert.is_true(ok, tostring(value))
+    assert.is_nil(value)
+    assert.is_string(err)
+  end)
+
+  it("gives [] core.array_mt, so that it goes back out as []", function()
+    local value = assert(decode('{"a":[],"b":{}}'))
+    assert.are.equal(core.array_mt, getmetatable(value.a))
+    assert.is_nil(getmetatable(value.b))
+  end)
+
   it("raises for a non-string argument, naming it", function()
     local ok, err = pcall(decode, {})
     assert.is_false(ok)

@@ -1,0 +1,86 @@
+-- keyfactor.cqueues on the paths where curl closes sockets: a server
+-- hang-up, retries, refused connections, timeouts, fan-out.  The host's
+-- loop must keep running and end cleanly (it used to stop with "unable to
+-- update event disposition: Bad file descriptor", and with retries the call
+-- never completed).
+local cqueues = require "cqueues"
+local fixture = require "support.fixture"
+local kf_cqueues = require "keyfactor.cqueues"
+
+local STATUS = "/KeyfactorAPI/Status/Endpoints"
+
+describe("keyfactor.cqueues when curl closes sockets", function()
+  local sb, kf
+  fixture.live(function(s, k)
+    sb, kf = s, k
+    kf_cqueues.attach(kf)
+  end, { retries = 2 })
+
+  before_each(function() sb:clear_faults() end)
+
+  -- Runs `call` in a cqueues loop beside a ticking coroutine; returns what
+  -- the call returned, the ticks seen while it ran, and the loop's result.
+  local function in_loop(call)
+    local loop = cqueues.new()
+    local done, results, ticks = false, nil, 0
+    loop:wrap(function()
+      results = { call() }
+      done = true
+    end)
+    loop:wrap(function()
+      while not done do
+        ticks = ticks + 1
+        cqueues.sleep(0.01)
+      end
+    end)
+    local ok, err = loop:loop()
+    return results, ticks, ok, err
+  end
+
+  it("a server hang-up after the answer was read: retried, the loop goes on", function()
+    assert(kf:status())            -- a pooled connection the hang-up will close
+    sb:fault { method = "GET", path = STATUS, times = 1, action = "reset_after" }
+    local results, _, ok, err = in_loop(function() return kf:status() end)
+    assert.is_true(ok, tostring(err))
+    assert.is_table(results[1])
+  end)
+
+  it("retries with backoff on 503, sleeping in the loop", function()
+    sb:fault { method = "GET", path = STATUS, times = 2, status = 503 }
+    local results, ticks, ok, err = in_loop(function() return kf:status() end)
+    assert.is_true(ok, tostring(err))
+    assert.is_table(results[1])
+    assert.is_true(ticks >= 5, "host ticks during the backoff: " .. ticks)
+  end)
+
+  it("a refused connection, retried: the typed error, the loop goes on", function()
+    local dead = fixture.client(sb, { url = "https://127.0.0.1:1/KeyfactorAPI", retries = 2 })
+    kf_cqueues.attach(dead)
+    local results, _, ok, err = in_loop(function() return dead:status() end)
+    dead:close()
+    assert.is_true(ok, tostring(err))
+    assert.is_nil(results[1])
+    assert.are.equal("transport", results[2].kind)
+  end)
+
+  it("a timeout: the typed error, the loop goes on", function()
+    sb:fault { method = "GET", path = STATUS, times = 1, delay_ms = 2000 }
+    local quick = kf_cqueues.attach(fixture.client(sb, { timeout = 0.3, retries = 0 }))
+    local results, _, ok, err = in_loop(function() return quick:status() end)
+    quick:close()
+    assert.is_true(ok, tostring(err))
+    assert.are.equal("timeout", results[2].kind)
+  end)
+
+  it("kf:parallel with hang-ups among the calls", function()
+    assert(kf:status())
+    sb:fault { method = "GET", path = STATUS, times = 3, action = "reset_after" }
+    local results, _, ok, err = in_loop(function()
+      local fns = {}
+      for i = 1, 8 do fns[i] = function(k) return k:status() end end
+      return kf:parallel(fns, { concurrency = 4, progress = false })
+    end)
+    assert.is_true(ok, tostring(err))
+    for i = 1, 8 do assert.is_table(results[1][i], "call " .. i .. ": " .. tostring(results[2][i])) end
+  end)
+end)

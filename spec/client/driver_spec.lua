@@ -1,0 +1,74 @@
+-- keyfactor.driver: the injected wait strategy, with the polling driver that
+-- HAProxy and nginx use (here over a plain sleep, so no host is needed).
+local core = require "keyfactor.core"
+local driver = require "keyfactor.driver"
+local fixture = require "support.fixture"
+
+local STATUS = "/KeyfactorAPI/Status/Endpoints"
+
+describe("keyfactor.driver", function()
+  local sb
+  lazy_setup(function() sb = fixture.sandbox() end)
+  lazy_teardown(function() sb:stop() end)
+  before_each(function() sb:clear_faults() end)
+
+  -- A polling driver over core.sleep that counts its naps.
+  local function counting(active)
+    local naps = { n = 0, total = 0 }
+    local d = driver.polling { name = "test", active = active, sleep = function(seconds)
+      naps.n, naps.total = naps.n + 1, naps.total + seconds
+      core.sleep(seconds)
+    end }
+    return d, naps
+  end
+
+  it("is given at construction and waits every call through the driver", function()
+    local d, naps = counting()
+    local kf = fixture.client(sb, { driver = d })
+    sb:fault { method = "GET", path = STATUS, times = 1, delay_ms = 400 }
+    assert.is_table(kf:status())
+    kf:close()
+    -- backing off to 20 ms naps: a few dozen wake-ups for 0.4 s, not hundreds
+    assert.is_true(naps.n >= 5 and naps.n <= 80, "naps: " .. naps.n)
+  end)
+
+  it("a fast call after a slow one starts again at short naps", function()
+    local d, naps = counting()
+    local kf = fixture.client(sb, { driver = d })
+    sb:fault { method = "GET", path = STATUS, times = 1, delay_ms = 300 }
+    assert(kf:status())
+    naps.n, naps.total = 0, 0
+    assert(kf:status())
+    kf:close()
+    assert.is_true(naps.total < 0.05, "slept " .. naps.total .. " s on a fast call")
+  end)
+
+  it("kf:parallel, retry backoff and sleeps go through it", function()
+    local d, naps = counting()
+    local kf = fixture.client(sb, { retries = 1 })
+    kf.http:set_driver(d)
+    sb:fault { method = "GET", path = STATUS, times = 1, status = 503, retry_after = 1 }
+    assert(kf:status())
+    assert.is_true(naps.total >= 1, "the Retry-After sleep was the driver's")
+    naps.n = 0
+    local fns = {}
+    for i = 1, 6 do fns[i] = function(k) return k:status() end end
+    local values = kf:parallel(fns, { concurrency = 3, progress = false })
+    for i = 1, 6 do assert.is_table(values[i]) end
+    kf:close()
+  end)
+
+  it("blocks where the host cannot yield", function()
+    local d, naps = counting(function() return false end)
+    local kf = fixture.client(sb, { driver = d })
+    assert(kf:status())
+    kf:close()
+    assert.are.equal(0, naps.n)
+  end)
+
+  it("rejects what is not a driver", function()
+    assert.has_error(function() fixture.client(sb, { driver = { poll = print } }) end,
+      "set_driver: driver.active must be a function")
+    assert.has_error(function() fixture.client(sb, { driver = 5 }) end)
+  end)
+end)
