@@ -8,15 +8,8 @@
 
 local DEMO_TIMEOUT = 60
 
--- Output and exit status of a shell command (the status is echoed, as
--- LuaJIT's pipe:close() does not return it).
-local function sh(command)
-  local p = assert(io.popen("{ " .. command .. "; } 2>&1; echo \"exit:$?\""))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.-)exit:(%d+)%s*$")
-  return body, tonumber(code)
-end
+-- Output and exit status of a shell command.
+local sh = require("hosts.host").sh
 
 local ROOT = sh("pwd"):match("^(.-)%s*$")
 
