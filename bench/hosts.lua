@@ -160,8 +160,9 @@ local ok, err = pcall(function()
         socket.sleep(smoke and 0.2 or 1)
         local idle_rate = (cpu_seconds(h) - idle0) / (clock() - c0)
         local before = cpu_seconds(h)
-        local t0 = delayed_call(sb, h, slow, "handler")
+        local t0, cpu_ms = delayed_call(sb, h, slow, "handler")
         call.cpu = (cpu_seconds(h) - before - idle_rate * (clock() - t0)) * 1000
+        call.handler = cpu_ms - DELAY_MS            -- replaced by the run under load, if any
         -- Under load, in a handler and in a task/timer.
         for _, where in ipairs(os.getenv("KF_HOSTS_NO_LOAD") and {} or { "handler", "task" }) do
           local files = { open = start_load(h, "open", where .. "-open"),
