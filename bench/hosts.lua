@@ -205,10 +205,11 @@ end
 ---------------------------------------------------------------- the report
 -- What the event-loop CPU is made of (measured while writing this).
 local NOTE = "Event-loop CPU of an attached call: a host that can only sleep polls "
-  .. "(`keyfactor.driver.polling`: first look after 1 ms, ×1.5 while nothing happens, at most 20 ms apart), "
-  .. "about 150 wake-ups per 3 s call, and each wake-up costs ~100 µs of CPU on this VM (the host's "
-  .. "scheduler, a Lua resume, a context switch; `session:step(0)` itself is ~2 µs). Longer intervals cost "
-  .. "less CPU and add up to one interval of latency to a slow call."
+  .. "(`keyfactor.driver.polling`: first look after 1 ms, ×1.5 while nothing happens up to 20 ms, then a "
+  .. "tenth of the time nothing has happened, at most 250 ms apart), so a 3 s call takes a few dozen "
+  .. "wake-ups; each costs ~100 µs of CPU on this VM (the host's scheduler, a Lua resume, a context switch; "
+  .. "`session:step(0)` itself is ~2 µs). A slow call pays about 5% of its time in latency for it "
+  .. "(with at most 20 ms apart: ~150 wake-ups, 14–22 ms of CPU per 3 s call)."
 local function f(x, p) return x and string.format("%." .. (p or 1) .. "f", x) or "n/a" end
 local md = {}
 local function w(line) md[#md + 1] = line end
