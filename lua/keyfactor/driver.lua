@@ -43,11 +43,14 @@ function driver.wait(d, session, request)
   while not request:done() do d:poll(session, 1) end
 end
 
--- Adaptive polling: the first look comes after MIN_DELAY, then each look
--- that finds nothing waits GROWTH times longer, up to MAX_DELAY; any socket
--- activity starts over.  A fast call so costs at most a few ms of latency,
--- a slow one a few dozen wake-ups a second.
-local MIN_DELAY, MAX_DELAY, GROWTH = 0.001, 0.02, 1.5
+-- Adaptive polling.  The first look comes after MIN_DELAY, each look that
+-- finds nothing waits GROWTH times longer up to RAMP_MAX, and past that a
+-- tenth of the time nothing has happened (at most MAX_DELAY): a fast call
+-- costs a millisecond or two of latency, a slow one about 5% of its time
+-- and a handful of wake-ups a second (each costs the host ~100 us: its
+-- scheduler, a Lua resume, a context switch).  Any socket activity starts
+-- over.
+local MIN_DELAY, GROWTH, RAMP_MAX, QUIET_SHARE, MAX_DELAY = 0.001, 1.5, 0.02, 0.1, 0.25
 
 local Polling = {}
 Polling.__index = Polling
@@ -56,20 +59,29 @@ function Polling:active() return self.can_yield() end
 
 function Polling:sleep(seconds) self.nap(seconds) end
 
+function Polling:progress(events, finished)
+  if events > 0 or finished > 0 then
+    self.delay, self.quiet_since = MIN_DELAY, core.now()
+    return
+  end
+  local ramp = math.min(self.delay * GROWTH, RAMP_MAX)
+  self.delay = math.min(MAX_DELAY, math.max(ramp, (core.now() - self.quiet_since) * QUIET_SHARE))
+end
+
 function Polling:poll(session, timeout)
+  local now = core.now()
+  -- no look for a while: a new wait, not the quiet middle of an old one
+  if now - self.last_look > 2 * self.delay + 0.01 then self.delay, self.quiet_since = MIN_DELAY, now end
+  self.last_look = now
   local finished, events = session:step(0)
-  if events > 0 then self.delay = MIN_DELAY end
+  if events > 0 then self:progress(events, 0) end
   if #finished > 0 or timeout <= 0 then return finished end
   local wait = math.min(self.delay, timeout)
   local due = session:timeout()
   if due and due < wait then wait = math.max(due, MIN_DELAY) end
   self.nap(wait)
   finished, events = session:step(0)
-  if events > 0 or #finished > 0 then
-    self.delay = MIN_DELAY
-  else
-    self.delay = math.min(self.delay * GROWTH, MAX_DELAY)
-  end
+  self:progress(events, #finished)
   return finished
 end
 
@@ -81,7 +93,8 @@ function driver.polling(spec)
     "keyfactor.driver.polling: spec.sleep must be a function")
   return setmetatable({
     name = spec.name or "polling", nap = spec.sleep,
-    can_yield = spec.active or function() return true end, delay = MIN_DELAY,
+    can_yield = spec.active or function() return true end,
+    delay = MIN_DELAY, quiet_since = core.now(), last_look = 0,
   }, Polling)
 end
 

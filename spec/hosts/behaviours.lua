@@ -111,6 +111,34 @@ function behaviours.define(start, names)
     assert.equal("ok=20 of=20", body:match("^ok=%d+ of=%d+"), body)
   end)
 
+  it("yields in paged iterators and in Retry-After sleeps too", function()
+    -- A page the sandbox is slow to send.
+    sb:fault { method = "GET", path = "/KeyfactorAPI/Certificates", times = 1, delay_ms = DELAY_MS }
+    local before = #fixture.requests(sb, "GET", "/Certificates")
+    local pages = host.begin(h.port, "/pages?n=2")
+    for _ = 1, 200 do
+      if #fixture.requests(sb, "GET", "/Certificates") > before then break end
+      socket.sleep(0.02)
+    end
+    assert.equal(PLAIN, plain_requests(h, { "/plain" }))
+    assert.is_false(host.answered(pages), "the pages came before the plain requests")
+    local status, body = host.finish(pages)
+    assert.equal(200, status)
+    assert.equal("items=2", body:match("^items=%d+"), body)
+    -- A 503 with Retry-After: the client sleeps in the host, then retries.
+    sb:fault { method = "GET", path = "/KeyfactorAPI/Certificates/" .. slow, times = 1, status = 503,
+               retry_after = DELAY_MS / 1000 }
+    before = #fixture.requests(sb, "GET", "/Certificates/" .. slow)
+    local call = host.begin(h.port, "/call?id=" .. slow)
+    until_received(sb, slow, before + 1)
+    assert.equal(PLAIN, plain_requests(h, { "/plain" }))
+    assert.is_false(host.answered(call), "the retried call answered before the plain requests")
+    status, body = host.finish(call)
+    assert.equal(200, status)
+    assert.equal(tostring(slow), body:match("^id=(%d+)"), body)
+    assert.equal(before + 2, #fixture.requests(sb, "GET", "/Certificates/" .. slow))
+  end)
+
   it("blocks in " .. names.fallback .. ", where the host cannot yield, and says so once", function()
     delay_next()
     local before = #fixture.requests(sb, "GET", "/Certificates/" .. slow)

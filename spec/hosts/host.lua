@@ -1,14 +1,16 @@
 -- Real HAProxy and nginx for the host specs and bench/hosts.lua: starts one
 -- on 127.0.0.1 with the test application of spec/hosts/app/, talks plain
--- HTTP/1.0 to it with LuaSocket, stops it.  Runs on Lua 5.4; the hosts run
--- their own Lua (HAProxy 5.3, nginx LuaJIT) with the matching build of the core.
+-- HTTP/1.0 to it with LuaSocket, stops it.  The host specs run on Lua 5.4;
+-- the hosts run their own Lua (HAProxy 5.3, nginx LuaJIT) with the matching
+-- build of the core.  Also loads on 5.3 and LuaJIT (integrations_spec.lua
+-- uses host.sh on every runtime).
 local socket = require "socket"
 
 local host = {}
 
 local function sh(command)
   local p = assert(io.popen("{ " .. command .. "; } 2>&1; echo \"exit:$?\""))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local body, code = out:match("^(.-)exit:(%d+)%s*$")
   return body, tonumber(code)
@@ -25,7 +27,7 @@ if source then host.ROOT = sh("cd " .. quote(source) .. "/../.. && pwd"):match("
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return "" end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -60,7 +62,7 @@ end
 -- Starts `command` in the background, its output in `log`; returns its pid.
 local function spawn(command, log, env)
   local p = assert(io.popen(("%s exec %s >%s 2>&1 </dev/null & echo $!"):format(env or "", command, quote(log))))
-  local pid = tonumber(p:read("l"))
+  local pid = tonumber(p:read("*l"))
   p:close()
   return assert(pid, "could not start " .. command)
 end

@@ -31,4 +31,18 @@ function calls.parallel(kf, id, n, c, slow)
   return ("ok=%d of=%d ms=%.3f"):format(ok, n, (clock() - t0) * 1000)
 end
 
+--- Iterates kf:certificates one certificate per page, at most `n`:
+-- "items=<count> ms=<elapsed>" or "error=<err>".
+function calls.pages(kf, n)
+  local t0, count = clock(), 0
+  local ok, err = pcall(function()
+    for _ in kf:certificates { page_size = 1 } do
+      count = count + 1
+      if count >= n then break end
+    end
+  end)
+  if not ok then return "error=" .. tostring(err) end
+  return ("items=%d ms=%.3f"):format(count, (clock() - t0) * 1000)
+end
+
 return calls

@@ -3,6 +3,7 @@
 --   /call?id=N        a Lua service: kf:certificate(N)
 --   /parallel?id=N&n=M[&c=C][&slow=S]  a Lua service: kf:parallel of M such
 --                     calls (at concurrency C; the first for certificate S)
+--   /pages?n=N        a Lua service: kf:certificates, one per page, N items
 --   /spawn?id=N       an action registering a task that makes the call;
 --   /result           the last task's answer ("pending" before)
 --   /fetch?id=N       a sample fetch making the call (HAProxy cannot yield there)
@@ -12,7 +13,7 @@ local kf_haproxy = require "keyfactor.haproxy"     -- before the core.register_*
 local calls = require "calls"
 
 local kf = keyfactor.new { url = os.getenv("KF_URL"), ca_file = os.getenv("KF_CA"),
-  username = os.getenv("KF_USER"), password = os.getenv("KF_PASS"), retries = 0, timeout = 30 }
+  username = os.getenv("KF_USER"), password = os.getenv("KF_PASS"), retries = 1, timeout = 30 }
 if os.getenv("KF_MODE") ~= "blocking" then kf_haproxy.attach(kf) end
 
 local PID = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
@@ -36,6 +37,10 @@ end)
 core.register_service("kf_parallel", "http", function(applet)
   local qs = applet.qs
   reply(applet, calls.parallel(kf, param(qs, "id"), param(qs, "n"), param(qs, "c"), param(qs, "slow")))
+end)
+
+core.register_service("kf_pages", "http", function(applet)
+  reply(applet, calls.pages(kf, param(applet.qs, "n") or 3))
 end)
 
 local result = "pending"

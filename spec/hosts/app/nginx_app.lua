@@ -3,6 +3,7 @@
 --   /call?id=N          content: kf:certificate(N)
 --   /parallel?id=N&n=M[&c=C][&slow=S]  content: kf:parallel of M such calls
 --                       (at concurrency C; the first for certificate S)
+--   /pages?n=N          content: kf:certificates, one per page, N items
 --   /spawn?id=N         a timer makes the call; /result its answer ("pending" before)
 --   /fetch?id=N         set_by_lua makes the call (nginx cannot yield there)
 -- Answers: see calls.lua.
@@ -19,7 +20,7 @@ local kf
 -- when nginx forks.
 function app.init()
   kf = keyfactor.new { url = os.getenv("KF_URL"), ca_file = os.getenv("KF_CA"),
-    username = os.getenv("KF_USER"), password = os.getenv("KF_PASS"), retries = 0, timeout = 30 }
+    username = os.getenv("KF_USER"), password = os.getenv("KF_PASS"), retries = 1, timeout = 30 }
   if os.getenv("KF_MODE") ~= "blocking" then kf_ngx.attach(kf) end
   local warm = tonumber(os.getenv("KF_WARM_ID"))
   if warm then assert(kf:certificate(warm)) end
@@ -34,6 +35,8 @@ function app.parallel()
   ngx.print(calls.parallel(kf, tonumber(arg.arg_id), tonumber(arg.arg_n), tonumber(arg.arg_c),
     tonumber(arg.arg_slow)))
 end
+
+function app.pages() ngx.print(calls.pages(kf, tonumber(ngx.var.arg_n) or 3)) end
 
 function app.spawn()
   local id = tonumber(ngx.var.arg_id)
