@@ -15,7 +15,8 @@
  * RFC 8259 syntax, except that control characters may stand unescaped in
  * strings (cjson takes them too); an error returns nil and a message with
  * the byte offset.  Floats with an integral value become integers, as the
- * client has always given them (5.0 -> 5).
+ * client has always given them (5.0 -> 5); a number too large for a double
+ * (1e400) is refused rather than read as infinity.
  */
 #include <string.h>
 
@@ -245,6 +246,10 @@ static int parse_number(json_parser *jp)
     if (lua_isinteger(L, -1))
       return 1;
     n = lua_tonumber(L, -1);
+    if (n - n != 0) {      /* 1e400: infinity, which JSON cannot carry back */
+      lua_pop(L, 1);
+      return fail(jp, "number out of range");
+    }
     if (lua_numbertointeger(n, &i) && (lua_Number)i == n) {
       lua_pop(L, 1);
       lua_pushinteger(L, i);
@@ -255,6 +260,8 @@ static int parse_number(json_parser *jp)
   lua_pushlstring(L, s, (size_t)(jp->p - s));
   n = lua_tonumber(L, -1);
   lua_pop(L, 1);
+  if (n - n != 0)
+    return fail(jp, "number out of range");
   lua_pushnumber(L, n);
   return 1;
 #endif

@@ -383,6 +383,30 @@ describe("auth", function()
       a:close(); b:close()
     end)
 
+    it("rejects non-finite, absurd and negative timeouts before they reach C (issue 13.14)", function()
+      for _, bad in ipairs { math.huge, -math.huge, 0 / 0, 1e300, -1, 86401 } do
+        for _, field in ipairs { "timeout", "connect_timeout" } do
+          fixture.raises(function() keyfactor.new { url = sb.url, [field] = bad } end,
+            "keyfactor.new", "options." .. field, "seconds")
+        end
+      end
+      keyfactor.new({ url = sb.url, timeout = 86400, connect_timeout = 0 }):close()
+      -- the C core checks too, and clamps what it converts
+      local core = require "keyfactor.core"
+      for _, bad in ipairs { math.huge, 0 / 0, 1e300, -1 } do
+        fixture.raises(function() core.session { timeout = bad } end, "option 'timeout' must be a number from")
+        fixture.raises(function() core.session { max_body = bad } end, "option 'max_body' must be a number from")
+      end
+      local session = core.session()
+      fixture.raises(function() session:step(math.huge) end, "bad argument #2")
+      session:close()
+      fixture.raises(function() core.sleep(math.huge) end, "bad argument #1")
+      local kf = fixture.client(sb)
+      fixture.raises(function() kf.http.session:start { method = "GET", url = sb.url, timeout = 0 / 0 } end,
+        "option 'timeout'")
+      kf:close()
+    end)
+
     it("refuses credentials over http:// unless allow_http", function()
       local url = "http://127.0.0.1:9/KeyfactorAPI"
       fixture.raises(function()

@@ -70,9 +70,14 @@ describe("core.decode_json", function()
       assert.are.equal("integer", math.type(decode("9007199254740993")))
       assert.are.equal(9007199254740993, decode("9007199254740993"))
       assert.are.equal("float", math.type(decode("9223372036854775808")))
-      assert.are.equal("float", math.type(decode("1e400")))
+      assert.are.equal("float", math.type(decode("1e300")))
     end)
   end
+
+  it("refuses numbers beyond a double (1e400) instead of reading infinity, which cannot be sent back", function()
+    fails("1e400", "number out of range")
+    fails("[-1e400]", "number out of range")
+  end)
 
   it("decodes escapes, \\u escapes and surrogate pairs to UTF-8", function()
     assert.are.equal('a"b\\c/d\b\f\n\r\te', decode([["a\"b\\c\/d\b\f\n\r\te"]]))
