@@ -59,11 +59,23 @@ static int failed(encoder *e, const char *what)
   return 0;
 }
 
-static int put(encoder *e, const char *s, size_t n)
+static int grow(encoder *e, const char *s, size_t n)
 {
   if (!kf_buffer_append(e->out, s, n))
     return failed(e, e->out->overflow ? "text larger than 1 GiB" : "out of memory");
   return 1;
+}
+
+/* The hot path: most pieces fit the buffer as it is. */
+static int put(encoder *e, const char *s, size_t n)
+{
+  kf_buffer *out = e->out;
+  if (out->cap - out->len >= n && n > 0) {
+    memcpy(out->data + out->len, s, n);
+    out->len += n;
+    return 1;
+  }
+  return grow(e, s, n);
 }
 
 #define PUT_LITERAL(e, s) put((e), (s), sizeof(s) - 1)
@@ -293,38 +305,60 @@ static void push_place(encoder *e)
 
 static int buffer_gc(lua_State *L)
 {
-  kf_buffer_free((kf_buffer *)luaL_checkudata(L, 1, ENCODE_BUFFER_MT));
+  kf_buffer_free((kf_buffer *)lua_touserdata(L, 1));
   return 0;
+}
+
+/* The output buffer, kept in the registry and reused: one allocation for
+ * all the bodies a client sends (encoding never runs Lua code, so it is
+ * never re-entered).  Left on the stack, which keeps it alive meanwhile. */
+static kf_buffer *output_buffer(lua_State *L)
+{
+  kf_buffer *out;
+  lua_getfield(L, LUA_REGISTRYINDEX, ENCODE_BUFFER_MT);
+  out = (kf_buffer *)lua_touserdata(L, -1);
+  if (out != NULL)
+    return out;
+  lua_pop(L, 1);
+  out = (kf_buffer *)lua_newuserdata(L, sizeof *out);
+  kf_buffer_init(out, ENCODE_MAX_BYTES);
+  if (luaL_newmetatable(L, ENCODE_BUFFER_MT "_mt")) {
+    lua_pushcfunction(L, buffer_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, ENCODE_BUFFER_MT);
+  return out;
 }
 
 int kf_encode_json(lua_State *L)
 {
   encoder e;
   kf_buffer *out;
+  int ok;
   luaL_checkany(L, 1);
   lua_settop(L, 1);
   kf_push_array_mt(L);                              /* 2 */
-  out = (kf_buffer *)lua_newuserdata(L, sizeof *out);   /* 3 */
-  kf_buffer_init(out, ENCODE_MAX_BYTES);
-  if (luaL_newmetatable(L, ENCODE_BUFFER_MT)) {
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  out = output_buffer(L);                           /* 3 */
+  kf_buffer_clear(out);
   e.L = L;
   e.out = out;
   e.array_mt = 2;
   e.depth = 0;
   e.error = NULL;
   e.frames[0].table = NULL;
-  if (!encode_value(&e, 1)) {
+  ok = encode_value(&e, 1);
+  if (ok)
+    lua_pushlstring(L, out->data != NULL ? out->data : "", out->len);
+  else
     push_place(&e);
-    lua_pushfstring(L, "encode_json: %s: %s", lua_tostring(L, -1), e.error);
+  if (out->cap > ((size_t)1 << 20))   /* keep a small buffer, not the largest ever */
     kf_buffer_free(out);
+  if (!ok) {
+    lua_pushfstring(L, "encode_json: %s: %s", lua_tostring(L, -1), e.error);
     return lua_error(L);
   }
-  lua_pushlstring(L, out->data != NULL ? out->data : "", out->len);
-  kf_buffer_free(out);
   return 1;
 }
 

@@ -5,7 +5,7 @@
 -- environment, against the recording server (spec/support/capture.lua).
 local capture = require "support.capture"
 
-local INTERPRETER = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+local INTERPRETER = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 local CLOSED = "http://127.0.0.1:9"     -- nothing listens there
 local SCRUB = "-u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY -u ALL_PROXY -u all_proxy"
   .. " -u NO_PROXY -u no_proxy"
