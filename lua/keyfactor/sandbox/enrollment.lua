@@ -65,10 +65,7 @@ local function check_common(body)
     if v == "" then metadata[name] = nil end
   end
   check.object(body, "AdditionalEnrollmentFields")
-  local days = body.ValidityDays
-  if days ~= nil and days ~= util.null and type(days) ~= "number" then
-    util.fail(400, "wrong_type", "ValidityDays must be a number")
-  end
+  local days = body.ValidityDays   -- a sandbox extension: a number (COMMON_FIELDS)
   return {
     template = check_template(body),
     sans = pki.check_sans(body.SANs),
