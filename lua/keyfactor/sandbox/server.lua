@@ -413,7 +413,6 @@ function server.new(opts)
   local sandbox = {
     opts = opts, dir = dir, persistent = opts.data ~= nil,
     tokens = {}, faults = {}, request_log = {},
-    store_type_name = stores.type_name,
   }
   sandbox.ca = pki.load_or_create_ca(dir)
   sandbox.state = state.load(sandbox.persistent and dir or nil)
