@@ -74,15 +74,45 @@ function Request:json()
   return self.decoded
 end
 
+-- The next chunk's declared size, read ahead (and put back) so a huge chunk
+-- is refused before lua-http buffers it whole (it fills a chunk at once).
+local function next_chunk_size(stream, timeout)
+  local sock = stream.connection and stream.connection.socket
+  if not sock or stream.body_read_left == 0 then return 0 end
+  local line = sock:xread("*L", timeout)
+  if not line then return 0 end
+  sock:unget(line)
+  return tonumber(line:match("^(%x+)") or "0", 16) or 0
+end
+
+-- Reads the request body with the 16 MiB limit enforced while reading.
+-- Returns the body; or nil, status, message for a request to refuse (the
+-- caller answers and hangs up); or nil, nil, err when the client went away.
 local function read_body(stream, headers)
-  local length = tonumber(headers:get("content-length") or "")
-  if length and length > MAX_BODY then util.fail(413, "bad_request", "The request body is too large") end
-  local body, err = stream:get_body_as_string(IO_TIMEOUT)
-  if not body then return nil, err end
-  -- lua-http may hand over a partial body when the client hangs up early
-  if length and #body < length then return nil, "body shorter than Content-Length" end
-  if #body > MAX_BODY then util.fail(413, "bad_request", "The request body is too large") end
-  return body
+  local cl = headers:get("content-length")
+  if cl and not cl:match("^%d+$") then return nil, 400, "Invalid Content-Length" end
+  local length = cl and tonumber(cl)
+  if length and length > MAX_BODY then return nil, 413, "The request body is too large" end
+  local chunked = stream.body_read_type == "chunked"
+  local parts, size, deadline = {}, 0, util.monotime() + IO_TIMEOUT
+  while true do
+    local left = deadline - util.monotime()
+    if left <= 0 then return nil, nil, "timed out reading the body" end
+    if chunked and size + next_chunk_size(stream, left) > MAX_BODY then
+      return nil, 413, "The request body is too large"
+    end
+    local chunk, err = stream:get_next_chunk(left)
+    if not chunk then
+      if err then return nil, nil, err end
+      break
+    end
+    size = size + #chunk
+    if size > MAX_BODY then return nil, 413, "The request body is too large" end
+    parts[#parts + 1] = chunk
+  end
+  -- lua-http may end a length-delimited body early when the client hangs up
+  if length and size < length then return nil, nil, "body shorter than Content-Length" end
+  return table.concat(parts)
 end
 
 ---------------------------------------------------------------- answers
@@ -118,6 +148,25 @@ end
 
 local function error_body(code, message)
   return util.encode{ ErrorCode = code, Message = message }
+end
+
+-- Answers a request whose body we will not read (malformed, too large) and
+-- hangs up: lua-http would otherwise try to read or drain that body to reuse
+-- the connection, and on a bad Content-Length it retries forever (100% CPU).
+-- A declared length up to DRAIN_BODY is read and dropped first, so the client
+-- (still sending) gets the answer instead of a reset.
+local DRAIN_BODY = 64 * 1024 * 1024
+local function reject(stream, status, message)
+  pcall(send, stream, status, error_body(util.codes.bad_request, message), nil, { connection = "close" })
+  local length = tonumber(stream.body_read_type == "length" and stream.body_read_left or nil)
+  if length and length <= DRAIN_BODY then
+    local deadline = util.monotime() + 10
+    while util.monotime() < deadline and stream.body_read_left > 0 do
+      if not stream:get_next_chunk(deadline - util.monotime()) then break end
+    end
+  end
+  abort(stream)
+  return status
 end
 
 -- Turns a raised value into (status, body, headers); logs internal errors.
@@ -246,19 +295,15 @@ local function handle_api(sandbox, stream, req)
     end
     req.inject_exception = rule.action == "exception"
   end
-  local ok, body_or_err = pcall(read_body, stream, req.headers)
-  if ok and not body_or_err then
-    util.log("%s %s: client went away while sending the body", req.method, req.path)
+  local request_body, refusal, message = read_body(stream, req.headers)
+  if not request_body then
+    if refusal then return faults.log_finish(entry, reject(stream, refusal, message)) end
+    util.log("%s %s: client went away while sending the body (%s)", req.method, req.path, tostring(message))
     abort(stream)
     return faults.log_finish(entry, 0)
   end
-  local status, body, extra
-  if ok then
-    req.body = body_or_err
-    status, body, extra = dispatch(sandbox, req)
-  else
-    status, body, extra = failure_answer(body_or_err)
-  end
+  req.body = request_body
+  local status, body, extra = dispatch(sandbox, req)
   persist(sandbox, req)
   if rule and rule.action and rule.action ~= "exception" then
     return faults.log_finish(entry, answer_spoiled(stream, rule, status, body, extra))
@@ -330,11 +375,14 @@ local hooks = {
 
 local function handle_hook(sandbox, stream, req)
   local hook = hooks[req.method .. " " .. req.lower_path:gsub("/$", "")]
+  local b, refusal, message = read_body(stream, req.headers)
+  if not b then
+    if refusal then return reject(stream, refusal, message) end
+    return abort(stream)
+  end
+  req.body = b
   local ok, status, body = pcall(function()
     if not hook then util.not_found("No sandbox hook " .. req.method .. " " .. req.path) end
-    local b, err = read_body(stream, req.headers)
-    if not b then error("client went away: " .. tostring(err)) end
-    req.body = b
     return 200, util.encode(hook(sandbox, req))
   end)
   if not ok then status, body = failure_answer(status) end
@@ -347,7 +395,8 @@ function server.onstream(sandbox, stream)
   local headers, err = stream:get_headers(IO_TIMEOUT)
   if not headers then
     if err then util.log("no request headers: %s", tostring(err)) end
-    return
+    if err == "invalid content-length" then return reject(stream, 400, "Invalid Content-Length") end
+    return abort(stream)
   end
   local method = headers:get(":method")
   local target = headers:get(":path") or "/"
