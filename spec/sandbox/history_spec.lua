@@ -100,6 +100,9 @@ describe("sandbox job history", function()
       { query = "query.returnLimit=2&query.pageReturned=2" })
     assert.equals(1, #page)
     assert.equals("entry3", page[1].Name)
+    local _, sorted = sb:http("GET", "/CertificateStores/" .. store.Id .. "/Inventory",
+      { query = "query.sortField=Name&query.sortAscending=1" })
+    assert.same({ "entry3", "entry2", "entry1" }, { sorted[1].Name, sorted[2].Name, sorted[3].Name })
     sb:http("POST", "/CertificateStores/Certificates/Remove", { body = { Schedule = { Immediate = true },
       CertificateStores = { { CertificateStoreId = store.Id, Alias = "entry2" } } } })
     local after = wait_for(function()

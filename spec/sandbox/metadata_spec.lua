@@ -65,4 +65,16 @@ describe("sandbox metadata", function()
     end
     assert.same(before, metadata_of(id))
   end)
+
+  it("checks enrollment metadata against the same fields", function()
+    local headers = { ["x-certificateformat"] = "PFX" }
+    local status, answer = sb:http("POST", "/Enrollment/PFX", { headers = headers, body = { Template = "WebServer",
+      Subject = "CN=meta-enroll.example.com", Password = "p", Metadata = { owner = "team-db", TicketNumber = 42 } } })
+    assert.equals(200, status)
+    assert.same({ Owner = "team-db", TicketNumber = "42" }, answer.Metadata)
+    local bad_status, bad = sb:http("POST", "/Enrollment/PFX", { headers = headers, body = { Template = "WebServer",
+      Subject = "CN=meta-bad.example.com", Password = "p", Metadata = { Environment = "Lab" } } })
+    assert.equals(400, bad_status)
+    assert.matches("Metadata.Environment", bad.Message, 1, true)
+  end)
 end)

@@ -49,6 +49,69 @@ describe("sandbox store management and agents", function()
     end)
   end)
 
+  it("approves, disapproves and resets agents; jobs of an unapproved agent's stores fail", function()
+    local a = agent_of("app03.sandbox.local")
+    local function status_of() return select(2, sb:http("GET", "/Agents/" .. a.AgentId)).Status end
+    local s1, _, _, raw = sb:http("POST", "/Agents/Disapprove", { body = '["' .. a.AgentId .. '"]' })
+    assert.equals(204, s1)
+    assert.equals("", raw)
+    assert.equals(3, status_of())
+    local _, enrolled = sb:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+      body = { Template = "WebServer", Subject = "CN=agent.example.com" } })
+    local store
+    for _, st in ipairs(select(2, sb:http("GET", "/CertificateStores"))) do
+      if st.AgentId == a.AgentId then store = st.Id end
+    end
+    sb:http("POST", "/Enrollment/PFX/Deploy", { body = { CertificateId = enrolled.CertificateInformation.KeyfactorId,
+      Password = "pw", Stores = { { StoreId = store } } } })
+    os.execute("sleep 0.3")
+    local _, history = sb:http("GET", "/OrchestratorJobs/JobHistory",
+      { query = "pq.queryString=" .. enc('CertStoreId -eq "' .. store .. '"') })
+    assert.equals(3, history[1].Result)
+    assert.matches("not approved", history[1].Message)
+    assert.equals(204, (sb:http("POST", "/Agents/" .. a.AgentId .. "/Reset")))
+    assert.equals(1, status_of())
+    assert.equals(204, (sb:http("POST", "/Agents/Approve", { body = { a.AgentId } })))
+    assert.equals(2, status_of())
+    -- every id is checked before any changes
+    local bad = sb:http("POST", "/Agents/Disapprove",
+      { body = '["' .. a.AgentId .. '", "00000000-0000-4000-8000-000000000000"]' })
+    assert.equals(404, bad)
+    assert.equals(2, status_of())
+    assert.equals(400, (sb:http("POST", "/Agents/Approve", { body = '{"' .. a.AgentId .. '":1}' })))
+    sb:http("POST", "/Agents/Reset", { body = { a.AgentId } })
+    assert.equals(1, status_of())
+    sb:http("POST", "/Agents/Approve", { body = { a.AgentId } })
+  end)
+
+  it("creates and deletes store types", function()
+    local status, t = sb:http("POST", "/CertificateStoreTypes", { body = { Name = "Java Keystore", ShortName = "JKS",
+      PasswordOptions = { EntrySupported = false, StoreRequired = true, Style = 0 },
+      Properties = { { Name = "ProviderName", DisplayName = "Provider", Type = 0, DependsOn = "", DefaultValue = "",
+        Required = false } } } })
+    assert.equals(200, status)
+    assert.equals(103, t.StoreType)
+    assert.equals(103, t.Properties[1].StoreTypeId)
+    assert.is_true(t.PasswordOptions.StoreRequired)
+    assert.equals("JKS", select(2, sb:http("GET", "/CertificateStoreTypes/103")).ShortName)
+    assert.equals(103, select(2, sb:http("GET", "/CertificateStoreTypes/Name/jks"))[1].StoreType)
+    assert.equals(3, #select(2, sb:http("GET", "/CertificateStoreTypes")))
+    assert.equals(400, (sb:http("POST", "/CertificateStoreTypes", { body = { Name = "Again", ShortName = "jks" } })))
+    assert.equals(400, (sb:http("POST", "/CertificateStoreTypes", { body = { Name = "No short name" } })))
+    assert.equals(400, (sb:http("POST", "/CertificateStoreTypes", { body = { Name = "x", ShortName = "X",
+      PrivateKeyAllowed = 7 } })))
+    -- a type in use cannot go; nor can a built-in one
+    local _, st = sb:http("POST", "/CertificateStores", { body = { ClientMachine = "app01.sandbox.local",
+      StorePath = "/opt/app/keystore.jks", CertStoreType = 103, AgentId = agent_of("app01.sandbox.local").AgentId } })
+    local used_status, used = sb:http("DELETE", "/CertificateStoreTypes/103")
+    assert.equals(400, used_status)
+    assert.matches(st.Id, used.Message, 1, true)
+    assert.equals(204, (sb:http("DELETE", "/CertificateStores/" .. st.Id)))
+    assert.equals(204, (sb:http("DELETE", "/CertificateStoreTypes/103")))
+    assert.equals(404, (sb:http("GET", "/CertificateStoreTypes/103")))
+    assert.equals(400, (sb:http("DELETE", "/CertificateStoreTypes/102")))
+  end)
+
   describe("stores", function()
     local function create(body, who)
       return sb:http("POST", "/CertificateStores", { body = body, auth = who })
@@ -133,5 +196,36 @@ describe("sandbox store management and agents", function()
       assert.equals(404, (sb:http("PUT", "/CertificateStores",
         { body = { Id = "00000000-0000-4000-8000-000000000000" } })))
     end)
+  end)
+
+  it("keeps created stores, metadata and the job history in --data DIR across restarts", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local a = sandbox.start{ port = 0, data = dir, job_delay = 0 }
+    local _, st = a:http("POST", "/CertificateStores", { body = { ClientMachine = "web02.sandbox.local",
+      StorePath = "/etc/ssl/kept.pem", CertStoreType = 101, AgentId = agent_of("web02.sandbox.local").AgentId,
+      InventorySchedule = { Interval = { Minutes = 5 } } } })
+    local _, enrolled = a:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+      body = { Template = "WebServer", Subject = "CN=kept.example.com" } })
+    local id = math.tointeger(enrolled.CertificateInformation.KeyfactorId)
+    a:http("PUT", "/Certificates/Metadata", { body = { Id = id, Metadata = { Owner = "kept" } } })
+    a:http("POST", "/Enrollment/PFX/Deploy", { body = { CertificateId = id, Password = "pw",
+      Stores = { { StoreId = st.Id } } } })
+    os.execute("sleep 0.1")
+    local _, before = a:http("GET", "/OrchestratorJobs/JobHistory")
+    a:stop()
+    local b = sandbox.start{ port = 0, data = dir }
+    local status, kept = b:http("GET", "/CertificateStores/" .. st.Id)
+    assert.equals(200, status)
+    assert.equals(5, kept.InventorySchedule.Interval.Minutes)
+    assert.is_nil(kept.ContainerId)
+    local _, cert = b:http("GET", "/Certificates/" .. id, { query = "includeLocations=true" })
+    assert.equals("kept", cert.Metadata.Owner)
+    assert.equals(st.Id, cert.Locations[1].CertStoreId)
+    local _, after = b:http("GET", "/OrchestratorJobs/JobHistory")
+    assert.equals(1, #before)
+    assert.same(before, after)
+    b:stop()
+    os.execute("rm -rf '" .. dir .. "'")
   end)
 end)

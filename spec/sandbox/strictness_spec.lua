@@ -96,4 +96,13 @@ describe("sandbox request strictness", function()
         .. '"Metadata":{"Owner":"{}"}}' })
     assert.equals("{}", enrolled.Metadata.Owner)
   end)
+
+  it("refuses query parameters the binder cannot convert", function()
+    for _, q in ipairs{ "includeLocations=yes", "pq.includeRevoked=2", "pq.returnLimit=ten", "pq.pageReturned=1.5" } do
+      local status, err = sb:http("GET", "/Certificates", { query = q })
+      assert.equals(400, status, q)
+      assert.matches(q:match("^[^=]+"), err.Message, 1, true)
+    end
+    assert.equals(200, (sb:http("GET", "/Certificates", { query = "includeLocations=True&pq.includeRevoked=0" })))
+  end)
 end)

@@ -6,6 +6,7 @@ local pki = require "keyfactor.sandbox.pki"
 local query = require "keyfactor.sandbox.query"
 local state = require "keyfactor.sandbox.state"
 local check = require "keyfactor.sandbox.check"
+local stores = require "keyfactor.sandbox.stores"
 
 local certificates = {}
 
@@ -97,7 +98,7 @@ end
 local function locations_count(sandbox, locations)
   local counts, order = {}, {}
   for _, loc in ipairs(locations) do
-    local t = sandbox.store_type_name(loc.StoreType)
+    local t = stores.type_name(loc.StoreType, sandbox)
     if not counts[t] then order[#order + 1] = t end
     counts[t] = (counts[t] or 0) + 1
   end
@@ -155,7 +156,7 @@ function certificates.render(sandbox, cert, opts)
 end
 
 ---------------------------------------------------------------- query fields
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 certificates.fields = {
   id = field(function(c) return c.id end, "number"),
@@ -219,7 +220,7 @@ local function get_locations(sandbox, _, id)
   for _, loc in ipairs(certificates.locations(sandbox, cert)) do
     local group = by_type[loc.StoreType]
     if not group then
-      group = { StoreType = sandbox.store_type_name(loc.StoreType), StoreTypeId = loc.StoreType,
+      group = { StoreType = stores.type_name(loc.StoreType, sandbox), StoreTypeId = loc.StoreType,
         StoreCount = 0, Locations = util.array() }
       by_type[loc.StoreType] = group
       details[#details + 1] = group

@@ -239,6 +239,25 @@ function check.date(t, name, required, label)
   return util.parse_iso(s)
 end
 
+-- The x-certificateformat header in the spelling of `allowed` (lower-case
+-- value -> name); `default` when absent (required when there is none).
+function check.format_header(req, allowed, default)
+  local value = req.headers:get("x-certificateformat")
+  if not value or value == "" then
+    if default then return default end
+    util.bad_request("The x-certificateformat header is required")
+  end
+  local format = allowed[value:lower()]
+  if not format then
+    local names = {}
+    for _, v in pairs(allowed) do names[#names + 1] = v end
+    table.sort(names)
+    util.bad_request("x-certificateformat '" .. value .. "' is not valid here (use "
+      .. table.concat(names, ", ") .. ")")
+  end
+  return format
+end
+
 -- An integer id from the URL path.
 function check.path_int(s, name)
   if math.type(s) == "integer" then return s end

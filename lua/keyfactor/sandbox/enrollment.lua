@@ -6,6 +6,7 @@ local state = require "keyfactor.sandbox.state"
 local check = require "keyfactor.sandbox.check"
 local certificates = require "keyfactor.sandbox.certificates"
 local jobs = require "keyfactor.sandbox.jobs"
+local metadata_fields = require "keyfactor.sandbox.metadata"
 local csr_mod = require "openssl.x509.csr"
 
 local enrollment = {}
@@ -37,20 +38,6 @@ local CSR_FIELDS = with_common{ CSR = "string" }
 local RENEW_FIELDS = { CertificateId = "int", Thumbprint = "string", CertificateAuthority = "string",
   Template = "string", Timestamp = "date" }
 
-local function format_header(req, allowed)
-  local value = req.headers:get("x-certificateformat")
-  if not value or value == "" then util.bad_request("The x-certificateformat header is required") end
-  local format = allowed[value:lower()]
-  if not format then
-    local names = {}
-    for _, v in pairs(allowed) do names[#names + 1] = v end
-    table.sort(names)
-    util.bad_request("x-certificateformat '" .. value .. "' is not valid here (use " .. table.concat(names,
-      ", ") .. ")")
-  end
-  return format
-end
-
 local function check_template(body)
   local name = check.string(body, "Template", true)
   local template = state.template(name)
@@ -72,12 +59,13 @@ local function check_common(body)
   check_ca(body)
   check.date(body, "Timestamp", false)
   check.bool(body, "IncludeChain")
-  local metadata = check.object(body, "Metadata") or {}
-  check.object(body, "AdditionalEnrollmentFields")
-  local days = body.ValidityDays
-  if days ~= nil and days ~= util.null and type(days) ~= "number" then
-    util.fail(400, "wrong_type", "ValidityDays must be a number")
+  -- names and values checked against the metadata fields, as the server does
+  local metadata = metadata_fields.validate(check.object(body, "Metadata") or {}, "Metadata")
+  for name, v in pairs(metadata) do
+    if v == "" then metadata[name] = nil end
   end
+  check.object(body, "AdditionalEnrollmentFields")
+  local days = body.ValidityDays   -- a sandbox extension: a number (COMMON_FIELDS)
   return {
     template = check_template(body),
     sans = pki.check_sans(body.SANs),
@@ -170,7 +158,7 @@ local function v2_targets(sandbox, body, renewal)
 end
 
 local function enroll_pfx(sandbox, req)
-  local format = format_header(req, PFX_FORMATS)
+  local format = check.format_header(req, PFX_FORMATS)
   local v2 = (req.headers:get("x-keyfactor-api-version") or ""):match("^2") ~= nil
   local body = check.body(req, v2 and PFX_V2_FIELDS or PFX_FIELDS)
   local common = check_common(body)
@@ -234,7 +222,7 @@ local function csr_certificates(sandbox, record, format, include_chain)
 end
 
 local function enroll_csr(sandbox, req)
-  local format = format_header(req, CSR_FORMATS)
+  local format = check.format_header(req, CSR_FORMATS)
   local body = check.body(req, CSR_FIELDS)
   local csr_text = check.string(body, "CSR", true)
   local common = check_common(body)

@@ -28,7 +28,7 @@ local function entry(sandbox, n, job)
   }, store
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 -- Query fields over {entry, job}; CertStoreId (the store GUID) is not in the
 -- answer, but is how a client finds the jobs of one store.

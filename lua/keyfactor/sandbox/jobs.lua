@@ -11,6 +11,7 @@ local check = require "keyfactor.sandbox.check"
 local auth = require "keyfactor.sandbox.auth"
 local stores = require "keyfactor.sandbox.stores"
 local certificates = require "keyfactor.sandbox.certificates"
+local agents = require "keyfactor.sandbox.agents"
 
 local jobs = {}
 
@@ -38,11 +39,11 @@ local function job_guid(n)
 end
 
 -- Why a job for `cert` on `store` cannot be created, or nil when it can.
-local function refusal(user, cert, store, password, needs_key)
+local function refusal(sandbox, user, cert, store, password, needs_key)
   if not store then return "unknown store" end
   if not auth.may_schedule(user,
     store.ContainerName) then return "no permission on container " .. store.ContainerName end
-  local t = stores.type_by_id(store.CertStoreType)
+  local t = stores.type_by_id(store.CertStoreType, sandbox)
   if needs_key and t and t.PasswordOptions.EntrySupported and (password or "") == "" then
     return "an entry password is required for " .. t.ShortName .. " stores"
   end
@@ -70,6 +71,11 @@ local function complete(sandbox, job)
     return "failed"
   end
   job.machine, job.store_path = store.ClientMachine, store.StorePath
+  local agent = agents.find(store.AgentId)
+  if agent and agents.status(sandbox, agent.AgentId) ~= agents.APPROVED then
+    job.message = string.format("The orchestrator %s of %s is not approved", agent.AgentId, store.ClientMachine)
+    return "failed"
+  end
   if store.ClientMachine == state.BROKEN_MACHINE then
     job.message = string.format("Unable to reach %s: the orchestrator could not connect to the store %s "
       .. "(connection refused)", store.ClientMachine, store.StorePath)
@@ -110,20 +116,18 @@ function jobs.process(sandbox)
 end
 
 ---------------------------------------------------------------- Deploy
--- Targets from `Stores`, or from the legacy `StoreIds` + `StoreTypes`.
+-- Targets from `Stores`, or from the legacy `StoreIds` + `StoreTypes`
+-- (their kinds checked by check.body with DEPLOY_FIELDS).
 local function deploy_targets(sandbox, body)
   local list = check.array(body, "Stores", false)
   local targets = {}
   if list then
     for i, entry in ipairs(list) do
-      local label = string.format("Stores[%d]", i)
-      if type(entry) ~= "table" then util.fail(400, "wrong_type", label .. " must be an object") end
       targets[i] = {
-        id = check.string(entry, "StoreId", true, label .. ".StoreId"),
-        alias = check.string(entry, "Alias", false, label .. ".Alias"),
-        overwrite = check.bool(entry, "Overwrite", label .. ".Overwrite") or false,
+        id = check.string(entry, "StoreId", true, string.format("Stores[%d].StoreId", i)),
+        alias = entry.Alias ~= util.null and entry.Alias or nil,
+        overwrite = entry.Overwrite == true,
       }
-      check.object(entry, "Properties", label .. ".Properties")
     end
     return targets
   end
@@ -131,16 +135,11 @@ local function deploy_targets(sandbox, body)
   if not ids then util.fail(400, "missing_field", "Stores (or the legacy StoreIds) is required") end
   local per_type = {}
   for i, entry in ipairs(check.array(body, "StoreTypes", false) or {}) do
-    local label = string.format("StoreTypes[%d]", i)
-    if type(entry) ~= "table" then util.fail(400, "wrong_type", label .. " must be an object") end
-    local type_id = check.int(entry, "StoreTypeId", true, label .. ".StoreTypeId")
-    per_type[type_id] = {
-      alias = check.string(entry, "Alias", false, label .. ".Alias"),
-      overwrite = check.bool(entry, "Overwrite", label .. ".Overwrite") or false,
-    }
+    local type_id = check.int(entry, "StoreTypeId", true, string.format("StoreTypes[%d].StoreTypeId", i))
+    per_type[type_id] = { alias = entry.Alias ~= util.null and entry.Alias or nil,
+      overwrite = entry.Overwrite == true }
   end
   for i, id in ipairs(ids) do
-    if type(id) ~= "string" then util.fail(400, "wrong_type", string.format("StoreIds[%d] must be a string", i)) end
     local store = state.store_by_id(sandbox.state, id)
     local settings = store and per_type[store.CertStoreType] or {}
     targets[i] = { id = id, alias = settings.alias, overwrite = settings.overwrite or false }
@@ -170,7 +169,7 @@ function jobs.schedule(sandbox, req, cert, targets, password, run_at)
   local ok, failed = util.array(), util.array()
   for _, target in ipairs(targets) do
     local store = util.is_guid(target.id) and state.store_by_id(sandbox.state, target.id) or nil
-    local why = refusal(req.user, cert, store, password, true)
+    local why = refusal(sandbox, req.user, cert, store, password, true)
     if why then
       util.log("deploy of certificate %d to %s refused: %s", cert.id, target.id, why)
       failed[#failed + 1] = target.id
@@ -210,22 +209,14 @@ end
 local function schedule_time(body)
   local sched = check.object(body, "Schedule")
   if not sched then util.fail(400, "missing_field", "Schedule is required") end
-  if type(sched.ExactlyOnce) == "table" then
-    local t = util.parse_iso(sched.ExactlyOnce.Time)
-    if not t then util.fail(400, "wrong_type", "Schedule.ExactlyOnce.Time must be an ISO 8601 date-time") end
-    return t
-  end
-  return nil
+  local once = sched.ExactlyOnce
+  return once and once ~= util.null and check.date(once, "Time", true, "Schedule.ExactlyOnce.Time") or nil
 end
 
 local function store_entries(body)
   local list = check.array(body, "CertificateStores", true)
   for i, entry in ipairs(list) do
-    local label = string.format("CertificateStores[%d]", i)
-    if type(entry) ~= "table" then util.fail(400, "wrong_type", label .. " must be an object") end
-    check.string(entry, "CertificateStoreId", true, label .. ".CertificateStoreId")
-    check.string(entry, "Alias", false, label .. ".Alias")
-    check.bool(entry, "Overwrite", label .. ".Overwrite")
+    check.string(entry, "CertificateStoreId", true, string.format("CertificateStores[%d].CertificateStoreId", i))
   end
   return list
 end
@@ -238,7 +229,7 @@ local function add_certificate(sandbox, req)
   for _, entry in ipairs(store_entries(body)) do
     local store = stores.find(sandbox, entry.CertificateStoreId)
     local password = type(entry.EntryPassword) == "table" and entry.EntryPassword.SecretValue or nil
-    local why = refusal(req.user, cert, store, password, entry.IncludePrivateKey == true)
+    local why = refusal(sandbox, req.user, cert, store, password, entry.IncludePrivateKey == true)
     if why then util.fail(why:match("^no permission") and 403 or 400, "bad_request", why) end
     ids[#ids + 1] = add_job(sandbox, { kind = "add", cert_id = cert.id, store_id = store.Id,
       alias = entry.Alias or cert.thumbprint, overwrite = entry.Overwrite == true }, run_at).id

@@ -79,7 +79,7 @@ function metadata.validate(values, label)
   return out
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local query_fields = {
   id = field(function(f) return f.Id end, "number"),

@@ -21,20 +21,6 @@ local FIELDS = {
   IncludeChain = "bool", ChainOrder = "string", Password = "string",
 }
 
-local function format_header(req, allowed, default)
-  local value = req.headers:get("x-certificateformat")
-  if not value or value == "" then return default end
-  local format = allowed[value:lower()]
-  if not format then
-    local names = {}
-    for _, v in pairs(allowed) do names[#names + 1] = v end
-    table.sort(names)
-    util.bad_request("x-certificateformat '" .. value .. "' is not valid here (use "
-      .. table.concat(names, ", ") .. ")")
-  end
-  return format
-end
-
 local function normal_hex(s) return (s:upper():gsub("[%s:]", "")) end
 
 -- The certificate the body names (400 when it names none, 404 when unknown).
@@ -88,7 +74,7 @@ local function file_name(cert, ext)
 end
 
 local function recover(sandbox, req)
-  local format = format_header(req, RECOVER_FORMATS, "PFX")
+  local format = check.format_header(req, RECOVER_FORMATS, "PFX")
   local body = check.body(req, FIELDS)
   local password = check.string(body, "Password", true)
   if password == "" then util.fail(400, "missing_field", "Password is required") end
@@ -112,7 +98,7 @@ local function recover(sandbox, req)
 end
 
 local function download(sandbox, req)
-  local format = format_header(req, DOWNLOAD_FORMATS, "P7B")
+  local format = check.format_header(req, DOWNLOAD_FORMATS, "P7B")
   local body = check.body(req, FIELDS)
   check.int(body, "CollectionId", false)
   local cert = find(sandbox, body)

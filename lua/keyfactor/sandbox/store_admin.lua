@@ -1,5 +1,6 @@
 -- Certificate store management: POST /CertificateStores (create),
--- PUT /CertificateStores (update), DELETE /CertificateStores/{id} (204).
+-- PUT /CertificateStores (update), DELETE /CertificateStores/{id} (204), and
+-- store types: POST /CertificateStoreTypes, DELETE /CertificateStoreTypes/{id}.
 -- The store's container, store type and agent must exist; Properties is a
 -- JSON object encoded as a string, as the API carries it.
 local util = require "keyfactor.sandbox.util"
@@ -77,7 +78,9 @@ local function create(sandbox, req)
   if machine == "" or path == "" then
     util.fail(400, "missing_field", "ClientMachine and StorePath must not be empty")
   end
-  if not stores.type_by_id(type_id) then util.bad_request("Certificate store type " .. type_id .. " was not found") end
+  if not stores.type_by_id(type_id, sandbox) then
+    util.bad_request("Certificate store type " .. type_id .. " was not found")
+  end
   local st = { ClientMachine = machine, StorePath = path, CertStoreType = type_id,
     AgentId = agent_id(body, true), Properties = "{}", inventory = {} }
   apply(st, body)
@@ -125,7 +128,77 @@ local function delete(sandbox, req, id)
   return nil, 204
 end
 
+---------------------------------------------------------------- store types
+local a, o = check.array_of, check.object_of
+local PROPERTY = o{ StoreTypeId = "int", Name = "string", DisplayName = "string", Type = "int",
+  DependsOn = "string", DefaultValue = "string", Required = "bool", RequiredWhen = check.map_of("bool"),
+  Options = "string" }
+local TYPE_FIELDS = {
+  Name = "string", ShortName = "string", Capability = "string", LocalStore = "bool",
+  SupportedOperations = o{ Add = "bool", Create = "bool", Discovery = "bool", Enrollment = "bool", Remove = "bool" },
+  Properties = a(PROPERTY), EntryParameters = a(PROPERTY),
+  PasswordOptions = o{ EntrySupported = "bool", StoreRequired = "bool", Style = "int" },
+  StorePathType = "string", StorePathValue = "string", PrivateKeyAllowed = "int", ServerRequired = "bool",
+  PowerShell = "bool", BlueprintAllowed = "bool", CustomAliasAllowed = "int", ServerRegistration = "int",
+  InventoryEndpoint = "string", JobProperties = a("string"),
+}
+local ENUMS = { PrivateKeyAllowed = 2, CustomAliasAllowed = 2 }
+
+-- POST /CertificateStoreTypes: a new type from the seed's defaults and the body.
+local function create_type(sandbox, req)
+  local body = check.body(req, TYPE_FIELDS)
+  local name = check.string(body, "Name", true)
+  local short = check.string(body, "ShortName", true)
+  if name == "" or short == "" then util.fail(400, "missing_field", "Name and ShortName must not be empty") end
+  local next_id = state.STORE_TYPE_PKCS12
+  for _, t in ipairs(stores.all_types(sandbox)) do
+    if t.ShortName:lower() == short:lower() then
+      util.bad_request("A certificate store type with ShortName '" .. short .. "' already exists")
+    end
+    next_id = math.max(next_id, math.tointeger(t.StoreType))
+  end
+  local t = stores.new_type(next_id + 1, short, name, false, util.array())
+  for k in pairs(TYPE_FIELDS) do
+    local v = body[k]
+    if v ~= nil and v ~= util.null then
+      if ENUMS[k] and (v < 0 or v > ENUMS[k]) then util.bad_request(k .. " must be 0, 1 or 2") end
+      t[k] = type(v) == "table" and check.is_array(v) and util.array(v) or v
+    end
+  end
+  for _, list in ipairs{ t.Properties, t.EntryParameters } do
+    for _, p in ipairs(list) do p.StoreTypeId = t.StoreType end
+  end
+  sandbox.state.store_types = sandbox.state.store_types or {}
+  table.insert(sandbox.state.store_types, t)
+  sandbox.dirty = true
+  return t
+end
+
+-- DELETE /CertificateStoreTypes/{id}: only a created type no store uses.
+local function delete_type(sandbox, _, id)
+  local n = check.path_int(id, "id")
+  local t = stores.type_by_id(n, sandbox)
+  if not t then util.not_found("Certificate store type " .. id .. " was not found") end
+  for _, st in ipairs(sandbox.state.stores) do
+    if st.CertStoreType == n then
+      util.bad_request("Certificate store type " .. id .. " is used by store " .. st.Id)
+    end
+  end
+  for i, custom in ipairs(sandbox.state.store_types or {}) do
+    if custom == t then
+      table.remove(sandbox.state.store_types, i)
+      sandbox.dirty = true
+      return nil, 204
+    end
+  end
+  util.bad_request("Certificate store type " .. id .. " is built in")
+end
+
 store_admin.routes = {
+  { method = "POST", path = "/CertificateStoreTypes", handler = create_type,
+    summary = "Creates a certificate store type (Name and ShortName required)" },
+  { method = "DELETE", path = "/CertificateStoreTypes/{id:int}", handler = delete_type,
+    summary = "Deletes a created store type no store uses; 204" },
   { method = "POST", path = "/CertificateStores", handler = create,
     summary = "Creates a certificate store (container, store type and agent must exist)" },
   { method = "PUT", path = "/CertificateStores", handler = update, summary = "Updates a certificate store" },

@@ -26,7 +26,7 @@ local function render(r)
   }
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local fields = {
   id = field(function(r) return r.id end, "number"),
@@ -70,10 +70,7 @@ local function approve(sandbox, req)
   auth.require_admin(req.user, "approve certificate requests")
   local body = check.array_body(req)
   local result = { Successes = util.array(), Failures = util.array(), Denials = util.array() }
-  for i, v in ipairs(body) do
-    local id = util.integer(v)
-    if not id then util.fail(400, "wrong_type", string.format("[%d] must be an integer request id", i)) end
-  end
+  check.conform(body, check.array_of("int"), "request ids")
   for _, v in ipairs(body) do
     local id = util.integer(v)
     local r = state.request(sandbox.state, id)
