@@ -46,9 +46,9 @@ SECTION=$(cat <<MD
 
 \`bash bench/fleet.sh\`: $N certificates due, renewed by W \`bin/keyfactor-fleet work\` processes sharing
 one Redis queue (concurrency $CONCURRENCY each, settle $SETTLE s), against the sandbox (job delay 0.05 s),
-all on this machine; from the workers' start to the last renewal recorded.  Each renewal is six
+all on this machine; from the workers' start to the last renewal recorded.  Each renewal is seven
 Keyfactor calls (read, highest id, claim, read back after the settle wait, look for a newer
-certificate, renew) plus the mark; the settle wait dominates one job's time, so throughput grows with
+certificate, renew, mark); the settle wait dominates one job's time, so throughput grows with
 workers x concurrency until the sandbox (one Lua process making the certificates) is the limit.
 
 | workers | certificates | seconds | renewed/s |
