@@ -129,7 +129,9 @@ end
 -- released).
 -- The client's `timeout` must be at most `lease / 4`: a renewal is only
 -- started within `lease / 2` of the claim and must end before others may take
--- the claim over (the rest is room for clock skew between hosts).
+-- the claim over (the rest is room for clock skew between hosts, and for the
+-- transport's backoff before resending a POST that never reached the server:
+-- up to `retries` x 8 s, so keep the lease well above that).
 function claim.renew_once(kf, cert_id, opts)
   if type(opts) ~= "table" or type(opts.owner) ~= "string" or opts.owner:find("%s") then
     error("keyfactor.fleet.claim.renew_once: opts.owner must be a string without spaces", 2)
