@@ -75,9 +75,7 @@ local function random_token()
 end
 
 local function set_mark(kf, cert_id, value)
-  local fields = { [claim.FIELD] = value }
-  if kf.set_metadata then return kf:set_metadata(cert_id, fields) end
-  return kf:request("PUT", "/Certificates/Metadata", { body = { Id = cert_id, Metadata = fields } })
+  return kf:set_metadata(cert_id, { [claim.FIELD] = value })
 end
 
 -- Runs an iterator loop, turning a raised error table into nil, err.
