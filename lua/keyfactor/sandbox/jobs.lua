@@ -60,7 +60,6 @@ local function add_job(sandbox, fields, run_at)
   fields.run_at = run_at
   fields.due = math.max(util.now(), run_at or 0) + sandbox.opts.job_delay
   s.jobs[#s.jobs + 1] = fields
-  sandbox.dirty = true
   return fields
 end
 
@@ -104,15 +103,17 @@ local function complete(sandbox, job)
 end
 
 -- Runs every job whose time has come. Called before each request is handled.
+-- Completes the jobs that are due; returns how many (the server persists then).
 function jobs.process(sandbox)
-  local now = util.now()
+  local now, done = util.now(), 0
   for _, job in ipairs(sandbox.state.jobs) do
     if job.status == "pending" and job.due <= now then
       job.status = complete(sandbox, job)
       job.finished = now
-      sandbox.dirty = true
+      done = done + 1
     end
   end
+  return done
 end
 
 ---------------------------------------------------------------- Deploy
@@ -255,10 +256,14 @@ local function remove_certificate(sandbox, req)
 end
 
 jobs.routes = {
-  { "POST", "/Enrollment/PFX/Deploy", deploy },
-  { "POST", "/Enrollment/PFX/Replace", replace },
-  { "POST", "/CertificateStores/Certificates/Add", add_certificate },
-  { "POST", "/CertificateStores/Certificates/Remove", remove_certificate },
+  { method = "POST", path = "/Enrollment/PFX/Deploy", handler = deploy,
+    summary = "Deploy a PFX enrollment to stores" },
+  { method = "POST", path = "/Enrollment/PFX/Replace", handler = replace,
+    summary = "Replace a certificate in stores" },
+  { method = "POST", path = "/CertificateStores/Certificates/Add", handler = add_certificate,
+    summary = "Add a certificate to stores (management job)" },
+  { method = "POST", path = "/CertificateStores/Certificates/Remove", handler = remove_certificate,
+    summary = "Remove a certificate from stores (management job)" },
 }
 
 return jobs

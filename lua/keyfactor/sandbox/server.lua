@@ -16,6 +16,7 @@ local faults = require "keyfactor.sandbox.faults"
 local jobs = require "keyfactor.sandbox.jobs"
 local stores = require "keyfactor.sandbox.stores"
 local catalog = require "keyfactor.sandbox.catalog"
+local router = require "keyfactor.sandbox.router"
 
 local server = {}
 
@@ -25,59 +26,25 @@ local IO_TIMEOUT = 30
 local MAX_BODY = 16 * 1024 * 1024
 
 ---------------------------------------------------------------- routing
+-- The resource modules, each exporting `routes` (the contract is in router.lua).
+local MODULES = {
+  require "keyfactor.sandbox.certificates", require "keyfactor.sandbox.enrollment",
+  jobs, stores, require "keyfactor.sandbox.workflow", catalog,
+  require "keyfactor.sandbox.agents", require "keyfactor.sandbox.metadata",
+  require "keyfactor.sandbox.history", require "keyfactor.sandbox.retrieval",
+  require "keyfactor.sandbox.store_admin",
+}
+
 local function status_endpoints(sandbox)
-  return catalog.endpoint_list(sandbox.routes), 200, { ["x-keyfactor-product-version"] = PRODUCT_VERSION }
+  return router.endpoints(sandbox.routes), 200, { ["x-keyfactor-product-version"] = PRODUCT_VERSION }
 end
 
 local function build_routes()
-  local routes = {}
-  local modules = {
-    require "keyfactor.sandbox.certificates", require "keyfactor.sandbox.enrollment",
-    jobs, stores, require "keyfactor.sandbox.workflow", catalog,
-  }
-  for _, name in ipairs{ "agents", "metadata", "history", "retrieval", "store_admin" } do
-    modules[#modules + 1] = require("keyfactor.sandbox." .. name)
-  end
-  for _, m in ipairs(modules) do
-    for _, r in ipairs(m.routes) do
-      -- named-field routes ({method=, path=, handler=}) until the router takes them
-      if r.method then
-        r = { r.method, (r.path:gsub("{[%w_]+:int}", "(%%d+)"):gsub("{[%w_]+}", "([^/]+)")), r.handler }
-      end
-      routes[#routes + 1] = r
-    end
-  end
-  routes[#routes + 1] = { "GET", "/Status/Endpoints", status_endpoints }
-  -- Literal routes first, so /certificates/revoke never matches /certificates/(id).
-  local function literal(r) return r[2]:find("(", 1, true) == nil end
-  table.sort(routes, function(a, b)
-    if literal(a) ~= literal(b) then return literal(a) end
-    return #a[2] > #b[2]
-  end)
-  for _, r in ipairs(routes) do
-    r.pattern = "^" .. r[2]:lower() .. "/?$"
-    r.display = r[2]:gsub("%(%[%^/%]%+%)", "{id}"):gsub("%(%%d%+%)", "{id}")
-  end
-  return routes
-end
-
-local function find_route(routes, method, lower_path)
-  local sub = lower_path:sub(#API + 1)
-  local path_known = false
-  for _, r in ipairs(routes) do
-    local captures = { sub:match(r.pattern) }
-    if captures[1] then
-      if r[1] == method then
-        -- a pattern without captures yields the whole match, which is no argument
-        if not r[2]:find("(", 1, true) then captures = {} end
-        return r, captures
-      end
-      path_known = true
-    end
-  end
-  if path_known then util.fail(405, "bad_request",
-    "The requested resource does not support http method '" .. method .. "'") end
-  util.not_found("No HTTP resource was found that matches the request URI '" .. lower_path .. "'")
+  local lists = {}
+  for i, m in ipairs(MODULES) do lists[i] = m.routes end
+  lists[#lists + 1] = { { method = "GET", path = "/Status/Endpoints", handler = status_endpoints,
+    summary = "The endpoints this server offers" } }
+  return router.new(table.unpack(lists))
 end
 
 ---------------------------------------------------------------- requests
@@ -172,13 +139,13 @@ end
 -- Runs the API request; returns status, encoded body, extra headers.
 local function dispatch(sandbox, req)
   local ok, status, body, headers = xpcall(function()
-    jobs.process(sandbox)
+    if jobs.process(sandbox) > 0 then req.changed = true end
     if req.lower_path == "/oauth2/token" then
       if req.method ~= "POST" then util.fail(405, "bad_request", "Use POST for /oauth2/token") end
       local answer, code = auth.token(sandbox, req)
       return code or 200, util.encode(answer)
     end
-    local route, captures = find_route(sandbox.routes, req.method, req.lower_path)
+    local route, captures = router.match(sandbox.routes, req.method, req.path:sub(#API + 1))
     req.user = auth.authenticate(sandbox, req.headers)
     if not req.headers:get("x-keyfactor-requested-with") then
       util.bad_request("The x-keyfactor-requested-with header is required")
@@ -188,8 +155,9 @@ local function dispatch(sandbox, req)
       util.bad_request("Unsupported x-keyfactor-api-version '" .. version .. "'")
     end
     if req.inject_exception then error("injected handler exception") end
-    local answer, code, extra = route[3](sandbox, req, table.unpack(captures))
-    if answer == nil and code == 204 then return 204, "", extra end
+    req.routed = true
+    local answer, code, extra = route.handler(sandbox, req, table.unpack(captures))
+    if answer == nil and code == 204 then return 204, "", extra end   -- no body, as the contract says
     return code or 200, util.encode(answer), extra
   end, traceback)
   if not ok then
@@ -200,11 +168,13 @@ local function dispatch(sandbox, req)
   return status, body, headers
 end
 
-local function persist(sandbox)
-  if sandbox.dirty and sandbox.persistent then
+-- Persistence by construction: saves (with --data) after a request that may
+-- have changed the state: any non-GET request that reached a handler, or one
+-- during which the job sweep completed a job. Handlers do nothing for it.
+local function persist(sandbox, req)
+  if sandbox.persistent and (req == true or req.changed or (req.routed and req.method ~= "GET")) then
     state.save(sandbox.state, sandbox.dir)
   end
-  sandbox.dirty = false
 end
 
 -- Streams a large JSON body in chunks (fault action "oversize").
@@ -290,7 +260,7 @@ local function handle_api(sandbox, stream, req)
   else
     status, body, extra = failure_answer(body_or_err)
   end
-  persist(sandbox)
+  persist(sandbox, req)
   if rule and rule.action and rule.action ~= "exception" then
     return faults.log_finish(entry, answer_spoiled(stream, rule, status, body, extra))
   end
@@ -323,8 +293,7 @@ end
 function server.reset(sandbox)
   sandbox.state = state.fresh()
   sandbox.tokens, sandbox.faults, sandbox.request_log = {}, {}, {}
-  sandbox.dirty = true
-  persist(sandbox)
+  persist(sandbox, true)
 end
 
 local hooks = {
@@ -354,8 +323,8 @@ local hooks = {
     auth.expire_tokens(sandbox)
     return { expired = true }
   end,
-  ["GET /_sandbox/state"] = function(sandbox)
-    jobs.process(sandbox)
+  ["GET /_sandbox/state"] = function(sandbox, req)
+    if jobs.process(sandbox) > 0 then req.changed = true end
     return state_summary(sandbox)
   end,
 }
@@ -370,7 +339,7 @@ local function handle_hook(sandbox, stream, req)
     return 200, util.encode(hook(sandbox, req))
   end)
   if not ok then status, body = failure_answer(status) end
-  persist(sandbox)
+  persist(sandbox, req)
   send(stream, status, body)
 end
 
@@ -444,8 +413,7 @@ function server.new(opts)
   end
   local sandbox = {
     opts = opts, dir = dir, persistent = opts.data ~= nil,
-    tokens = {}, faults = {}, request_log = {}, dirty = false,
-    store_type_name = stores.type_name,
+    tokens = {}, faults = {}, request_log = {},
   }
   sandbox.ca = pki.load_or_create_ca(dir)
   sandbox.state = state.load(sandbox.persistent and dir or nil)
@@ -475,8 +443,7 @@ function server.run(opts, announce)
     local signo = listener:wait()
     util.log("signal %s: stopping", tostring(signo))
     srv:close()
-    sandbox.dirty = true
-    persist(sandbox)
+    persist(sandbox, true)
     -- Open keep-alive connections would hold the loop for minutes: leave now.
     os.exit(0, true)
   end)

@@ -101,7 +101,6 @@ local function deny(sandbox, req)
     else
       r.status = "denied"
       r.denial_comment = comment
-      sandbox.dirty = true
       table.insert(result.Denials, outcome(r, comment))
     end
   end
@@ -109,11 +108,16 @@ local function deny(sandbox, req)
 end
 
 workflow.routes = {
-  { "GET", "/Workflow/Certificates/Pending", listing("pending") },
-  { "GET", "/Workflow/Certificates/Denied", listing("denied") },
-  { "POST", "/Workflow/Certificates/Approve", approve },
-  { "POST", "/Workflow/Certificates/Deny", deny },
-  { "GET", "/Workflow/Certificates/(%d+)", get_one },
+  { method = "GET", path = "/Workflow/Certificates/Pending", handler = listing("pending"),
+    summary = "Requests waiting for approval" },
+  { method = "GET", path = "/Workflow/Certificates/Denied", handler = listing("denied"),
+    summary = "Denied requests" },
+  { method = "POST", path = "/Workflow/Certificates/Approve", handler = approve,
+    summary = "Approve pending requests" },
+  { method = "POST", path = "/Workflow/Certificates/Deny", handler = deny,
+    summary = "Deny pending requests" },
+  { method = "GET", path = "/Workflow/Certificates/{id:int}", handler = get_one,
+    summary = "One certificate request by id" },
 }
 
 return workflow
