@@ -94,13 +94,6 @@ local function process_id()
 end
 fleet.process_id = process_id
 
---- A fleet member.  `opts`: kf (a client; required), redis (an open
--- redis-lua client, or {host, port}; default 127.0.0.1:6379), prefix
--- ("kf:fleet"), name (this consumer's name in the group; default
--- host:pid), concurrency (renewals at once, 8), batch (jobs taken per round,
--- 4 x concurrency), reclaim_idle (seconds before another worker takes a job
--- over, 60), lease and settle (keyfactor.fleet.claim; 600 and 2), log
--- (function(line)), on_stage (keyfactor.fleet.claim).
 local function positive(value, path)
   if type(value) ~= "number" or value <= 0 then v.fail(path, "must be a positive number") end
   return value
@@ -123,6 +116,13 @@ local OPTIONS = v.record({
   reclaim_idle = positive, lease = positive, settle = positive, log = callable, on_stage = callable,
 }, { "kf" })
 
+--- A fleet member.  `opts`: kf (a client; required), redis (an open
+-- redis-lua client, or {host, port}; default 127.0.0.1:6379), prefix
+-- ("kf:fleet"), name (this consumer's name in the group; default
+-- host:pid), concurrency (renewals at once, 8), batch (jobs taken per round,
+-- 4 x concurrency), reclaim_idle (seconds before another worker takes a job
+-- over, 60), lease and settle (keyfactor.fleet.claim; 600 and 2), log
+-- (function(line)), on_stage (keyfactor.fleet.claim).
 function fleet.new(opts)
   opts = v.check("keyfactor.fleet.new", OPTIONS, opts, "opts")
   if opts.name and opts.name:find("%s") then v.raise("keyfactor.fleet.new", "opts.name must not contain spaces") end
@@ -144,7 +144,8 @@ function fleet.new(opts)
   }, Fleet)
   self.batch = opts.batch or 4 * self.concurrency
   -- the group, made once for everyone (BUSYGROUP: it exists already)
-  pcall(db.xgroup, db, "CREATE", self.keys.jobs, GROUP, "0", "MKSTREAM")
+  local ok, err = pcall(db.xgroup, db, "CREATE", self.keys.jobs, GROUP, "0", "MKSTREAM")
+  if not ok and not tostring(err):find("BUSYGROUP", 1, true) then error(err, 0) end
   return self
 end
 
@@ -169,7 +170,7 @@ function Fleet:schedule(opts)
   opts = opts or {}
   local days = opts.days or 30
   local now = os.time()
-  local query = string.format('NotAfter -le "%s"', os.date("!%Y-%m-%dT%H:%M:%SZ", now + days * 86400))
+  local query = string.format('NotAfter -le "%s"', os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(now + days * 86400)))
   if opts.query then query = query .. " AND (" .. opts.query .. ")" end
   local count = 0
   for cert in self.kf:certificates { query = query, includeMetadata = true, page_size = 500 } do

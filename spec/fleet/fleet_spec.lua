@@ -151,6 +151,24 @@ describe("fleet", function()
     assert_drained(f)
   end)
 
+  it("releases the claim when the server refuses the renewal, and renews on the next schedule", function()
+    local certs = enroll(1, "refused")
+    local f = member("refused")
+    local only = 'IssuedCN -eq "' .. certs[1].cn .. '"'
+    assert.equal(1, f:schedule { days = 400, query = only })
+    sb:fault { method = "POST", path = "/KeyfactorAPI/Enrollment/Renew", status = 400, times = 1 }
+    assert.equal(1, f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }.failed)
+    local s = f:status()
+    assert.equal(1, s.failed)
+    assert.equal(0, s.pending)
+    local old = assert(kf:certificate(certs[1].id, { includeMetadata = true }))
+    assert.equal("released", claim.parse(old.Metadata[claim.FIELD], certs[1].id).state)
+    assert.equal(1, f:schedule { days = 400, query = only })
+    assert.equal(1, f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }.renewed)
+    assert.equal(0, f:status().failed)
+    assert_renewed_once(certs)
+  end)
+
   it("four workers share one queue, some jobs delivered twice; one killed with SIGKILL mid-batch: "
     .. "nothing lost, nothing doubled", function()
     local n = 24

@@ -9,7 +9,7 @@
 --
 -- `of` names the certificate the mark is about: a renewal may copy metadata
 -- to the new certificate, and a mark copied that way is not the new one's.
--- `after` is the highest certificate id when the first claim was made: a
+-- `after` is the highest certificate id just before the first claim: a
 -- certificate with the same IssuedDN and a higher id was issued after the
 -- claim, so it is this renewal (Keyfactor ids only grow; no clocks compared).
 --
@@ -75,9 +75,7 @@ local function random_token()
 end
 
 local function set_mark(kf, cert_id, value)
-  local fields = { [claim.FIELD] = value }
-  if kf.set_metadata then return kf:set_metadata(cert_id, fields) end
-  return kf:request("PUT", "/Certificates/Metadata", { body = { Id = cert_id, Metadata = fields } })
+  return kf:set_metadata(cert_id, { [claim.FIELD] = value })
 end
 
 -- Runs an iterator loop, turning a raised error table into nil, err.
@@ -129,7 +127,9 @@ end
 -- released).
 -- The client's `timeout` must be at most `lease / 4`: a renewal is only
 -- started within `lease / 2` of the claim and must end before others may take
--- the claim over (the rest is room for clock skew between hosts).
+-- the claim over (the rest is room for clock skew between hosts, and for the
+-- transport's backoff before resending a POST that never reached the server:
+-- up to `retries` x 8 s, so keep the lease well above that).
 function claim.renew_once(kf, cert_id, opts)
   if type(opts) ~= "table" or type(opts.owner) ~= "string" or opts.owner:find("%s") then
     error("keyfactor.fleet.claim.renew_once: opts.owner must be a string without spaces", 2)
@@ -143,7 +143,14 @@ function claim.renew_once(kf, cert_id, opts)
     set_mark(kf, cert_id, format_mark("renewed", { of = cert_id, new = newer.Id, at = now(), by = opts.owner }))
     return outcome("already", { new_id = newer.Id, how = "found" })
   end
+  local floor                      -- the highest id before any claim of ours
   for _ = 1, opts.attempts or 5 do
+    if not floor then
+      -- looked up before the read, so it stays out of the read-to-write window
+      local err
+      floor, err = highest_id(kf)
+      if not floor then return outcome("deferred", { retry_at = now() + 30, reason = tostring(err) }) end
+    end
     local started = core.now()
     local cert, mark_or_err = read(kf, cert_id)
     if not cert then
@@ -172,12 +179,7 @@ function claim.renew_once(kf, cert_id, opts)
     end
     if not ours then
       -- claim it (or take a stale claim over, keeping its `after`)
-      local after = claimed and mark.after
-      if not after then
-        local err
-        after, err = highest_id(kf)
-        if not after then return outcome("deferred", { retry_at = now() + 30, reason = tostring(err) }) end
-      end
+      local after = claimed and mark.after or floor
       mine = { token = random_token(), at = now(), after = after, written_at = core.now() }
       local ok, err = set_mark(kf, cert_id, format_mark("claimed", { of = cert_id, after = after, at = mine.at,
         by = opts.owner, token = mine.token }))
