@@ -57,9 +57,9 @@ describe("workflow", function()
     assert.are.same({}, again.Successes)
     assert.are.equal(1, #again.Failures)
     assert.are.equal(id, again.Failures[1].KeyfactorRequestId)
-    local cert, err = kf:certificate { CertRequestId = id }
+    local cert, lookup_err = kf:certificate { CertRequestId = id }
     assert.is_nil(cert)
-    assert.are.equal(404, err.status)
+    assert.are.equal(404, lookup_err.status)
   end)
 
   it("approving an unknown id lands in Failures", function()
