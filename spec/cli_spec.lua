@@ -260,6 +260,7 @@ describe("bin/keyfactor", function()
     local password = "Canary-Repl-Pass-5"
     local out, err, code = run("repl", table.concat({
       "r = kf:enroll{Template = 'WebServer', Subject = 'CN=repl.example.com', Password = '" .. password .. "'}",
+      "show(r.CertificateInformation)",
       "r.CertificateInformation",
       "c = kf:certificate(r.CertificateInformation.KeyfactorId)",
       "tostring(c)",
@@ -275,6 +276,8 @@ describe("bin/keyfactor", function()
     local got = lines(out)
     local text = table.concat(got, "\n")
     assert.truthy(text:find('"certificate %d+ CN=repl.example.com %(expires [%d-]+, active%)"'), text)
+    -- results on one line by default, show() prints all
+    assert.truthy(text:find("\n{ [^\n]*%(show%(_%) for all%)\n"), text)
     assert.truthy(text:find("nil, keyfactor: http 404", 1, true), text)
     assert.are.equal("true", got[#got - 1])
     assert.truthy(got[#got]:find("^error: .*boom"), got[#got])
