@@ -204,38 +204,49 @@ local function cancellable(kf, sig)
   end
 end
 
--- Line readers: readline on a terminal (with Ctrl-C cancelling the line),
--- else plain reads.
-local function plain_reader(input, output)
-  return function(prompt)
-    output:write(prompt)
+-- Line input: plain reads, or GNU readline's callback interface on a
+-- terminal.  `feed(line)` evaluates each line; `prompt()` names the prompt.
+local function plain_loop(input, output, prompt, feed)
+  while true do
+    output:write(prompt())
     output:flush()
-    return input:read("*l")
+    local line = input:read("*l")
+    if line == nil then return end
+    feed(line)
   end
 end
 
-local function readline_reader(rl, sig, output)
-  local stdin = { pollfd = function() return 0 end, events = function() return "r" end }
+-- Lines are evaluated inside readline's line handler, and the handler is
+-- installed once: lua-readline's handler_remove closes its terminal stream
+-- before readline's own clean-up writes to it (a use after free that
+-- crashed one run in a few), so it is never called.  Ctrl-C installs the
+-- handler afresh, which starts an empty line (and leaves one stream of
+-- lua-readline's open); at the end the terminal is restored with stty.
+local function readline_loop(rl, sig, output, prompt, feed)
   local cqueues = require "cqueues"
-  return function(prompt)
-    local done, line = false, nil
-    -- removed inside the handler, or readline prints the next prompt at once
-    local function handler(l) done, line = true, l rl.handler_remove() end
-    rl.handler_install(prompt, handler)
-    while not done do
-      local ready = cqueues.poll(stdin, sig.listener)
-      if ready == sig.listener and sig.pending() then
-        output:write("^C\n")
-        if rl.sigcleanup then rl.sigcleanup() end   -- what readline's own SIGINT handler does
-        rl.handler_remove()
-        rl.handler_install(prompt, handler)       -- a fresh, empty line
-      elseif ready == stdin then
-        rl.read_char()
-      end
-    end
-    if line and line:find("%S") then rl.add_history(line) end
-    return line
+  local stdin = { pollfd = function() return 0 end, events = function() return "r" end }
+  local finished = false
+  local function handler(line)
+    if line == nil then finished = true return end
+    if line:find("%S") then rl.add_history(line) end
+    feed(line)
   end
+  rl.handler_install(prompt(), handler)
+  while not finished do
+    local ready = cqueues.poll(stdin, sig.listener)
+    if ready == sig.listener and sig.pending() then
+      output:write("^C\n")
+      if rl.sigcleanup then rl.sigcleanup() end   -- what readline's own SIGINT handler does
+      feed(nil)                                    -- drops an unfinished statement
+      rl.handler_install(prompt(), handler)        -- a fresh, empty line
+    elseif ready == stdin then
+      rl.read_char()
+    end
+  end
+  output:write("\27[?2004l\n")                    -- bracketed paste off, as readline would
+  output:flush()
+  os.execute("stty sane 2>/dev/null")
+  rl.save_history()
 end
 
 --- Runs the prompt until end of input.
@@ -263,11 +274,11 @@ function repl.run(kf, opts)
   end
   for k, value in pairs(opts.env or {}) do env[k] = value end
 
-  local sig, read, rl = nil, plain_reader(input, output), nil
+  local sig, rl = nil, nil
   if tty and opts.readline ~= false then
     local ok, readline = pcall(require, "readline")
-    sig = interrupts()
-    if ok and sig then
+    sig = ok and interrupts()
+    if sig then
       rl = readline
       rl.set_options { histfile = os.getenv("KEYFACTOR_HISTORY") or "~/.keyfactor_history", completion = true }
       rl.set_readline_name("keyfactor")
@@ -276,7 +287,6 @@ function repl.run(kf, opts)
         rl.set_completion_append_character("")     -- readline resets it to " " each time
         return complete(...)
       end)
-      read = readline_reader(rl, sig, output)
     end
   end
   local watch = sig and cancellable(kf, sig) or function() end
@@ -291,41 +301,43 @@ function repl.run(kf, opts)
   end
 
   local pending = nil              -- lines of an unfinished statement
-  while true do
-    local line = read(pending and (prompt ~= "" and ">>  " or "") or prompt)
-    if line == nil then break end
+  local function feed(line)
+    if line == nil then pending = nil return end
     local code = pending and pending .. "\n" .. line or line
     local fn, err = load_env("return " .. code, "=repl", env)
     if not fn then fn, err = load_env(code, "=repl", env) end
     if not fn and err:find("<eof>", 1, true) then
       pending = code                 -- incomplete: read on
+      return
+    end
+    pending = nil
+    if not fn then return emit("syntax error: " .. err) end
+    if not code:find("%S") then return end
+    watch(true)
+    local results = pack(xpcall(fn, function(e)
+      return type(e) == "table" and e or tostring(e)
+    end))
+    watch(false)
+    if results[1] then
+      local values = { n = results.n - 1 }
+      for i = 2, results.n do values[i - 1] = results[i] end
+      print_results(values)
+    elseif results[2] == INTERRUPTED then
+      emit("interrupted")
     else
-      pending = nil
-      if not fn then
-        emit("syntax error: " .. err)
-      elseif code:find("%S") then
-        watch(true)
-        local results = pack(xpcall(fn, function(e)
-          return type(e) == "table" and e or tostring(e)
-        end))
-        watch(false)
-        if results[1] then
-          local values = { n = results.n - 1 }
-          for i = 2, results.n do values[i - 1] = results[i] end
-          print_results(values)
-        elseif results[2] == INTERRUPTED then
-          emit("interrupted")
-        else
-          emit("error: " .. tostring(results[2]))
-        end
-      end
+      emit("error: " .. tostring(results[2]))
     end
   end
-  if pending then emit("syntax error: unfinished input at end") end
-  if rl then
-    output:write("\n")
-    rl.save_history()
+  local function current_prompt()
+    return pending and (prompt ~= "" and ">>  " or "") or prompt
   end
+
+  if rl then
+    readline_loop(rl, sig, output, current_prompt, feed)
+  else
+    plain_loop(input, output, current_prompt, feed)
+  end
+  if pending then emit("syntax error: unfinished input at end") end
   if sig then sig.stop() end
 end
 
