@@ -36,8 +36,8 @@ add("| call | endpoint | summary |")
 add("|---|---|---|")
 for _, g in ipairs(order) do
   for _, e in ipairs(groups[g]) do
-    add("| [`kf:", e.name, "`](#", e.name, ") | ", e.method and e.path and ("`" .. e.method .. " " .. e.path .. "`") or "",
-        " | ", cell(e.summary), " |")
+    local endpoint = e.method and e.path and e.method ~= "any" and ("`" .. e.method .. " " .. e.path .. "`") or ""
+    add("| [`kf:", e.name, "`](#kf-", e.name, ") | ", endpoint, " | ", cell(e.summary), " |")
   end
 end
 add("")
@@ -46,16 +46,17 @@ for _, g in ipairs(order) do
   add("## ", g)
   add("")
   for _, e in ipairs(groups[g]) do
-    add('<h3 id="', e.name, '"><code>kf:', e.name, "(", table.concat(e.args or {}, ", "), ")</code></h3>")
+    -- "kf-" keeps the anchors apart from LDoc's own ids (a call named "container")
+    add('<h3 id="kf-', e.name, '"><code>kf:', e.name, "(", table.concat(e.args or {}, ", "), ")</code></h3>")
     add("")
     add(cell(e.summary), ".")
     add("")
     if e.method and e.path and e.method ~= "any" then add("**Endpoint:** `", e.method, " ", e.path, "`") add("") end
     if e.params and #e.params > 0 then
-      add("| field | type | | meaning |")
+      add("| field | type | required | meaning |")
       add("|---|---|---|---|")
       for _, p in ipairs(e.params) do
-        add("| `", p.name, "` | ", cell(p.type), " | ", p.required and "required" or "", " | ", cell(p.doc), " |")
+        add("| `", p.name, "` | ", cell(p.type), " | ", p.required and "yes" or "", " | ", cell(p.doc), " |")
       end
       add("")
     end

@@ -143,9 +143,9 @@ function show.format(value, opts)
   return render(value, false, o, 0, {})
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- One-line tostring of certificates and stores
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- Keyfactor's CertState values.
 local CERT_STATES = { [0] = "unknown", "active", "revoked", "denied", "failed", "pending",
