@@ -176,28 +176,34 @@ end
 local INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
 local function cancellable(kf, sig)
   local function check() if sig.pending() then error(INTERRUPTED, 0) end end
+  -- a single call: its request is cancelled, so nothing is left in flight
+  local function wait(session, request)
+    while not request:done() do
+      if sig.pending() then request:cancel() error(INTERRUPTED, 0) end
+      session:step(0.1)
+    end
+  end
   local http = type(kf) == "table" and rawget(kf, "http")
-  if http and http.set_driver then
-    local block = require("keyfactor.driver").block
+  if http and http.set_driver then             -- a transport with drivers (keyfactor.driver)
+    local now, nap = require("keyfactor.core").now, require("keyfactor.driver").block
     http:set_driver {
       name = "repl",
       active = function() return true end,
-      poll = function(_, session, timeout)
+      wait = function(_, session, request) return wait(session, request) end,
+      poll = function(_, session, timeout)       -- kf:parallel and the like
         check()
         return (session:step(math.min(timeout, 0.1)))
       end,
-      sleep = function(_, seconds)
-        local deadline = os.time() + seconds
-        repeat check() block:sleep(math.min(0.1, seconds)) until os.time() >= deadline
+      sleep = function(_, seconds)               -- retry backoff, wait_deployed intervals
+        local deadline = now() + seconds
+        repeat
+          check()
+          nap:sleep(math.max(0, math.min(0.1, deadline - now())))
+        until now() >= deadline
       end,
     }
   elseif http then
-    http.waiter = function(session, request)
-      while not request:done() do
-        if sig.pending() then request:cancel() error(INTERRUPTED, 0) end
-        session:step(0.1)
-      end
-    end
+    http.waiter = wait
   end
   return function(on)
     if on then debug.sethook(check, "", 100000) else debug.sethook() end
