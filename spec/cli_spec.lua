@@ -216,6 +216,10 @@ describe("bin/keyfactor", function()
     local new_id = tonumber(out:match("^renewed certificate " .. id .. " %-> (%d+), deploying to 1 store%(s%)\n$"))
     assert.truthy(new_id, out)
     assert(kf:wait_deployed(new_id, { pem }, { timeout = 30 }))
+    -- the next cron run renews the renewal only, not the certificate it replaced
+    local again, skipped = run("renew --expiring 400d --dry-run" .. select_it)
+    assert.truthy(again:find("^would renew certificate " .. new_id .. " CN="), again)
+    assert.are.equal("keyfactor: skipping certificate " .. id .. ": renewed already as " .. new_id .. "\n", skipped)
   end)
 
   it("revoke, approve and deny", function()
