@@ -6,24 +6,28 @@
 -- `nil, err` for a remote failure (see keyfactor.errors).
 -- @module keyfactor.client
 
+local calls = require "keyfactor.calls"
 local core = require "keyfactor.core"
+local endpoints = require "keyfactor.endpoints"
 local errors = require "keyfactor.errors"
-local pager = require "keyfactor.pager"
 local progress = require "keyfactor.progress"
 local scheduler = require "keyfactor.scheduler"
 local show = require "keyfactor.show"
+local transport = require "keyfactor.transport"
 local v = require "keyfactor.validate"
 
 local Client = {}
 Client.__index = Client
 Client.__name = "keyfactor.client"
 
-local function now_iso()
-  return os.date("!%Y-%m-%dT%H:%M:%SZ")
-end
-
+-- Guards every method: a dot-call (`kf.status()`, `kf.enroll{...}`) names
+-- itself instead of failing on a nil index or a misplaced argument.
 local function check_open(self, where)
-  if self.closed then error(where .. ": client is closed", 3) end
+  if getmetatable(self) ~= Client then
+    v.raise(where, "called with '.' instead of ':' (write " .. where .. "(...), not "
+      .. where:gsub(":", ".") .. "(...))")
+  end
+  if self.closed then v.raise(where, "client is closed") end
 end
 
 -- Only the casing differences known between endpoints are normalised
@@ -49,120 +53,67 @@ local function normalize_enrollment(answer)
   return answer
 end
 
--- A call's answer without the transport's extra values (status, headers):
--- the value, or nil and the error.
-local function answer(value, err)
-  if value == nil then return nil, err end
-  return value
-end
-
 local function bool_param(value)
   if value == nil then return nil end
   return value and "true" or "false"
 end
 
 ---------------------------------------------------------------------------
+-- Calls made from the endpoint table
+---------------------------------------------------------------------------
+
+-- Every entry not written by hand below becomes a method.
+for _, entry in ipairs(endpoints.list()) do
+  if not entry.hand then Client[entry.name] = calls.method(entry, check_open) end
+end
+
+---------------------------------------------------------------------------
 -- Enrollment
 ---------------------------------------------------------------------------
 
-local SANS = v.map(v.array(v.string))
-local METADATA = v.map(function(value, path)
-  if type(value) ~= "string" and type(value) ~= "number" and type(value) ~= "boolean" then
-    v.fail(path, "must be a string, number or boolean, not " .. type(value))
-  end
-  return value
-end)
+local ENROLL = endpoints.get("enroll")
 
-local PFX_ENROLL = v.record({
-  Template = v.nonempty, CertificateAuthority = v.nonempty, Subject = v.nonempty,
-  Password = v.string, Timestamp = v.time, SANs = SANS, Metadata = METADATA,
-  AdditionalEnrollmentFields = v.table, IncludeChain = v.boolean,
-  RenewalCertificateId = v.integer, CustomFriendlyName = v.string,
-  PopulateMissingValuesFromAD = v.boolean,
-  format = v.one_of { "PFX", "Zip", "STORE" },
-}, { "Template", "Subject" })
-
-local CSR_ENROLL = v.record({
-  CSR = v.nonempty, Template = v.nonempty, CertificateAuthority = v.nonempty,
-  Timestamp = v.time, SANs = SANS, Metadata = METADATA,
-  AdditionalEnrollmentFields = v.table, IncludeChain = v.boolean,
-  format = v.one_of { "PEM", "DER" },
-}, { "CSR", "Template" })
-
---- Enrolls for a certificate.
+--- Enrolls for a certificate (see endpoints "enroll").
 -- With `req.CSR`: POST /Enrollment/CSR (format "PEM" default, or "DER").
 -- Otherwise: POST /Enrollment/PFX (format "PFX" default, "Zip", or "STORE"
--- to keep the key on the server for a later `deploy`).  `format` is sent as
--- the x-certificateformat header, not in the body.
+-- to keep the key on the server for a later `deploy`).  With `req.Stores`
+-- (API version 2) the certificate is also deployed to those stores; a store
+-- missing from SuccessfulStores makes it `nil, err` with kind "partial".
 function Client:enroll(req)
   check_open(self, "kf:enroll")
   local csr = type(req) == "table" and req.CSR ~= nil
-  local body = v.check("kf:enroll", csr and CSR_ENROLL or PFX_ENROLL, req)
-  local format = body.format or (csr and "PEM" or "PFX")
-  body.format = nil
+  local r = calls.prepare(ENROLL, csr and ENROLL.csr or nil, req)
+  local values = r.values
   if not csr then
-    if format ~= "STORE" and (body.Password == nil or body.Password == "") then
+    local format = values.format or "PFX"
+    if format == "PEM" or format == "DER" then
+      v.raise("kf:enroll", "format \"" .. format .. "\" is for a CSR enrollment (set CSR)")
+    end
+    if values.format == nil then r.headers[#r.headers + 1] = "x-certificateformat: PFX" end
+    if format ~= "STORE" and (values.Password == nil or values.Password == "") then
       v.raise("kf:enroll", "Password is required for format \"" .. format .. "\"")
     end
-    if body.RenewalCertificateId == 0 then
+    if values.RenewalCertificateId == 0 then
       v.raise("kf:enroll", "RenewalCertificateId must be a certificate id or nil, not 0")
     end
+    if values.Stores then
+      for _, header in ipairs(ENROLL.stores_headers) do r.headers[#r.headers + 1] = header end
+    else
+      for _, name in ipairs { "InstallIntoExistingCertificateStores", "JobTime", "ChainOrder" } do
+        if values[name] ~= nil then v.raise("kf:enroll", name .. " needs Stores (API version 2)") end
+      end
+    end
   end
-  body.Timestamp = body.Timestamp or now_iso()
-  local enrolled, err = self.http:call("POST", csr and "/Enrollment/CSR" or "/Enrollment/PFX", {
-    body = body, headers = { "x-certificateformat: " .. format }, secrets = { body.Password },
-  })
+  local enrolled, err = calls.send(self, ENROLL, r, { outcome = values.Stores ~= nil and "stores" or false })
   if not enrolled then return nil, err end
   return normalize_enrollment(enrolled)
 end
 
-local STORE_TARGET = v.record({
-  StoreId = v.guid, Alias = v.string, Overwrite = v.boolean, Properties = v.table,
-}, { "StoreId" })
-
-local STORE_TYPE_SETTINGS = v.record({
-  StoreTypeId = v.integer, Alias = v.string, Overwrite = v.boolean, Properties = v.table,
-}, { "StoreTypeId" })
-
-local DEPLOY = v.record {
-  Stores = v.array(STORE_TARGET, { min = 1 }),
-  StoreIds = v.array(v.guid, { min = 1 }),
-  StoreTypes = v.array(STORE_TYPE_SETTINGS),
-  Password = v.string, CertificateId = v.integer, RequestId = v.integer, JobTime = v.time,
-}
-
---- Deploys an enrolled certificate into certificate stores:
--- POST /Enrollment/PFX/Deploy.  Needs `Stores` (or the legacy `StoreIds`)
--- and `CertificateId` (or `RequestId`); `JobTime` may be an ISO 8601 UTC
--- string or an `os.time()` number.  Returns `{SuccessfulStores, FailedStores}`.
-function Client:deploy(req)
-  check_open(self, "kf:deploy")
-  local body = v.check("kf:deploy", DEPLOY, req)
-  if body.Stores == nil and body.StoreIds == nil then
-    v.raise("kf:deploy", "Stores (or the legacy StoreIds) is required")
-  end
-  if body.CertificateId == nil and body.RequestId == nil then
-    v.raise("kf:deploy", "CertificateId or RequestId is required")
-  end
-  body.Password = body.Password or ""     -- required by the API, "" when unused
-  return answer(self.http:call("POST", "/Enrollment/PFX/Deploy", { body = body, secrets = { body.Password } }))
-end
-
-local RENEW = v.record {
-  CertificateId = v.integer, Thumbprint = v.nonempty, CertificateAuthority = v.nonempty,
-  Template = v.nonempty, Timestamp = v.time,
-}
-
---- Renews a certificate (POST /Enrollment/Renew) by `CertificateId` or
--- `Thumbprint`; the new certificate stays on the server for `deploy`.
+-- A renewal's answer has the enrollment casing differences too.
+local RENEW = endpoints.get("renew")
 function Client:renew(req)
   check_open(self, "kf:renew")
-  local body = v.check("kf:renew", RENEW, req)
-  if body.CertificateId == nil and body.Thumbprint == nil then
-    v.raise("kf:renew", "CertificateId or Thumbprint is required")
-  end
-  body.Timestamp = body.Timestamp or now_iso()
-  local renewed, err = self.http:call("POST", "/Enrollment/Renew", { body = body })
+  local renewed, err = calls.send(self, RENEW, calls.prepare(RENEW, nil, req))
   if not renewed then return nil, err end
   return normalize(renewed)
 end
@@ -210,6 +161,13 @@ local function lookup_query(lookup)
   return table.concat(clauses, " AND ")
 end
 
+-- GET returning a JSON object/array, or nil, err (kind "decode" otherwise).
+local function get(self, path, shape, query)
+  local value, status = self.http:call("GET", path, { query = query })
+  if value == nil then return nil, status end
+  return calls.shaped(value, shape, "GET", path, status)
+end
+
 --- Reads one certificate: GET /Certificates/{id}.
 -- `id` is the certificate id, or a lookup table such as
 -- `{Thumbprint = "..."}` or `{SerialNumber = "..."}` resolved through the
@@ -221,8 +179,7 @@ function Client:certificate(id, opts)
   local params = opts ~= nil and certificate_params(v.check("kf:certificate", CERTIFICATE_OPTS, opts, "opts"))
   if type(id) ~= "table" then
     id = v.check("kf:certificate", v.integer, id, "id")
-    return show.certificate(answer(self.http:call("GET", "/Certificates/" .. string.format("%d", id),
-      { query = params or nil })))
+    return show.certificate(get(self, "/Certificates/" .. string.format("%d", id), "object", params or nil))
   end
   params = params or {}
   local lookup = v.check("kf:certificate", LOOKUP, id, "lookup")
@@ -235,14 +192,14 @@ function Client:certificate(id, opts)
   -- newest first, so the first page holds the newest match however many there are
   params["pq.sortField"] = "ImportDate"
   params["pq.sortAscending"] = 1
-  local found, err = self.http:call("GET", "/Certificates", { query = params })
+  local found, err = get(self, "/Certificates", "array", params)
   if not found then return nil, err end
   -- ImportDate has one-second resolution: among equal dates the higher Id is newer
   local newest
   for _, cert in ipairs(found) do
     local date, best = tostring(cert.ImportDate), newest and tostring(newest.ImportDate)
-    if not newest or date > best
-        or (date == best and (tonumber(cert.Id) or 0) > (tonumber(newest.Id) or 0)) then
+    if type(cert) == "table" and (not newest or date > best
+        or (date == best and (tonumber(cert.Id) or 0) > (tonumber(newest.Id) or 0))) then
       newest = cert
     end
   end
@@ -253,40 +210,7 @@ function Client:certificate(id, opts)
   return show.certificate(newest)
 end
 
-local LIST_OPTS = {
-  query = v.string, page_size = v.integer, sort = v.nonempty, ascending = v.boolean,
-  prefetch = v.boolean,
-}
-
-local CERTIFICATES_OPTS
-do
-  local fields = {
-    includeRevoked = v.boolean, includeExpired = v.boolean,
-    includeLocations = v.boolean, includeMetadata = v.boolean, includeHasPrivateKey = v.boolean,
-    verbose = v.integer, collectionId = v.integer,
-  }
-  for k, check in pairs(LIST_OPTS) do fields[k] = check end
-  CERTIFICATES_OPTS = v.record(fields)
-end
-
-local DEFAULT_PAGE_SIZE = 100
-
-local function check_list_opts(where, schema, opts)
-  opts = v.check(where, schema, opts or {}, "opts")
-  opts.page_size = opts.page_size or DEFAULT_PAGE_SIZE
-  if opts.page_size < 1 then v.raise(where, "opts.page_size must be at least 1") end
-  return opts
-end
-
--- An iterator over GET `path`, paged with the query-string `prefix`.
-local function paged(self, path, prefix, opts, extra)
-  local http = self.http
-  local function begin(page, start)
-    return http:begin("GET", path, { query = pager.params(prefix, opts, page, extra) }, start)
-  end
-  local function finish(call) return http:finish(call) end
-  return pager.iterate(begin, finish, opts.page_size, opts.prefetch and function() http:poke() end)
-end
+local CERTIFICATES = endpoints.get("certificates")
 
 --- Iterates over certificates: GET /Certificates, one page at a time.
 --   for cert in kf:certificates{query = 'IssuedCN -contains "web"'} do ... end
@@ -296,110 +220,36 @@ end
 -- Raises the error table if a page fails (see keyfactor.pager).
 function Client:certificates(opts)
   check_open(self, "kf:certificates")
-  opts = check_list_opts("kf:certificates", CERTIFICATES_OPTS, opts)
+  opts = calls.prepare(CERTIFICATES, nil, opts).values
+  if opts.page_size and opts.page_size < 1 then v.raise("kf:certificates", "opts.page_size must be at least 1") end
   local extra = certificate_params(opts)
   extra["pq.includeRevoked"] = bool_param(opts.includeRevoked)
   extra["pq.includeExpired"] = bool_param(opts.includeExpired)
-  return show.marking(paged(self, "/Certificates", "pq", opts, extra), show.certificate)
-end
-
-local REVOKE = v.record({
-  CertificateIds = v.array(v.integer, { min = 1 }), Reason = v.integer, Comment = v.nonempty,
-  EffectiveDate = v.time, CollectionId = v.integer,
-}, { "CertificateIds", "Comment" })
-
---- Revokes certificates: POST /Certificates/Revoke.  `Reason` defaults to
--- 0 (unspecified), `EffectiveDate` to now; `Comment` is required.
-function Client:revoke(req)
-  check_open(self, "kf:revoke")
-  local body = v.check("kf:revoke", REVOKE, req)
-  body.Reason = body.Reason or 0
-  body.EffectiveDate = body.EffectiveDate or now_iso()
-  return answer(self.http:call("POST", "/Certificates/Revoke", { body = body }))
+  return show.marking(calls.paged(self, "/Certificates", "pq", opts, extra), show.certificate)
 end
 
 ---------------------------------------------------------------------------
--- Stores
+-- Store types
 ---------------------------------------------------------------------------
 
-local STORES_OPTS = v.record(LIST_OPTS)
-
---- Iterates over certificate stores: GET /CertificateStores, paged.
--- `opts`: query (e.g. 'ContainerId -eq 1'), page_size, sort, ascending.
-function Client:stores(opts)
-  check_open(self, "kf:stores")
-  opts = check_list_opts("kf:stores", STORES_OPTS, opts)
-  return show.marking(paged(self, "/CertificateStores", "certificateStoreQuery", opts), show.store)
-end
-
---- Reads one store: GET /CertificateStores/{id} (a GUID).
-function Client:store(id)
-  check_open(self, "kf:store")
-  id = v.check("kf:store", v.guid, id, "id")
-  return show.store(answer(self.http:call("GET", "/CertificateStores/" .. id)))
-end
-
--- Every page of a short list, as one array; nil, err on failure.
-local function all_pages(self, path, prefix)
-  local ok, result = pcall(function()
-    local all = {}
-    for item in paged(self, path, prefix, { page_size = 500 }) do all[#all + 1] = item end
-    return all
-  end)
-  if ok then return result end
-  if errors.is(result) then return nil, result end
-  error(result, 0)
-end
-
---- All store types: GET /CertificateStoreTypes, as an array.
-function Client:store_types()
-  check_open(self, "kf:store_types")
-  return all_pages(self, "/CertificateStoreTypes", "cstquery")
-end
-
---- All store containers: GET /CertificateStoreContainers, as an array.
-function Client:containers()
-  check_open(self, "kf:containers")
-  return all_pages(self, "/CertificateStoreContainers", "pq")
-end
-
----------------------------------------------------------------------------
--- Workflow
----------------------------------------------------------------------------
-
-local PENDING_OPTS = v.record(LIST_OPTS)
-
---- Iterates over certificate requests waiting for approval:
--- GET /Workflow/Certificates/Pending, paged.
-function Client:pending(opts)
-  check_open(self, "kf:pending")
-  opts = check_list_opts("kf:pending", PENDING_OPTS, opts)
-  return paged(self, "/Workflow/Certificates/Pending", "pagedQuery", opts)
-end
-
-local REQUEST_IDS = v.array(v.integer, { min = 1 })
-
-local function request_ids(where, ids)
-  if type(ids) ~= "table" then ids = { v.check(where, v.integer, ids, "ids") } end
-  return v.check(where, REQUEST_IDS, ids, "ids")
-end
-
---- Approves pending requests: POST /Workflow/Certificates/Approve.
--- `ids`: a request id or an array of them.  Returns {Successes, Failures, Denials}.
-function Client:approve(ids)
-  check_open(self, "kf:approve")
-  ids = request_ids("kf:approve", ids)
-  return answer(self.http:call("POST", "/Workflow/Certificates/Approve", { body = ids }))
-end
-
---- Denies pending requests: POST /Workflow/Certificates/Deny.
-function Client:deny(ids, comment)
-  check_open(self, "kf:deny")
-  ids = request_ids("kf:deny", ids)
-  comment = v.check("kf:deny", v.nonempty, comment, "comment")
-  return answer(self.http:call("POST", "/Workflow/Certificates/Deny", {
-    body = { Comment = comment, CertificateRequestIds = ids },
-  }))
+--- One store type: by integer id (GET /CertificateStoreTypes/{id}) or by
+-- short name (GET /CertificateStoreTypes/Name/{name}, which answers an
+-- array: the single match is returned, none is a 404 error).
+function Client:store_type(id)
+  check_open(self, "kf:store_type")
+  if type(id) == "string" then
+    v.check("kf:store_type", v.nonempty, id, "id")
+    local path = "/CertificateStoreTypes/Name/" .. transport.escape(id)
+    local found, err = get(self, path, "array")
+    if not found then return nil, err end
+    if type(found[1]) ~= "table" then
+      return nil, errors.new { kind = "http", status = 404, method = "GET", path = path,
+        message = "no store type named " .. id }
+    end
+    return found[1]
+  end
+  id = v.check("kf:store_type", v.integer, id, "id")
+  return get(self, "/CertificateStoreTypes/" .. string.format("%d", id), "object")
 end
 
 ---------------------------------------------------------------------------
@@ -409,22 +259,48 @@ end
 local WAIT_OPTS = v.record { timeout = v.number, interval = v.number, concurrency = v.integer }
 local STORE_IDS = v.array(v.guid, { min = 1 })
 
--- Polls one certificate until every store in `store_ids` holds it.
+-- The first failed management job (JobHistory, Result 3) of `cert_id` in
+-- one of the stores `missing`: {store, message, job}; nil when none, or when
+-- the server cannot tell (a failed history call only means no fast failure).
+local FAILED = 3
+local function failed_job(self, cert_id, missing)
+  for _, store in ipairs(missing) do
+    local jobs = self.http:call("GET", "/OrchestratorJobs/JobHistory", { query = {
+      ["pq.queryString"] = string.format('CertificateId -eq %d AND CertStoreId -eq "%s" AND Result -eq %d',
+        cert_id, store, FAILED),
+      ["pq.returnLimit"] = 1,
+    } })
+    local job = type(jobs) == "table" and jobs[1]
+    if type(job) == "table" and job.Result == FAILED then
+      return { store = store, message = tostring(job.Message or "job failed"), job = job }
+    end
+  end
+end
+
+-- Polls one certificate until every store in `store_ids` holds it, or a
+-- management job for one of them failed.
 local function wait_one(self, cert_id, store_ids, deadline, opts)
   local interval = opts.interval or 1
   local path = "/Certificates/" .. string.format("%d", cert_id)
   while true do
-    local cert, err = self.http:call("GET", path, { query = { includeLocations = "true" } })
+    local cert, err = get(self, path, "object", { includeLocations = "true" })
     if not cert then return nil, err end
     local present = {}
-    for _, loc in ipairs(cert.Locations or {}) do
-      if loc.CertStoreId then present[tostring(loc.CertStoreId):lower()] = true end
+    for _, loc in ipairs(type(cert.Locations) == "table" and cert.Locations or {}) do
+      if type(loc) == "table" and loc.CertStoreId then present[tostring(loc.CertStoreId):lower()] = true end
     end
     local missing = {}
     for _, id in ipairs(store_ids) do
       if not present[id:lower()] then missing[#missing + 1] = id end
     end
     if #missing == 0 then return true end
+    local failed = failed_job(self, cert_id, missing)
+    if failed then
+      return nil, errors.new { kind = "job", method = "GET", path = "/OrchestratorJobs/JobHistory",
+        store = failed.store, job = failed.job, missing = missing,
+        message = string.format("certificate %d: the job for store %s failed: %s", cert_id, failed.store,
+          failed.message) }
+    end
     if core.now() + interval > deadline then
       return nil, errors.new { kind = "timeout", method = "GET", path = path, missing = missing,
         message = string.format("certificate %d not in %d of %d stores after %gs: %s",
@@ -462,7 +338,7 @@ local function wait_many(self, cert_ids, store_ids, deadline, opts)
   end
   if failed == 0 then return true end
   if not errors.is(first) then error(first, 0) end
-  return nil, errors.new { kind = first.kind, status = first.status, code = first.code,
+  return nil, errors.new { kind = first.kind, status = first.status, code = first.code, store = first.store,
     method = "GET", path = "/Certificates", missing = missing,
     message = string.format("%d of %d certificates not deployed; first: %s", failed, #cert_ids, first.message) }
 end
@@ -534,7 +410,7 @@ end
 --- Login check: GET /Status/Endpoints; returns the array of endpoints.
 function Client:status()
   check_open(self, "kf:status")
-  return answer(self.http:call("GET", "/Status/Endpoints"))
+  return get(self, "/Status/Endpoints", "array")
 end
 
 local PARALLEL_OPTS = v.record {

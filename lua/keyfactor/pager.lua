@@ -13,6 +13,8 @@
 -- the loop.  Wrap the loop in `pcall` to handle it.
 -- @module keyfactor.pager
 
+local errors = require "keyfactor.errors"
+
 local pager = {}
 
 -- Pages of at least this many items are worth a full collection between them.
@@ -61,7 +63,11 @@ function pager.iterate(begin, finish, page_size, poke)
     -- 1,000-item pages; the loop is no slower, the collector has less to do)
     if previous >= LARGE_PAGE then collectgarbage("collect") end
     local page, err = finish(call)
-    if not page then error(err, 0) end
+    if page == nil then error(err, 0) end
+    if type(page) ~= "table" then    -- 200 with false, null, a number...: a typed failure
+      error(errors.new { kind = "decode", method = call.method, path = call.path,
+        message = "expected a JSON array (a page), got " .. tostring(page) }, 0)
+    end
     last = #page < page_size
     if #page == 0 then return nil end
     if poke and not last then ahead = begin(number + 1, true) end

@@ -134,6 +134,42 @@ function validate.map(item)
   end
 end
 
+-- Edit distance (insertions, deletions, substitutions) between two short
+-- names, given up early past `limit`.
+local function distance(a, b, limit)
+  if math.abs(#a - #b) > limit then return limit + 1 end
+  local previous = {}
+  for j = 0, #b do previous[j] = j end
+  for i = 1, #a do
+    local current, best = { [0] = i }, i
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      current[j] = math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+      if current[j] < best then best = current[j] end
+    end
+    if best > limit then return limit + 1 end
+    previous = current
+  end
+  return previous[#b]
+end
+
+--- The known field an unknown `name` most likely meant: the same name in
+-- another case, or one within a small edit distance; nil when none is close.
+function validate.near_miss(name, fields)
+  if type(name) ~= "string" then return nil end
+  local lower, best, best_distance = name:lower(), nil, nil
+  local limit = #name <= 4 and 1 or 2
+  local names = {}
+  for known in pairs(fields) do names[#names + 1] = known end
+  table.sort(names)    -- a stable answer among equally near names
+  for _, known in ipairs(names) do
+    if known:lower() == lower then return known end
+    local d = distance(lower, known:lower(), limit)
+    if d <= limit and (not best_distance or d < best_distance) then best, best_distance = known, d end
+  end
+  return best
+end
+
 --- A table with known fields.  `fields` maps names to checkers; `required`
 -- lists the names that must be present.  Unknown fields are errors.
 function validate.record(fields, required)
@@ -143,7 +179,10 @@ function validate.record(fields, required)
     local out = {}
     for k, v in pairs(value) do
       local check = fields[k]
-      if not check then fail(join(path, tostring(k)), "is not a known field") end
+      if not check then
+        local near = validate.near_miss(k, fields)
+        fail(join(path, tostring(k)), "is not a known field" .. (near and " (did you mean " .. near .. "?)" or ""))
+      end
       out[k] = check(v, join(path, k))
     end
     for _, name in ipairs(required) do

@@ -134,10 +134,14 @@ describe("kf:deploy", function()
   it("puts a Restricted store in FailedStores for the operator and deploys the Web one", function()
     local operator = fixture.operator(sb)
     local info = stored("operator", operator)
-    local result = assert(deploy_once({
+    local none, err = deploy_once({
       CertificateId = info.KeyfactorId,
       Stores = { { StoreId = restricted_p12[1] }, { StoreId = web_p12[1] } },
-    }, operator))
+    }, operator)
+    assert.is_nil(none)
+    assert.are.equal("partial", err.kind)
+    assert.are.same({ restricted_p12[1] }, err.failed)
+    local result = err.answer
     assert.are.same({ web_p12[1] }, result.SuccessfulStores)
     assert.are.same({ restricted_p12[1] }, result.FailedStores)
     assert.is_true(kf:wait_deployed(info.KeyfactorId, { web_p12[1] }, WAIT))
@@ -155,20 +159,29 @@ describe("kf:deploy", function()
 
   it("fails a PEM store when Password is \"\" (entry password required) but deploys the PKCS12 one", function()
     local info = stored("nopass")
-    local result = assert(deploy_once {
+    local result, err = deploy_once {
       CertificateId = info.KeyfactorId, Password = "",
       Stores = { { StoreId = web_pem[1] }, { StoreId = web_p12[1] } },
-    })
+    }
+    assert.is_nil(result)   -- a partial failure is a failure (DESIGN 6.2)
+    assert.are.equal("partial", err.kind)
+    assert.are.same({ web_pem[1] }, err.failed)
+    result = err.answer
     assert.are.same({ web_p12[1] }, result.SuccessfulStores)
     assert.are.same({ web_pem[1] }, result.FailedStores)
   end)
 
   it("fails every store for a certificate enrolled as PFX (key not retained)", function()
     local info = fixture.enroll(kf, fixture.unique("pfx-nokey")).CertificateInformation
-    local result = assert(deploy_once {
+    local result, err = deploy_once {
       CertificateId = info.KeyfactorId, Password = "entry-pass-4",
       Stores = { { StoreId = web_pem[1] }, { StoreId = web_p12[1] } },
-    })
+    }
+    assert.is_nil(result)
+    assert.are.equal("partial", err.kind)
+    assert.are.same({ web_pem[1], web_p12[1] }, err.failed)
+    assert.matches("2 of the stores failed", tostring(err), 1, true)
+    result = err.answer
     assert.are.same({}, result.SuccessfulStores)
     assert.are.same({ web_pem[1], web_p12[1] }, result.FailedStores)
   end)
@@ -176,9 +189,12 @@ describe("kf:deploy", function()
   it("fails an unknown store GUID and deploys the known one", function()
     local info = stored("unknown-store")
     local unknown = "00000000-1111-2222-3333-444444444444"
-    local result = assert(deploy_once {
+    local result, err = deploy_once {
       CertificateId = info.KeyfactorId, Stores = { { StoreId = unknown }, { StoreId = web_p12[2] } },
-    })
+    }
+    assert.is_nil(result)
+    assert.are.same({ unknown }, err.failed)
+    result = err.answer
     assert.are.same({ web_p12[2] }, result.SuccessfulStores)
     assert.are.same({ unknown }, result.FailedStores)
   end)

@@ -198,10 +198,10 @@ local CASES = {
     { "kf:pending: opts.page_size must be at least 1" } },
   { "pending: unknown option", function(kf) kf:pending { state = 1 } end,
     { "kf:pending: opts.state is not a known field" } },
-  { "approve: nothing", function(kf) kf:approve() end, { "kf:approve: ids must be an integer" } },
+  { "approve: nothing", function(kf) kf:approve() end, { "kf:approve: ids is required" } },
   { "approve: empty array", function(kf) kf:approve {} end, { "kf:approve: ids must have at least 1 item" } },
   { "approve: id a string", function(kf) kf:approve { 1, "2" } end, { "kf:approve: ids[2] must be an integer" } },
-  { "deny: comment missing", function(kf) kf:deny(1) end, { "kf:deny: comment must be a string" } },
+  { "deny: comment missing", function(kf) kf:deny(1) end, { "kf:deny: comment is required" } },
   { "deny: empty comment", function(kf) kf:deny({ 1 }, "") end, { "kf:deny: comment must not be empty" } },
   { "deny: id a string", function(kf) kf:deny("1", "c") end, { "kf:deny: ids must be an integer" } },
 

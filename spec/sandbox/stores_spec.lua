@@ -74,7 +74,7 @@ describe("sandbox stores", function()
     it("lists containers", function()
       local _, containers = sb:http("GET", "/CertificateStoreContainers")
       assert.equals("Web", containers[1].Name)
-      assert.equals(6, containers[1].StoreCount)
+      assert.equals(7, containers[1].StoreCount)   -- with broken.sandbox.local
       assert.equals("Restricted", containers[2].Name)
       assert.equals(2, containers[2].StoreCount)
       local _, named = sb:http("GET", "/CertificateStoreContainers",
@@ -87,7 +87,7 @@ describe("sandbox stores", function()
 
     it("lists and queries stores", function()
       local _, all = sb:http("GET", "/CertificateStores")
-      assert.equals(8, #all)
+      assert.equals(9, #all)
       local st = all[1]
       assert.equals("string", type(st.Properties))
       assert.equals("table", type(st.InventorySchedule))
@@ -134,7 +134,10 @@ describe("sandbox stores", function()
       end
       assert.is_true(found)
       local _, lonly = sb:http("GET", string.format("/Certificates/Locations/%d", id))
-      assert.equals(2, #lonly.Locations)
+      assert.equals(2, lonly.Details[1].StoreCount + lonly.Details[2].StoreCount)
+      local pem_group = lonly.Details[1].StoreType == "PEM" and lonly.Details[1] or lonly.Details[2]
+      assert.equals(101, pem_group.StoreTypeId)
+      assert.equals(pem_web, pem_group.Locations[1].StoreId)
     end)
 
     it("lists the stores it could not schedule in FailedStores", function()

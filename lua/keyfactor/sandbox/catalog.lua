@@ -12,14 +12,16 @@ local function render_template(t)
     Id = t.Id, CommonName = t.CommonName, TemplateName = t.TemplateName, DisplayName = t.DisplayName,
     FriendlyName = t.DisplayName, Oid = t.Oid, KeySize = t.KeySize, KeyType = t.KeyType,
     ForestRoot = "sandbox.local", ConfigurationTenant = "sandbox.local",
-    KeyRetention = 0, KeyRetentionDays = 0, AllowedEnrollmentTypes = 3, KeyUsage = 160,
+    -- AllowedEnrollmentTypes is a flag set (1 PFX, 2 CSR, 4 Auto), but the generated
+    -- SDKs map it to a closed enum of single values: 3 (PFX|CSR) breaks them.
+    KeyRetention = 0, KeyRetentionDays = 0, AllowedEnrollmentTypes = 1, KeyUsage = 160,
     KeyArchival = false, UseAllowedRequesters = false, RequiresApproval = t.RequiresApproval,
     AllowedRequesters = util.array(), EnrollmentFields = util.array(), TemplateRegexes = util.array(),
     ExtendedKeyUsages = util.array{ { Id = 1, Oid = "1.3.6.1.5.5.7.3.1", DisplayName = "Server Authentication" } },
   }
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local template_fields = {
   id = field(function(t) return t.Id end, "number"),
@@ -50,7 +52,8 @@ local function render_ca()
     Standalone = false, Remote = false, Delegate = false, DelegateEnrollment = false,
     RFCEnforcement = false, EnforceUniqueDN = false, SubscriberTerms = false,
     UseAllowedRequesters = false, AllowedEnrollmentTypes = 3, KeyRetention = 0,
-    KeyRetentionDays = 0, Agent = "", Properties = "{}", AllowedRequesters = util.array(),
+    -- Agent is the gateway of a remote CA (a GUID); this CA is local, so none.
+    KeyRetentionDays = 0, Agent = util.null, Properties = "{}", AllowedRequesters = util.array(),
     LastScan = util.null,
   }
 end

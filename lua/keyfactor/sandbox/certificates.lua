@@ -6,6 +6,7 @@ local pki = require "keyfactor.sandbox.pki"
 local query = require "keyfactor.sandbox.query"
 local state = require "keyfactor.sandbox.state"
 local check = require "keyfactor.sandbox.check"
+local stores = require "keyfactor.sandbox.stores"
 
 local certificates = {}
 
@@ -97,7 +98,7 @@ end
 local function locations_count(sandbox, locations)
   local counts, order = {}, {}
   for _, loc in ipairs(locations) do
-    local t = sandbox.store_type_name(loc.StoreType)
+    local t = stores.type_name(loc.StoreType, sandbox)
     if not counts[t] then order[#order + 1] = t end
     counts[t] = (counts[t] or 0) + 1
   end
@@ -155,7 +156,7 @@ function certificates.render(sandbox, cert, opts)
 end
 
 ---------------------------------------------------------------- query fields
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 certificates.fields = {
   id = field(function(c) return c.id end, "number"),
@@ -211,26 +212,31 @@ local function list(sandbox, req)
   return page
 end
 
+-- CertificateLocationsResponse: the locations grouped by store type, the
+-- group named by the type's short name.
 local function get_locations(sandbox, _, id)
   local cert = certificates.find(sandbox, check.path_int(id, "id"))
-  local locations = certificates.locations(sandbox, cert)
   local by_type, details = {}, util.array()
-  for _, loc in ipairs(locations) do
-    local t = sandbox.store_type_name(loc.StoreType)
-    if not by_type[t] then
-      by_type[t] = { StoreType = loc.StoreType, StoreTypeName = t, StoreCount = 0,
-        Locations = util.array() }
-      details[#details + 1] = by_type[t]
+  for _, loc in ipairs(certificates.locations(sandbox, cert)) do
+    local group = by_type[loc.StoreType]
+    if not group then
+      group = { StoreType = stores.type_name(loc.StoreType, sandbox), StoreTypeId = loc.StoreType,
+        StoreCount = 0, Locations = util.array() }
+      by_type[loc.StoreType] = group
+      details[#details + 1] = group
     end
-    by_type[t].StoreCount = by_type[t].StoreCount + 1
-    table.insert(by_type[t].Locations, { StoreId = loc.CertStoreId, ClientMachine = loc.StoreMachine,
-      StorePath = loc.StorePath, Alias = loc.Alias, ChainLevel = loc.ChainLevel })
+    group.StoreCount = group.StoreCount + 1
+    table.insert(group.Locations, { StoreId = loc.CertStoreId, StoreTypeId = loc.StoreType,
+      ClientMachine = loc.StoreMachine, StorePath = loc.StorePath, Alias = loc.Alias })
   end
-  return { Details = details, Locations = locations }
+  return { Details = details }
 end
 
+local REVOKE_FIELDS = { CertificateIds = check.array_of("int"), Reason = "int", Comment = "string",
+  EffectiveDate = "date", CollectionId = "int" }
+
 local function revoke(sandbox, req)
-  local body = check.object_body(req)
+  local body = check.body(req, REVOKE_FIELDS)
   local ids = check.int_array(body, "CertificateIds", true)
   local reason = check.int(body, "Reason", false) or 0
   if not REVOCATION_REASONS[reason] then

@@ -5,6 +5,8 @@ local pki = require "keyfactor.sandbox.pki"
 local state = require "keyfactor.sandbox.state"
 local check = require "keyfactor.sandbox.check"
 local certificates = require "keyfactor.sandbox.certificates"
+local jobs = require "keyfactor.sandbox.jobs"
+local metadata_fields = require "keyfactor.sandbox.metadata"
 local csr_mod = require "openssl.x509.csr"
 
 local enrollment = {}
@@ -12,19 +14,29 @@ local enrollment = {}
 local PFX_FORMATS = { pfx = "PFX", zip = "Zip", store = "STORE" }
 local CSR_FORMATS = { pem = "PEM", der = "DER" }
 
-local function format_header(req, allowed)
-  local value = req.headers:get("x-certificateformat")
-  if not value or value == "" then util.bad_request("The x-certificateformat header is required") end
-  local format = allowed[value:lower()]
-  if not format then
-    local names = {}
-    for _, v in pairs(allowed) do names[#names + 1] = v end
-    table.sort(names)
-    util.bad_request("x-certificateformat '" .. value .. "' is not valid here (use " .. table.concat(names,
-      ", ") .. ")")
-  end
-  return format
+-- Field kinds of the request bodies (check.lua checks every one present).
+local COMMON_FIELDS = {
+  Template = "string", CertificateAuthority = "string", Timestamp = "date", IncludeChain = "bool",
+  Metadata = "object", AdditionalEnrollmentFields = "object", SANs = check.map_of(check.array_of("string")),
+  ValidityDays = "number",
+}
+local function with_common(fields)
+  for k, v in pairs(COMMON_FIELDS) do fields[k] = v end
+  return fields
 end
+local PFX_FIELDS = with_common{ Subject = "string", Password = "string", RenewalCertificateId = "int",
+  CustomFriendlyName = "string", PopulateMissingValuesFromAD = "bool" }
+local STORE_ENTRY = { StoreId = "string", Alias = "string", Overwrite = "bool", Properties = "object" }
+local PFX_V2_FIELDS = util.copy(PFX_FIELDS)
+for k, v in pairs{ Stores = check.array_of(check.object_of(STORE_ENTRY)), InstallIntoExistingCertificateStores = "bool",
+    JobTime = "date", ChainOrder = "string", KeyType = "string", KeyLength = "int", Curve = "string",
+    IncludeSubjectHeader = "bool", UseLegacyEncryption = "bool", OwnerRoleId = "int", OwnerRoleName = "string",
+    EnrollmentPatternId = "int" } do
+  PFX_V2_FIELDS[k] = v
+end
+local CSR_FIELDS = with_common{ CSR = "string" }
+local RENEW_FIELDS = { CertificateId = "int", Thumbprint = "string", CertificateAuthority = "string",
+  Template = "string", Timestamp = "date" }
 
 local function check_template(body)
   local name = check.string(body, "Template", true)
@@ -47,7 +59,11 @@ local function check_common(body)
   check_ca(body)
   check.date(body, "Timestamp", false)
   check.bool(body, "IncludeChain")
-  local metadata = check.object(body, "Metadata") or {}
+  -- names and values checked against the metadata fields, as the server does
+  local metadata = metadata_fields.validate(check.object(body, "Metadata") or {}, "Metadata")
+  for name, v in pairs(metadata) do
+    if v == "" then metadata[name] = nil end
+  end
   check.object(body, "AdditionalEnrollmentFields")
   local days = body.ValidityDays
   if days ~= nil and days ~= util.null and type(days) ~= "number" then
@@ -118,9 +134,36 @@ local function pending_info(request)
 end
 
 ---------------------------------------------------------------- PFX
+local NO_WORKFLOW = "00000000-0000-0000-0000-000000000000"
+
+-- API version 2 (PFXEnrollmentManagementResponse): the v1 answer's fields
+-- plus the workflow ones, and the stores a job was created for.
+local function v2_answer(info, metadata, successful)
+  info.WorkflowInstanceId, info.WorkflowReferenceId = NO_WORKFLOW, 0
+  info.StoreIdsInvalidForRenewal, info.ChainFailedToBuild = util.array(), false
+  return { CertificateInformation = info, Metadata = metadata, SuccessfulStores = successful or util.array() }
+end
+
+-- The stores of a v2 enrollment: Stores, plus with
+-- InstallIntoExistingCertificateStores those holding the renewed certificate.
+local function v2_targets(sandbox, body, renewal)
+  local targets = {}
+  for i, entry in ipairs(check.entries(body, "Stores", false, STORE_ENTRY) or {}) do
+    targets[i] = { id = check.string(entry, "StoreId", true, string.format("Stores[%d].StoreId", i)),
+      alias = entry.Alias ~= util.null and entry.Alias or nil, overwrite = entry.Overwrite == true }
+  end
+  if renewal and check.bool(body, "InstallIntoExistingCertificateStores") then
+    for _, loc in ipairs(certificates.locations(sandbox, certificates.find(sandbox, renewal))) do
+      targets[#targets + 1] = { id = loc.CertStoreId, alias = loc.Alias, overwrite = true }
+    end
+  end
+  return targets
+end
+
 local function enroll_pfx(sandbox, req)
-  local format = format_header(req, PFX_FORMATS)
-  local body = check.object_body(req)
+  local format = check.format_header(req, PFX_FORMATS)
+  local v2 = (req.headers:get("x-keyfactor-api-version") or ""):match("^2") ~= nil
+  local body = check.body(req, v2 and PFX_V2_FIELDS or PFX_FIELDS)
   local common = check_common(body)
   local subject = check.string(body, "Subject", true)
   check_subject(subject)
@@ -130,30 +173,40 @@ local function enroll_pfx(sandbox, req)
   if renewal == 0 then util.bad_request("RenewalCertificateId must be omitted or null when not renewing, not 0") end
   if renewal then certificates.find(sandbox, renewal) end
   check.string(body, "CustomFriendlyName", false)
+  local targets = v2 and v2_targets(sandbox, body, renewal) or {}
+  local run_at = v2 and check.date(body, "JobTime", false) or nil
+  local key_type = v2 and check.string(body, "KeyType", false)
+  if key_type and not ({ RSA = true, ECC = true })[key_type:upper()] then
+    util.bad_request("KeyType '" .. key_type .. "' is not valid (use RSA or ECC)")
+  end
   local template = common.template
   local request = new_request(sandbox, req, {
     kind = "PFX", format = format, template = template.CommonName, subject = subject,
-    sans = common.sans, metadata = common.metadata, days = common.days, key_kind = "RSA",
-    -- Keys of approval requests are always kept, so the approved certificate can be deployed.
-    retain_key = format == "STORE" or template.RequiresApproval,
+    sans = common.sans, metadata = common.metadata, days = common.days,
+    key_kind = key_type and key_type:upper() == "ECC" and "EC" or "RSA",
+    -- Keys of approval requests are always kept, so the approved certificate can
+    -- be deployed; so are those of certificates going into stores now.
+    retain_key = format == "STORE" or template.RequiresApproval or #targets > 0,
   })
   if template.RequiresApproval then
-    return { CertificateInformation = pending_info(request), Metadata = common.metadata }
+    local info = pending_info(request)
+    if v2 then return v2_answer(info, common.metadata) end
+    return { CertificateInformation = info, Metadata = common.metadata }
   end
   local record, cert, key = enrollment.issue(sandbox, request)
   local blob = ""
   if format ~= "STORE" then
     blob = util.base64(pki.pkcs12(cert, key, password, common.include_chain and sandbox.ca.cert or nil))
   end
-  return {
-    CertificateInformation = {
-      KeyfactorId = record.id, KeyfactorRequestId = request.id, SerialNumber = record.serial,
-      IssuerDN = record.issuer_dn, Thumbprint = record.thumbprint, Pkcs12Blob = blob,
-      Password = util.null, RequestDisposition = "ISSUED",
-      DispositionMessage = issued_message(request), EnrollmentContext = util.null,
-    },
-    Metadata = common.metadata,
+  local info = {
+    KeyfactorId = record.id, KeyfactorRequestId = request.id, SerialNumber = record.serial,
+    IssuerDN = record.issuer_dn, Thumbprint = record.thumbprint, Pkcs12Blob = blob,
+    Password = util.null, RequestDisposition = "ISSUED",
+    DispositionMessage = issued_message(request), EnrollmentContext = util.null,
   }
+  if not v2 then return { CertificateInformation = info, Metadata = common.metadata } end
+  local scheduled = jobs.schedule(sandbox, req, record, targets, password, run_at)
+  return v2_answer(info, common.metadata, scheduled.SuccessfulStores)
 end
 
 ---------------------------------------------------------------- CSR
@@ -172,8 +225,8 @@ local function csr_certificates(sandbox, record, format, include_chain)
 end
 
 local function enroll_csr(sandbox, req)
-  local format = format_header(req, CSR_FORMATS)
-  local body = check.object_body(req)
+  local format = check.format_header(req, CSR_FORMATS)
+  local body = check.body(req, CSR_FIELDS)
   local csr_text = check.string(body, "CSR", true)
   local common = check_common(body)
   local csr = pki.parse_csr(csr_text)
@@ -214,7 +267,7 @@ local function find_by_thumbprint(sandbox, thumbprint)
 end
 
 local function renew(sandbox, req)
-  local body = check.object_body(req)
+  local body = check.body(req, RENEW_FIELDS)
   local id = check.int(body, "CertificateId", false)
   local thumbprint = check.string(body, "Thumbprint", false)
   check_ca(body)

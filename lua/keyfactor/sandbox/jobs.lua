@@ -3,25 +3,47 @@
 -- due at max(now, JobTime) + job_delay and then completes and "inventories"
 -- its store, which is what makes the certificate show up in Locations.
 -- Jobs are processed lazily before every request, which keeps it deterministic.
+-- Every finished job is in GET /OrchestratorJobs/JobHistory; a job on the
+-- machine state.BROKEN_MACHINE always fails (Result 3, with a message).
 local util = require "keyfactor.sandbox.util"
 local state = require "keyfactor.sandbox.state"
 local check = require "keyfactor.sandbox.check"
 local auth = require "keyfactor.sandbox.auth"
 local stores = require "keyfactor.sandbox.stores"
 local certificates = require "keyfactor.sandbox.certificates"
+local agents = require "keyfactor.sandbox.agents"
 
 local jobs = {}
+
+-- Field kinds of the request bodies (check.lua checks every one present).
+local a, o = check.array_of, check.object_of
+local SCHEDULE = o{ Immediate = "bool", Interval = o{ Minutes = "int" }, Daily = o{ Time = "date" },
+  Weekly = o{ Days = a("int"), Time = "date" }, Monthly = o{ Day = "int", Time = "date" },
+  ExactlyOnce = o{ Time = "date" } }
+local DEPLOY_FIELDS = {
+  Stores = a(o{ StoreId = "string", Alias = "string", Overwrite = "bool", Properties = "object" }),
+  Password = "string", CertificateId = "int", RequestId = "int", JobTime = "date",
+  StoreIds = a("string"), StoreTypes = a(o{ StoreTypeId = "int", Alias = "string", Overwrite = "bool" }),
+}
+local REPLACE_FIELDS = { ExistingCertificateId = "int", CertificateId = "int", RequestId = "int",
+  Password = "string", JobTime = "date" }
+local ADD_FIELDS = { CertificateId = "int", Schedule = SCHEDULE, CollectionId = "int",
+  CertificateStores = a(o{ CertificateStoreId = "string", Alias = "string", Overwrite = "bool",
+    EntryPassword = o{ SecretValue = "string", Parameters = "object", Provider = "int" },
+    PfxPassword = "string", IncludePrivateKey = "bool", JobFields = "object" }) }
+local REMOVE_FIELDS = { CertificateId = "int", Alias = "string", Schedule = SCHEDULE, CollectionId = "int",
+  CertificateStores = a(o{ CertificateStoreId = "string", Alias = "string", JobFields = "object" }) }
 
 local function job_guid(n)
   return string.format("7c0b0b5e-0000-4000-8000-%012d", n)
 end
 
 -- Why a job for `cert` on `store` cannot be created, or nil when it can.
-local function refusal(user, cert, store, password, needs_key)
+local function refusal(sandbox, user, cert, store, password, needs_key)
   if not store then return "unknown store" end
   if not auth.may_schedule(user,
     store.ContainerName) then return "no permission on container " .. store.ContainerName end
-  local t = stores.type_by_id(store.CertStoreType)
+  local t = stores.type_by_id(store.CertStoreType, sandbox)
   if needs_key and t and t.PasswordOptions.EntrySupported and (password or "") == "" then
     return "an entry password is required for " .. t.ShortName .. " stores"
   end
@@ -35,6 +57,7 @@ local function add_job(sandbox, fields, run_at)
   s.next_job = s.next_job + 1
   fields.status = "pending"
   fields.created = util.now()
+  fields.run_at = run_at
   fields.due = math.max(util.now(), run_at or 0) + sandbox.opts.job_delay
   s.jobs[#s.jobs + 1] = fields
   sandbox.dirty = true
@@ -43,6 +66,21 @@ end
 
 local function complete(sandbox, job)
   local store = state.store_by_id(sandbox.state, job.store_id)
+  if not store then
+    job.message = "The certificate store " .. job.store_id .. " no longer exists"
+    return "failed"
+  end
+  job.machine, job.store_path = store.ClientMachine, store.StorePath
+  local agent = agents.find(store.AgentId)
+  if agent and agents.status(sandbox, agent.AgentId) ~= agents.APPROVED then
+    job.message = string.format("The orchestrator %s of %s is not approved", agent.AgentId, store.ClientMachine)
+    return "failed"
+  end
+  if store.ClientMachine == state.BROKEN_MACHINE then
+    job.message = string.format("Unable to reach %s: the orchestrator could not connect to the store %s "
+      .. "(connection refused)", store.ClientMachine, store.StorePath)
+    return "failed"
+  end
   local inventory = store.inventory
   for i, item in ipairs(inventory) do
     if item.alias == job.alias then
@@ -133,11 +171,12 @@ function jobs.resolve_certificate(sandbox, body)
   return certificates.find(sandbox, request.cert_id)
 end
 
-local function schedule(sandbox, req, cert, targets, password, run_at)
+-- One job per target ({id, alias, overwrite}); the answer of Deploy.
+function jobs.schedule(sandbox, req, cert, targets, password, run_at)
   local ok, failed = util.array(), util.array()
   for _, target in ipairs(targets) do
     local store = util.is_guid(target.id) and state.store_by_id(sandbox.state, target.id) or nil
-    local why = refusal(req.user, cert, store, password, true)
+    local why = refusal(sandbox, req.user, cert, store, password, true)
     if why then
       util.log("deploy of certificate %d to %s refused: %s", cert.id, target.id, why)
       failed[#failed + 1] = target.id
@@ -151,17 +190,17 @@ local function schedule(sandbox, req, cert, targets, password, run_at)
 end
 
 local function deploy(sandbox, req)
-  local body = check.object_body(req)
+  local body = check.body(req, DEPLOY_FIELDS)
   local targets = deploy_targets(sandbox, body)
   local password = check.string(body, "Password", true)
   local run_at = check.date(body, "JobTime", false)
   local cert = jobs.resolve_certificate(sandbox, body)
-  return schedule(sandbox, req, cert, targets, password, run_at)
+  return jobs.schedule(sandbox, req, cert, targets, password, run_at)
 end
 
 -- Installs the new certificate wherever the existing one is found.
 local function replace(sandbox, req)
-  local body = check.object_body(req)
+  local body = check.body(req, REPLACE_FIELDS)
   local existing = certificates.find(sandbox, check.int(body, "ExistingCertificateId", true))
   local password = check.string(body, "Password", false)
   local run_at = check.date(body, "JobTime", false)
@@ -170,7 +209,7 @@ local function replace(sandbox, req)
   for _, loc in ipairs(certificates.locations(sandbox, existing)) do
     targets[#targets + 1] = { id = loc.CertStoreId, alias = loc.Alias, overwrite = true }
   end
-  return schedule(sandbox, req, cert, targets, password, run_at)
+  return jobs.schedule(sandbox, req, cert, targets, password, run_at)
 end
 
 ---------------------------------------------------------------- Add / Remove
@@ -198,14 +237,14 @@ local function store_entries(body)
 end
 
 local function add_certificate(sandbox, req)
-  local body = check.object_body(req)
+  local body = check.body(req, ADD_FIELDS)
   local cert = certificates.find(sandbox, check.int(body, "CertificateId", true))
   local run_at = schedule_time(body)
   local ids = util.array()
   for _, entry in ipairs(store_entries(body)) do
     local store = stores.find(sandbox, entry.CertificateStoreId)
     local password = type(entry.EntryPassword) == "table" and entry.EntryPassword.SecretValue or nil
-    local why = refusal(req.user, cert, store, password, entry.IncludePrivateKey == true)
+    local why = refusal(sandbox, req.user, cert, store, password, entry.IncludePrivateKey == true)
     if why then util.fail(why:match("^no permission") and 403 or 400, "bad_request", why) end
     ids[#ids + 1] = add_job(sandbox, { kind = "add", cert_id = cert.id, store_id = store.Id,
       alias = entry.Alias or cert.thumbprint, overwrite = entry.Overwrite == true }, run_at).id
@@ -214,7 +253,7 @@ local function add_certificate(sandbox, req)
 end
 
 local function remove_certificate(sandbox, req)
-  local body = check.object_body(req)
+  local body = check.body(req, REMOVE_FIELDS)
   local run_at = schedule_time(body)
   local ids = util.array()
   for i, entry in ipairs(store_entries(body)) do

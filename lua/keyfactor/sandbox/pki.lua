@@ -11,6 +11,8 @@ local pkcs12 = require "openssl.pkcs12"
 local bignum = require "openssl.bignum"
 local digest = require "openssl.digest"
 local rand = require "openssl.rand"
+local kdf = require "openssl.kdf"
+local cipher = require "openssl.cipher"
 local util = require "keyfactor.sandbox.util"
 
 local pki = {}
@@ -270,6 +272,56 @@ function pki.pkcs12(cert, key, password, ca_cert)
   chain:add(cert)
   if ca_cert then chain:add(ca_cert) end
   return tostring(pkcs12.new{ key = key, certs = chain, password = password })
+end
+
+---------------------------------------------------------------- files
+-- DER encoding, just what PKCS#7 and PKCS#8 files need (luaossl writes neither).
+local function der_length(n)
+  if n < 0x80 then return string.char(n) end
+  local bytes = ""
+  while n > 0 do bytes = string.char(n % 256) .. bytes; n = n // 256 end
+  return string.char(0x80 + #bytes) .. bytes
+end
+
+local function tlv(tag, content) return string.char(tag) .. der_length(#content) .. content end
+local function seq(...) return tlv(0x30, table.concat{ ... }) end
+local function oid(hex_bytes)
+  return tlv(0x06, (hex_bytes:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)))
+end
+local function octets(s) return tlv(0x04, s) end
+local function small_int(n)   -- 0 <= n < 32768
+  local hi, lo = n // 256, n % 256
+  return tlv(0x02, (hi == 0 and lo < 0x80) and string.char(lo) or string.char(hi, lo))
+end
+
+local OID_SIGNED_DATA, OID_DATA = "2a864886f70d010702", "2a864886f70d010701"
+local OID_PBES2, OID_PBKDF2 = "2a864886f70d01050d", "2a864886f70d01050c"
+local OID_HMAC_SHA256, OID_AES256_CBC = "2a864886f70d0209", "60864801650304012a"
+
+-- A certificates-only PKCS#7 SignedData (".p7b") holding `certs` in the
+-- given order (a SET OF in BER order: tools list them as written).
+function pki.p7b(certs)
+  local ders = {}
+  for i, c in ipairs(certs) do ders[i] = c:tostring("DER") end
+  local signed = seq(small_int(1), tlv(0x31, ""), seq(oid(OID_DATA)),
+    tlv(0xA0, table.concat(ders)), tlv(0x31, ""))
+  return seq(oid(OID_SIGNED_DATA), tlv(0xA0, signed))
+end
+
+-- The private key as an encrypted PKCS#8 PEM ("ENCRYPTED PRIVATE KEY"):
+-- PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC, as openssl pkcs8 -topk8 writes.
+function pki.encrypted_key_pem(key, password)
+  local plain = util.unbase64(key:toPEM("private"):match("%-%-%-%-%-BEGIN PRIVATE KEY%-%-%-%-%-(.-)%-%-%-%-%-END"))
+  local salt, iv, iterations = rand.bytes(16), rand.bytes(16), 2048
+  local secret = kdf.derive{ type = "PBKDF2", md = "sha256", pass = password, salt = salt,
+    iter = iterations, outlen = 32 }
+  local encrypted = cipher.new("aes-256-cbc"):encrypt(secret, iv):final(plain)
+  local params = seq(
+    seq(oid(OID_PBKDF2), seq(octets(salt), small_int(iterations), seq(oid(OID_HMAC_SHA256), tlv(0x05, "")))),
+    seq(oid(OID_AES256_CBC), octets(iv)))
+  local der = seq(seq(oid(OID_PBES2), params), octets(encrypted))
+  local b64 = util.base64(der):gsub(string.rep(".", 64), "%0\n")
+  return "-----BEGIN ENCRYPTED PRIVATE KEY-----\n" .. b64:gsub("\n$", "") .. "\n-----END ENCRYPTED PRIVATE KEY-----\n"
 end
 
 ---------------------------------------------------------------- facts

@@ -186,14 +186,19 @@ function query.eval(node, record, fields)
   elseif op == "lt" then return c < 0 else return c <= 0 end
 end
 
+---------------------------------------------------------------- fields
+-- A queryable field of a record: `get(record)` its value, `kind` "string"
+-- (default), "number", "date" (epoch seconds) or "bool".
+function query.field(get, kind) return { get = get, kind = kind or "string" } end
+
 ---------------------------------------------------------------- paging
 -- Reads <prefix>.queryString/.pageReturned/.returnLimit/.sortField/.sortAscending
 -- from the request's (lower-cased) query params, filters, sorts and pages.
 function query.page(records, params, prefix, fields)
   local p = prefix:lower() .. "."
   local predicate = query.compile(params[p .. "querystring"], fields)
-  local page = query.int_param(params, p .. "pagereturned", 1)
-  local limit = query.int_param(params, p .. "returnlimit", 50)
+  local page = query.int_param(params, prefix .. ".pageReturned", 1)
+  local limit = query.int_param(params, prefix .. ".returnLimit", 50)
   if page < 1 then util.bad_request(prefix .. ".pageReturned must be at least 1") end
   if limit < 1 then util.bad_request(prefix .. ".returnLimit must be at least 1") end
   local matched = {}
@@ -201,7 +206,7 @@ function query.page(records, params, prefix, fields)
     if predicate(r) then matched[#matched + 1] = r end
   end
   local sort_field = params[p .. "sortfield"]
-  local descending = query.int_param(params, p .. "sortascending", 0) == 1
+  local descending = query.int_param(params, prefix .. ".sortAscending", 0) == 1
   if sort_field and sort_field ~= "" then
     local f = fields[sort_field:lower()]
     if not f then util.bad_request(prefix .. ".sortField: unknown field '" .. sort_field .. "'") end
@@ -230,16 +235,22 @@ function query.sort(list, f, descending)
 end
 
 function query.int_param(params, key, default)
-  local v = params[key]
+  local v = params[key:lower()]
   if v == nil or v == "" then return default end
   local n = math.tointeger(tonumber(v))
   if not n then util.bad_request("query parameter " .. key .. " must be an integer") end
   return n
 end
 
+-- A boolean query parameter: true/false (any case) or 1/0, as the model
+-- binder takes them; anything else is a 400.
 function query.bool_param(params, key)
   local v = params[key:lower()]
-  return v ~= nil and (v:lower() == "true" or v == "1")
+  if v == nil or v == "" then return false end
+  local lower = v:lower()
+  if lower == "true" or v == "1" then return true end
+  if lower == "false" or v == "0" then return false end
+  util.bad_request("query parameter " .. key .. " must be true or false, not '" .. v .. "'")
 end
 
 return query

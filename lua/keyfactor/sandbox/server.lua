@@ -35,8 +35,17 @@ local function build_routes()
     require "keyfactor.sandbox.certificates", require "keyfactor.sandbox.enrollment",
     jobs, stores, require "keyfactor.sandbox.workflow", catalog,
   }
+  for _, name in ipairs{ "agents", "metadata", "history", "retrieval", "store_admin" } do
+    modules[#modules + 1] = require("keyfactor.sandbox." .. name)
+  end
   for _, m in ipairs(modules) do
-    for _, r in ipairs(m.routes) do routes[#routes + 1] = r end
+    for _, r in ipairs(m.routes) do
+      -- named-field routes ({method=, path=, handler=}) until the router takes them
+      if r.method then
+        r = { r.method, (r.path:gsub("{[%w_]+:int}", "(%%d+)"):gsub("{[%w_]+}", "([^/]+)")), r.handler }
+      end
+      routes[#routes + 1] = r
+    end
   end
   routes[#routes + 1] = { "GET", "/Status/Endpoints", status_endpoints }
   -- Literal routes first, so /certificates/revoke never matches /certificates/(id).
@@ -179,6 +188,7 @@ local function dispatch(sandbox, req)
     end
     if req.inject_exception then error("injected handler exception") end
     local answer, code, extra = route[3](sandbox, req, table.unpack(captures))
+    if answer == nil and code == 204 then return 204, "", extra end
     return code or 200, util.encode(answer), extra
   end, traceback)
   if not ok then

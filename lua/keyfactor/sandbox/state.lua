@@ -34,6 +34,13 @@ state.containers = {
   { Id = 2, Name = "Restricted", OverwriteSchedules = false, Schedule = util.null, CertStoreType = 0 },
 }
 
+-- The agent (orchestrator) of seed store n's machine.
+function state.agent_id(n)
+  return string.format("0b9a1b4e-7a1f-4f6e-8f55-5a2d5e0c%04d", n)
+end
+
+state.BROKEN_MACHINE = "broken.sandbox.local"   -- every management job on it fails
+
 local function store(n, container, type_id, machine, path)
   local guid = string.format("5a4db0c5-%04d-4e5a-9d00-0000000000%02d", container * 100 + n, n)
   return {
@@ -43,7 +50,7 @@ local function store(n, container, type_id, machine, path)
     DisplayName = machine .. ":" .. path,
     Properties = type_id == state.STORE_TYPE_PEM
       and '{"separatePrivateKey":{"value":"false"}}' or "{}",
-    AgentId = "0b9a1b4e-7a1f-4f6e-8f55-5a2d5e0c0001",
+    AgentId = state.agent_id(n),   -- one orchestrator per store machine
   }
 end
 
@@ -59,6 +66,7 @@ function state.seed_stores()
     store(6, 1, K, "app03.sandbox.local", "/opt/app/keystore.p12"),
     store(7, 2, P, "vault01.sandbox.local", "/etc/ssl/vault01.pem"),
     store(8, 2, K, "vault02.sandbox.local", "/opt/vault/keystore.p12"),
+    store(9, 1, P, state.BROKEN_MACHINE, "/etc/ssl/broken.pem"),
   }
 end
 

@@ -1,5 +1,7 @@
--- Certificate store types, containers, stores and store inventories
--- (read side; jobs that change inventories live in jobs.lua).
+-- Certificate store types (the seed's, and those created with
+-- POST /CertificateStoreTypes, kept in the state), containers, stores and
+-- store inventories (read side; jobs that change inventories live in
+-- jobs.lua, store create/update/delete in store_admin.lua).
 local util = require "keyfactor.sandbox.util"
 local state = require "keyfactor.sandbox.state"
 local query = require "keyfactor.sandbox.query"
@@ -28,6 +30,8 @@ local function store_type(id, short, name, entry_password, properties)
   }
 end
 
+stores.new_type = store_type
+
 -- Property Type enum: 0 String, 1 Bool, 2 MultipleChoice, 3 Secret.
 stores.types = {
   store_type(state.STORE_TYPE_PEM, "PEM", "PEM File", true, util.array{
@@ -37,18 +41,26 @@ stores.types = {
   store_type(state.STORE_TYPE_PKCS12, "PKCS12", "PKCS#12 Keystore", false, util.array()),
 }
 
-function stores.type_by_id(id)
-  for _, t in ipairs(stores.types) do
+-- The seed types and, given the sandbox, the ones created since.
+function stores.all_types(sandbox)
+  local out = {}
+  for _, t in ipairs(stores.types) do out[#out + 1] = t end
+  for _, t in ipairs(sandbox and sandbox.state.store_types or {}) do out[#out + 1] = t end
+  return out
+end
+
+function stores.type_by_id(id, sandbox)
+  for _, t in ipairs(stores.all_types(sandbox)) do
     if t.StoreType == id then return t end
   end
 end
 
-function stores.type_name(id)
-  local t = stores.type_by_id(id)
+function stores.type_name(id, sandbox)
+  local t = stores.type_by_id(id, sandbox)
   return t and t.ShortName or tostring(id)
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local type_fields = {
   id = field(function(t) return t.StoreType end, "number"),
@@ -57,19 +69,19 @@ local type_fields = {
   name = field(function(t) return t.Name end),
 }
 
-local function list_types(_, req)
-  return query.page(stores.types, req.params, "cstquery", type_fields)
+local function list_types(sandbox, req)
+  return query.page(stores.all_types(sandbox), req.params, "cstquery", type_fields)
 end
 
-local function get_type(_, _, id)
-  local t = stores.type_by_id(check.path_int(id, "id"))
+local function get_type(sandbox, _, id)
+  local t = stores.type_by_id(check.path_int(id, "id"), sandbox)
   if not t then util.not_found("Certificate store type " .. id .. " was not found") end
   return t
 end
 
-local function types_by_name(_, _, name)
+local function types_by_name(sandbox, _, name)
   local out = util.array()
-  for _, t in ipairs(stores.types) do
+  for _, t in ipairs(stores.all_types(sandbox)) do
     if t.ShortName:lower() == name:lower() then out[#out + 1] = t end
   end
   if #out == 0 then util.not_found("Certificate store type '" .. name .. "' was not found") end
@@ -112,9 +124,9 @@ function stores.render(st)
   return {
     Id = st.Id, ContainerId = st.ContainerId, ContainerName = st.ContainerName,
     ClientMachine = st.ClientMachine, StorePath = st.StorePath, CertStoreType = st.CertStoreType,
-    CertStoreInventoryJobId = st.Id:gsub("^5a4db0c5", "1b0e7a11"), Approved = true,
-    CreateIfMissing = false, Properties = st.Properties, AgentId = st.AgentId, AgentAssigned = true,
-    InventorySchedule = { Interval = { Minutes = 60 } },
+    CertStoreInventoryJobId = st.Id:gsub("^%x%x%x%x%x%x%x%x", "1b0e7a11"), Approved = true,
+    CreateIfMissing = st.CreateIfMissing or false, Properties = st.Properties, AgentId = st.AgentId,
+    AgentAssigned = true, InventorySchedule = st.InventorySchedule or { Interval = { Minutes = 60 } },
     ReenrollmentStatus = { Data = false, AgentId = st.AgentId, Message = "", JobProperties = "",
       CustomAliasAllowed = st.CertStoreType == state.STORE_TYPE_PEM and 1 or 2 },
     SetNewPasswordAllowed = true, Password = {}, DisplayName = st.DisplayName,
@@ -152,6 +164,15 @@ local function get_store(sandbox, _, id)
   return stores.render(stores.find(sandbox, id))
 end
 
+-- Paging and sorting fields of inventory entries (query.* has no queryString).
+local inventory_fields = {
+  id = field(function(e) return e.Certificates[1].CertStoreInventoryItemId end, "number"),
+  name = field(function(e) return e.Name end),
+  alias = field(function(e) return e.Name end),
+  thumbprint = field(function(e) return e.Certificates[1].Thumbprint end),
+  notafter = field(function(e) return util.parse_iso(e.Certificates[1].NotAfter) end, "date"),
+}
+
 local function inventory(sandbox, req, id)
   local st = stores.find(sandbox, id)
   local entries = {}
@@ -168,11 +189,7 @@ local function inventory(sandbox, req, id)
       Parameters = {},
     }
   end
-  local page = query.int_param(req.params, "query.pagereturned", 1)
-  local limit = query.int_param(req.params, "query.returnlimit", 50)
-  local out = util.array()
-  for i = (page - 1) * limit + 1, math.min(#entries, page * limit) do out[#out + 1] = entries[i] end
-  return out
+  return query.page(entries, req.params, "query", inventory_fields)
 end
 
 stores.routes = {

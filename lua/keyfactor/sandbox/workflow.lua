@@ -26,7 +26,7 @@ local function render(r)
   }
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local fields = {
   id = field(function(r) return r.id end, "number"),
@@ -91,7 +91,7 @@ end
 
 local function deny(sandbox, req)
   auth.require_admin(req.user, "deny certificate requests")
-  local body = check.object_body(req)
+  local body = check.body(req, { Comment = "string", CertificateRequestIds = check.array_of("int") })
   local comment = check.string(body, "Comment", false) or ""
   local ids = check.int_array(body, "CertificateRequestIds", true)
   local result = { Successes = util.array(), Failures = util.array(), Denials = util.array() }

@@ -1,0 +1,256 @@
+--- Client methods made from the endpoint table (keyfactor.endpoints).
+--
+-- `calls.prepare` checks a call's arguments against its entry (a mistake
+-- raises, naming the call and the field) and builds the request;
+-- `calls.send` sends it and applies the answer's shape and the outcome rule,
+-- so every call returns a value or `nil, err`, whatever the server sent.
+-- @module keyfactor.calls
+
+local errors = require "keyfactor.errors"
+local pager = require "keyfactor.pager"
+local show = require "keyfactor.show"
+local v = require "keyfactor.validate"
+
+local calls = {}
+
+-- Per entry (and per variant table such as enroll's `csr`): the record
+-- checker of the fields that come in a table argument, and params by name.
+local compiled = setmetatable({}, { __mode = "k" })
+
+local function compile(spec, args)
+  local c = compiled[spec]
+  if c then return c end
+  local positional = {}
+  for _, arg in ipairs(args) do positional[arg] = true end
+  local fields, required, by_name = {}, {}, {}
+  for _, param in ipairs(spec.params) do
+    by_name[param.name] = param
+    if not positional[param.name] and param.check then
+      fields[param.name] = param.check
+      if param.required then required[#required + 1] = param.name end
+    end
+  end
+  c = { record = v.record(fields, required), by_name = by_name }
+  compiled[spec] = c
+  return c
+end
+
+local function bool_param(value)
+  if type(value) == "boolean" then return value and "true" or "false" end
+  return value
+end
+
+--- Checks the arguments `...` of the call `entry` (or of `spec`, a variant
+-- with its own `params`/`path`); returns the request: {values, path, body,
+-- headers, query, secrets}.
+function calls.prepare(entry, spec, ...)
+  spec = spec or entry
+  local where = "kf:" .. entry.name
+  local c = compile(spec, entry.args)
+  local values = {}
+  for i, arg in ipairs(entry.args) do
+    local value = select(i, ...)
+    if arg == "req" or arg == "opts" then
+      if value == nil and arg == "opts" then value = {} end
+      if type(value) ~= "table" then
+        v.raise(where, (arg == "req" and "the request" or "opts") .. " must be a table, not " .. type(value))
+      end
+      for k, x in pairs(v.check(where, c.record, value, arg == "opts" and "opts" or nil)) do values[k] = x end
+    else
+      local param = c.by_name[arg]
+      if value == nil then
+        if param.required then v.raise(where, arg .. " is required") end
+      else
+        values[arg] = v.check(where, param.check, value, arg)
+      end
+    end
+  end
+  for _, group in ipairs(entry.one_of or {}) do
+    local any = false
+    for _, name in ipairs(group) do any = any or values[name] ~= nil end
+    if not any then v.raise(where, group.text) end
+  end
+  for _, param in ipairs(spec.params) do
+    if values[param.name] == nil and param.default ~= nil then
+      local d = param.default
+      if type(d) == "function" then d = d() end
+      values[param.name] = d
+    end
+  end
+  local r = { values = values, path = spec.path or entry.path, headers = {}, secrets = {} }
+  for _, param in ipairs(spec.params) do
+    local value = values[param.name]
+    if value ~= nil then
+      local at = param.at or "body"
+      if param.secret and type(value) == "string" then r.secrets[#r.secrets + 1] = value end
+      if at == "body" then
+        r.body = r.body or {}
+        r.body[param.field or param.name] = value
+      elseif at == "whole" then
+        r.body = value
+      elseif at == "header" then
+        r.headers[#r.headers + 1] = param.header .. ": " .. value
+      elseif at == "query" then
+        r.query = r.query or {}
+        r.query[param.name] = bool_param(value)
+      elseif at == "path" then
+        local text = type(value) == "number" and string.format("%d", value) or tostring(value)
+        r.path = r.path:gsub("{" .. param.name .. "}", (text:gsub("%%", "%%%%")))
+      end
+    end
+  end
+  for _, header in ipairs(spec.headers or entry.headers or {}) do r.headers[#r.headers + 1] = header end
+  return r
+end
+
+local function describe(value)
+  if type(value) == "string" then return "a string" end
+  if type(value) == "table" then return "a table" end
+  return tostring(value)
+end
+
+--- `nil, err` (kind "decode") unless `value` has the `shape` the call expects.
+function calls.shaped(value, shape, method, path, status)
+  if shape == "none" then return true end
+  if (shape == "object" or shape == "array") and type(value) ~= "table" then
+    return nil, errors.new { kind = "decode", status = status, method = method, path = path,
+      message = string.format("expected a JSON %s, got %s", shape, describe(value)) }
+  end
+  if value == false or value == nil then
+    return nil, errors.new { kind = "decode", status = status, method = method, path = path,
+      message = "expected an answer, got " .. tostring(value) }
+  end
+  return value
+end
+
+local function lower_set(list)
+  local set = {}
+  for _, item in ipairs(type(list) == "table" and list or {}) do set[tostring(item):lower()] = true end
+  return set
+end
+
+local function partial(method, path, answer, failed, what)
+  return nil, errors.new { kind = "partial", method = method, path = path, failed = failed, answer = answer,
+    message = string.format("%d %s failed: %s", #failed, what, table.concat(failed, ", ")) }
+end
+
+-- DESIGN §6.2: an answer that lists failed items is a failure.
+local OUTCOMES = {}
+
+-- The stores asked for (Stores[i].StoreId or StoreIds) must all be in
+-- SuccessfulStores; FailedStores must be empty.
+function OUTCOMES.stores(answer, values, method, path)
+  local failed, seen = {}, {}
+  for _, id in ipairs(type(answer.FailedStores) == "table" and answer.FailedStores or {}) do
+    local text = type(id) == "table" and tostring(id.StoreId or id.Id or id.CertStoreId) or tostring(id)
+    failed[#failed + 1] = text
+    seen[text:lower()] = true
+  end
+  local requested = {}
+  for _, store in ipairs(values.Stores or {}) do requested[#requested + 1] = store.StoreId end
+  for _, id in ipairs(values.StoreIds or {}) do requested[#requested + 1] = id end
+  if #requested > 0 then
+    local ok = lower_set(answer.SuccessfulStores)
+    for _, id in ipairs(requested) do
+      if not ok[id:lower()] and not seen[id:lower()] then failed[#failed + 1] = id end
+    end
+  end
+  if #failed > 0 then return partial(method, path, answer, failed, "of the stores") end
+  return answer
+end
+
+-- Approve / deny: Failures lists the requests that were not done.
+function OUTCOMES.approval(answer, _, method, path)
+  local failed = {}
+  for _, item in ipairs(type(answer.Failures) == "table" and answer.Failures or {}) do
+    failed[#failed + 1] = type(item) == "table" and (item.KeyfactorRequestId or item.CARowId) or item
+  end
+  if #failed > 0 then
+    local texts = {}
+    for i, id in ipairs(failed) do texts[i] = tostring(id) end
+    local _, err = partial(method, path, answer, texts, "of the requests")
+    err.failed = failed
+    local first = answer.Failures[1]
+    if type(first) == "table" and first.Comment then
+      err.message = err.message .. " (" .. tostring(first.Comment) .. ")"
+    end
+    return nil, err
+  end
+  return answer
+end
+
+--- Sends a prepared request `r` of `entry` and returns the answer, checked
+-- (shape, outcome rule); or nil, err.
+function calls.send(self, entry, r, opts)
+  local method = entry.method
+  local value, status = self.http:call(method, r.path, { body = r.body, headers = r.headers[1] and r.headers,
+    query = r.query, secrets = r.secrets })
+  if value == nil then return nil, status end
+  local shaped, err = calls.shaped(value, entry.answer or "any", method, r.path, status)
+  if shaped == nil then return nil, err end
+  local rule = (opts and opts.outcome ~= nil) and opts.outcome or entry.outcome
+  if rule and type(shaped) == "table" then return OUTCOMES[rule](shaped, r.values, method, r.path) end
+  if entry.mark then return show[entry.mark](shaped) end
+  return shaped
+end
+
+---------------------------------------------------------------------------
+-- Paging
+---------------------------------------------------------------------------
+
+calls.DEFAULT_PAGE_SIZE = 100
+
+--- An iterator over GET `path`, paged with the query-string `prefix`
+-- (`opts`: query, page_size, sort, ascending, prefetch; `extra` query parameters).
+function calls.paged(self, path, prefix, opts, extra)
+  local http = self.http
+  local page_size = opts.page_size or calls.DEFAULT_PAGE_SIZE
+  if page_size < 1 then error("page_size must be at least 1", 2) end
+  local o = { query = opts.query, page_size = page_size, sort = opts.sort, ascending = opts.ascending }
+  local function begin(page, start)
+    return http:begin("GET", path, { query = pager.params(prefix, o, page, extra) }, start)
+  end
+  local function finish(call) return http:finish(call) end
+  return pager.iterate(begin, finish, page_size, opts.prefetch and function() http:poke() end)
+end
+
+--- Every page of a short list, as one array; nil, err on failure.
+function calls.all_pages(self, path, prefix)
+  local ok, result = pcall(function()
+    local all = {}
+    for item in calls.paged(self, path, prefix, { page_size = 500 }) do all[#all + 1] = item end
+    return all
+  end)
+  if ok then return result end
+  if errors.is(result) then return nil, result end
+  error(result, 0)
+end
+
+--- The method for `entry`; `check_open(self, where)` guards the client.
+function calls.method(entry, check_open)
+  local where = "kf:" .. entry.name
+  if entry.kind == "iterator" then
+    return function(self, ...)
+      check_open(self, where)
+      local r = calls.prepare(entry, nil, ...)
+      local opts = r.values
+      if opts.page_size and opts.page_size < 1 then v.raise(where, "opts.page_size must be at least 1") end
+      local iterator = calls.paged(self, r.path, entry.prefix, opts, r.query)
+      if entry.mark then return show.marking(iterator, show[entry.mark]) end
+      return iterator
+    end
+  end
+  if entry.all_pages then
+    return function(self, ...)
+      check_open(self, where)
+      calls.prepare(entry, nil, ...)
+      return calls.all_pages(self, entry.path, entry.prefix)
+    end
+  end
+  return function(self, ...)
+    check_open(self, where)
+    return calls.send(self, entry, calls.prepare(entry, nil, ...))
+  end
+end
+
+return calls
