@@ -247,7 +247,8 @@ describe("bin/keyfactor", function()
 
   it("download writes the certificate, recover the PFX with its key", function()
     -- format Store: the server keeps the private key, so it can be recovered
-    local info = fixture.enroll(kf, fixture.unique("cli-dl"), { Password = nil, format = "Store" }).CertificateInformation
+    local info = fixture.enroll(kf, fixture.unique("cli-dl"), { Password = nil, format = "Store" })
+                        .CertificateInformation
     local out, err, code = run("download " .. info.KeyfactorId .. " --format PEM")
     assert.are.equal(0, code, err)
     assert.truthy(out:find("-----BEGIN CERTIFICATE-----", 1, true), out)
