@@ -106,4 +106,27 @@ describe("keyfactor repl on a terminal", function()
     keys("C-d")
     await("REPL-EXIT=0")
   end)
+
+  it("reads plain lines on a terminal when readline is missing", function()
+    local dir = tmp .. ".noreadline"
+    os.execute("mkdir -p " .. quote(dir))
+    local f = assert(io.open(dir .. "/readline.lua", "w"))
+    f:write('error("readline is not installed here")\n')
+    f:close()
+    local port = sb.url:match("^https://[^:/]+:(%d+)")
+    tmux("new-session -d -s plain -x 120 -y 20 " .. quote(table.concat({
+      "env LUA_PATH=" .. quote(dir .. "/?.lua;;"), "HOME=" .. quote(tmp .. ".home"),
+      "KEYFACTOR_HOSTNAME=" .. quote("127.0.0.1:" .. port), "KEYFACTOR_USERNAME=" .. quote(sb.username),
+      "KEYFACTOR_PASSWORD=" .. quote(sb.password), "KEYFACTOR_CA_CERT=" .. quote(sb.ca_file),
+      "bin/keyfactor repl; echo PLAIN-EXIT=$?; sleep 30" }, " ")))
+    local function plain() return tmux("capture-pane -p -J -t plain") end
+    assert(fixture.poll(function() return plain():find("kf> ", 1, true) end, 15, 0.1), plain())
+    tmux("send-keys -t plain '20 + 22' Enter")
+    assert(fixture.poll(function() return plain():find("\n42\n", 1, true) end, 15, 0.1), plain())
+    tmux("send-keys -t plain Up Enter")     -- no line editing: the escape sequence is read as text
+    assert(fixture.poll(function() return plain():find("syntax error", 1, true) end, 15, 0.1), plain())
+    tmux("send-keys -t plain C-d")
+    assert(fixture.poll(function() return plain():find("PLAIN-EXIT=0", 1, true) end, 15, 0.1), plain())
+    os.execute("rm -rf " .. quote(dir))
+  end)
 end)
