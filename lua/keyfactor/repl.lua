@@ -1,20 +1,20 @@
 --- A Lua prompt for exploring a Keyfactor server: `keyfactor repl`.
 --
---   kf> kf:certificate(42)
---   certificate 42 CN=web1.example.com (expires 2027-11-25, active)
---   kf> show(_)                    -- the whole of the last result
---   kf> help "deploy"              -- endpoint, fields, example (or help(kf.deploy))
---   kf> kf:dep<Tab>                -- completes kf: methods, and field names inside kf:deploy{...}
+--     kf> kf:certificate(42)
+--     certificate 42 CN=web1.example.com (expires 2027-11-25, active)
+--     kf> show(_)                    -- the whole of the last result
+--     kf> help "deploy"              -- endpoint, fields, example (or help(kf.deploy))
+--     kf> kf:dep<Tab>                -- completes kf: methods, and field names inside kf:deploy{...}
 --
 -- On a terminal the line is edited with GNU readline (Debian lua-readline),
--- with history in ~/.keyfactor_history; Ctrl-C cancels the line being typed
--- or the call running (cqueues' signal listener), Ctrl-D ends.  Without
--- readline, or when stdin is not a terminal, lines are read plainly.
--- Each line is compiled as `return <line>` first, then as `<line>`; an
--- unfinished statement reads more lines.  Results print on one line
--- (secrets redacted); `_` is the last result.  Globals set at the prompt
--- persist; `kf`, `keyfactor`, `show`, `help` and `collect(iterator, n)`
--- are preloaded.
+-- with history in `~/.keyfactor_history` (or `$KEYFACTOR_HISTORY`); Ctrl-C
+-- cancels the line being typed or the call running (cqueues' signal
+-- listener), Ctrl-D ends.  Without readline, or when stdin is not a
+-- terminal, lines are read plainly.  Each line is compiled as
+-- `return <line>` first, then as `<line>`; an unfinished statement reads
+-- more lines.  Results print on one line (secrets redacted); `_` is the
+-- last result.  Globals set at the prompt persist; `kf`, `keyfactor`,
+-- `show`, `help` and `collect(iterator, n)` are preloaded.
 -- @module keyfactor.repl
 
 local show = require "keyfactor.show"
@@ -40,8 +40,10 @@ local function catalog()
   return ok and endpoints or nil
 end
 
---- The array of the first `n` (default 100) items of an iterator such as
--- kf:certificates{...}.
+--- The array of the first `n` items of an iterator.
+-- @param iterator an iterator such as `kf:certificates{...}`
+-- @tparam[opt=100] integer n how many items at most
+-- @treturn table the array of items
 function repl.collect(iterator, n)
   local items = {}
   for item in iterator do
@@ -56,6 +58,8 @@ local WIDTH = 160
 
 --- One line of text for a result: certificates and stores as their summary
 -- line, tables cut; `show(_)` prints the whole.
+-- @param value any answer
+-- @treturn string
 function repl.one_line(value)
   if type(value) ~= "table" then return show.format(value) end
   local mt = getmetatable(value)
@@ -71,8 +75,10 @@ function repl.one_line(value)
   return text
 end
 
---- The help text of a call, by name ("deploy", "kf:deploy") or method
--- (kf.deploy); with no argument, the list of calls.
+--- The help text of a call: its endpoint, fields, answer and example.
+-- @param kf the client (to recognise its methods)
+-- @param what a name (`"deploy"`, `"kf:deploy"`), a method (`kf.deploy`), or nil for the list of calls
+-- @treturn string
 function repl.help(kf, what)
   local endpoints = catalog()
   if not endpoints then return "help needs keyfactor.endpoints" end
@@ -256,9 +262,10 @@ local function readline_loop(rl, sig, output, prompt, feed)
 end
 
 --- Runs the prompt until end of input.
--- `opts`: input (a file, default io.stdin), output (default io.stdout),
--- prompt (default "kf> " when stdin is a terminal, else none), env (extra
--- globals), readline (false: never use it).  Returns nothing.
+-- @param kf the client, global `kf` at the prompt
+-- @tparam[opt] table opts `input` (a file, default io.stdin), `output` (default io.stdout),
+-- `prompt` (default "kf> " when stdin is a terminal, else none), `env` (extra
+-- globals), `readline` (false: never use it)
 function repl.run(kf, opts)
   opts = opts or {}
   local input, output = opts.input or io.stdin, opts.output or io.stdout
