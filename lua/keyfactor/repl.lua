@@ -336,7 +336,7 @@ function repl.run(kf, opts)
       for i = 2, results.n do values[i - 1] = results[i] end
       print_results(values)
     elseif results[2] == INTERRUPTED then
-      emit("interrupted")
+      emit("\ninterrupted")          -- after the "^C" the terminal echoed
     else
       emit("error: " .. tostring(results[2]))
     end
