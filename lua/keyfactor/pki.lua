@@ -1,13 +1,13 @@
 --- Local keys and files: make keys and CSRs on this host, open PKCS#12
 -- answers, write PEM files safely, read certificate facts.
 --
---   local pki = require "keyfactor.pki"
---   local key = pki.key{ type = "EC" }                       -- P-256
---   local csr = pki.csr{ key = key, subject = "CN=web1.example.com,O=Example",
---                        dns = { "web1.example.com" } }
---   local r = assert(kf:enroll{ CSR = csr, Template = "WebServer", format = "PEM" })
---   pki.write_key("/etc/ssl/private/web1.key", pki.key_pem(key))   -- mode 0600
---   pki.write_file("/etc/ssl/web1.pem", r.CertificateInformation.Certificates[1])
+--     local pki = require "keyfactor.pki"
+--     local key = pki.key{ type = "EC" }                       -- P-256
+--     local csr = pki.csr{ key = key, subject = "CN=web1.example.com,O=Example",
+--                          dns = { "web1.example.com" } }
+--     local r = assert(kf:enroll{ CSR = csr, Template = "WebServer", format = "PEM" })
+--     pki.write_key("/etc/ssl/private/web1.key", pki.key_pem(key))   -- mode 0600
+--     pki.write_file("/etc/ssl/web1.pem", r.CertificateInformation.Certificates[1])
 --
 -- The private key never leaves the host.  Needs luaossl (Debian
 -- lua-luaossl, rock "luaossl"): an optional dependency, only this module uses it.
