@@ -136,10 +136,17 @@ fuzz-regress: $(addprefix build/fuzz/,$(FUZZERS))
 	@for t in $(FUZZERS); do build/fuzz/$$t fuzz/corpus/$$t/* >/dev/null 2>&1 || { echo "fuzz-regress $$t FAILED"; exit 1; }; done
 	@echo "fuzz-regress: every corpus input replays cleanly"
 
-# The API reference from the code's LDoc comments, as HTML in doc/html.
+# The API reference: the public modules' LDoc comments, the README, the
+# architecture and "The calls" (generated from the endpoint table), as HTML
+# in doc/html, Markdown rendered by lua-discount.  Any LDoc warning fails.
 docs:
-	@command -v ldoc >/dev/null || bash .ci/install-deps $(LUA) lua-ldoc
-	ldoc -c config.ld .
+	@command -v ldoc >/dev/null || bash .ci/install-deps $(LUA) lua-ldoc lua-discount
+	@mkdir -p build/docs
+	rm -rf doc/html
+	lua5.4 docs/gen-reference.lua build/docs/calls.md
+	@ldoc -c config.ld . 2>&1 | tee build/docs/ldoc.log
+	@cat docs/tables.css >> doc/html/ldoc.css
+	@! grep -vE "^(reading configuration|output written)" build/docs/ldoc.log || { echo "docs: LDoc warned (above)"; exit 1; }
 	@echo "reference: doc/html/index.html"
 
 bench: deps build

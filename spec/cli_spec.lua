@@ -193,6 +193,14 @@ describe("bin/keyfactor", function()
     assert.truthy(text:find('"StorePath":"/etc/ssl/', 1, true), text)
     assert.is_nil(text:find("\\/"), text)
     assert.are.equal(pem, cjson.decode(text).Locations[1].CertStoreId)
+    local pfx = tmp .. ".enrolled.pfx"
+    local _, enroll_err, enroll_code = run("enroll --template WebServer --subject " .. quote("CN=" .. cn)
+      .. " --password pfx-2 --out " .. pfx)
+    assert.are.equal(0, enroll_code, enroll_err)
+    local key, cert = require("openssl.pkcs12").parse(read_file(pfx), "pfx-2")
+    os.remove(pfx)
+    assert.truthy(key and cert)
+    assert.are.equal(cn, fixture.cn(cert))
     local pending = run("enroll --template WebServerApproval --subject " .. quote("CN=" .. cn))
     assert.truthy(pending:find("^request %d+ waiting for approval"), pending)
   end)
@@ -216,6 +224,10 @@ describe("bin/keyfactor", function()
     local new_id = tonumber(out:match("^renewed certificate " .. id .. " %-> (%d+), deploying to 1 store%(s%)\n$"))
     assert.truthy(new_id, out)
     assert(kf:wait_deployed(new_id, { pem }, { timeout = 30 }))
+    -- the next cron run renews the renewal only, not the certificate it replaced
+    local again, skipped = run("renew --expiring 400d --dry-run" .. select_it)
+    assert.truthy(again:find("^would renew certificate " .. new_id .. " CN="), again)
+    assert.are.equal("keyfactor: skipping certificate " .. id .. ": renewed already as " .. new_id .. "\n", skipped)
   end)
 
   it("revoke, approve and deny", function()
@@ -242,8 +254,9 @@ describe("bin/keyfactor", function()
   end)
 
   it("download writes the certificate, recover the PFX with its key", function()
-    if not kf.download then return pending("kf:download comes with the endpoint table (branch api)") end
-    local info = fixture.enroll(kf, fixture.unique("cli-dl")).CertificateInformation
+    -- format Store: the server keeps the private key, so it can be recovered
+    local info = fixture.enroll(kf, fixture.unique("cli-dl"), { Password = nil, format = "Store" })
+                        .CertificateInformation
     local out, err, code = run("download " .. info.KeyfactorId .. " --format PEM")
     assert.are.equal(0, code, err)
     assert.truthy(out:find("-----BEGIN CERTIFICATE-----", 1, true), out)
@@ -252,6 +265,9 @@ describe("bin/keyfactor", function()
     assert.are.equal(0, code2, err2)
     local pkcs12 = require "openssl.pkcs12"
     local key, cert = pkcs12.parse(read_file(file), "recover-1")
+    local p = io.popen("stat -c %a " .. quote(file))
+    assert.are.equal("600", p:read("l"))
+    p:close()
     os.remove(file)
     assert.truthy(key and cert)
   end)
@@ -260,6 +276,7 @@ describe("bin/keyfactor", function()
     local password = "Canary-Repl-Pass-5"
     local out, err, code = run("repl", table.concat({
       "r = kf:enroll{Template = 'WebServer', Subject = 'CN=repl.example.com', Password = '" .. password .. "'}",
+      "show(r.CertificateInformation)",
       "r.CertificateInformation",
       "c = kf:certificate(r.CertificateInformation.KeyfactorId)",
       "tostring(c)",
@@ -275,6 +292,8 @@ describe("bin/keyfactor", function()
     local got = lines(out)
     local text = table.concat(got, "\n")
     assert.truthy(text:find('"certificate %d+ CN=repl.example.com %(expires [%d-]+, active%)"'), text)
+    -- results on one line by default, show() prints all
+    assert.truthy(text:find("\n{ [^\n]*%(show%(_%) for all%)\n"), text)
     assert.truthy(text:find("nil, keyfactor: http 404", 1, true), text)
     assert.are.equal("true", got[#got - 1])
     assert.truthy(got[#got]:find("^error: .*boom"), got[#got])

@@ -1,13 +1,13 @@
 --- Local keys and files: make keys and CSRs on this host, open PKCS#12
 -- answers, write PEM files safely, read certificate facts.
 --
---   local pki = require "keyfactor.pki"
---   local key = pki.key{ type = "EC" }                       -- P-256
---   local csr = pki.csr{ key = key, subject = "CN=web1.example.com,O=Example",
---                        dns = { "web1.example.com" } }
---   local r = assert(kf:enroll{ CSR = csr, Template = "WebServer", format = "PEM" })
---   pki.write_key("/etc/ssl/private/web1.key", pki.key_pem(key))   -- mode 0600
---   pki.write_file("/etc/ssl/web1.pem", r.CertificateInformation.Certificates[1])
+--     local pki = require "keyfactor.pki"
+--     local key = pki.key{ type = "EC" }                       -- P-256
+--     local csr = pki.csr{ key = key, subject = "CN=web1.example.com,O=Example",
+--                          dns = { "web1.example.com" } }
+--     local r = assert(kf:enroll{ CSR = csr, Template = "WebServer", format = "PEM" })
+--     pki.write_key("/etc/ssl/private/web1.key", pki.key_pem(key))   -- mode 0600
+--     pki.write_file("/etc/ssl/web1.pem", r.CertificateInformation.Certificates[1])
 --
 -- The private key never leaves the host.  Needs luaossl (Debian
 -- lua-luaossl, rock "luaossl"): an optional dependency, only this module uses it.
@@ -28,9 +28,9 @@ local v = require "keyfactor.validate"
 
 local pki = {}
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Small helpers
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- Iterates a luaossl name/altname/chain through its __pairs metamethod
 -- (called directly: Lua 5.1 and LuaJIT do not honour __pairs).
@@ -89,9 +89,9 @@ local function class(name)
 end
 local is_key, is_cert = class "EVP_PKEY*", class "X509*"
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Keys
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 local CURVES = { ["prime256v1"] = "prime256v1", ["P-256"] = "prime256v1",
                  ["secp384r1"] = "secp384r1", ["P-384"] = "secp384r1",
@@ -150,9 +150,9 @@ function pki.key_pem(key)
   return check_key("pki.key_pem", key, "key"):toPEM("private")
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Certificate signing requests
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- Attribute spellings accepted in subjects, as OpenSSL's short names.
 local NAME_KEYS = {
@@ -272,9 +272,9 @@ function pki.csr(opts)
   return req:toPEM()
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Certificates
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 local PEM_BLOCK = "%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-.-%-%-%-%-%-END CERTIFICATE%-%-%-%-%-"
 
@@ -378,9 +378,9 @@ function pki.needs_renewal(certificate, days)
   return not_after - os.time() < days * 86400
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- PKCS#12
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- True when `der` is exactly one DER SEQUENCE (as a PKCS#12 file is).
 local function der_sequence(der)
@@ -424,9 +424,9 @@ function pki.split_pkcs12(blob, password)
   return out
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Files
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 local function pem_text(where, value, field)
   if is_cert(value) then return value:toPEM() end

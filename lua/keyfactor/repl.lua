@@ -1,18 +1,20 @@
---- A small Lua prompt for exploring a Keyfactor server.
+--- A Lua prompt for exploring a Keyfactor server: `keyfactor repl`.
 --
---   local kf = keyfactor.from_env()
---   keyfactor.repl(kf)
---   kf> kf:certificate(42)
---   { CertState = 1, ... }
---   kf> kf:certificate(999)
---   nil, keyfactor: http 404 (0xA0110003) GET /Certificates/999: ...
---   kf> for c in kf:certificates{query = 'IssuedCN -contains "web"'} do print(c) end
+--     kf> kf:certificate(42)
+--     certificate 42 CN=web1.example.com (expires 2027-11-25, active)
+--     kf> show(_)                    -- the whole of the last result
+--     kf> help "deploy"              -- endpoint, fields, example (or help(kf.deploy))
+--     kf> kf:dep<Tab>                -- completes kf: methods, and field names inside kf:deploy{...}
 --
--- Each line is compiled as `return <line>` first, then as `<line>`; an
--- unfinished statement reads more lines.  Results print through
--- keyfactor.show (secrets redacted).  Globals set at the prompt persist;
--- `kf`, `keyfactor`, `show` and `collect(iterator, n)` are preloaded.
--- Ends at end of input (Ctrl-D).
+-- On a terminal the line is edited with GNU readline (Debian lua-readline),
+-- with history in `~/.keyfactor_history` (or `$KEYFACTOR_HISTORY`); Ctrl-C
+-- cancels the line being typed or the call running (cqueues' signal
+-- listener), Ctrl-D ends.  Without readline, or when stdin is not a
+-- terminal, lines are read plainly.  Each line is compiled as
+-- `return <line>` first, then as `<line>`; an unfinished statement reads
+-- more lines.  Results print on one line (secrets redacted); `_` is the
+-- last result.  Globals set at the prompt persist; `kf`, `keyfactor`,
+-- `show`, `help` and `collect(iterator, n)` are preloaded.
 -- @module keyfactor.repl
 
 local show = require "keyfactor.show"
@@ -33,8 +35,15 @@ end
 
 local function pack(...) return { n = select("#", ...), ... } end
 
---- The array of the first `n` (default 100) items of an iterator such as
--- kf:certificates{...}.
+local function catalog()
+  local ok, endpoints = pcall(require, "keyfactor.endpoints")
+  return ok and endpoints or nil
+end
+
+--- The array of the first `n` items of an iterator.
+-- @param iterator an iterator such as `kf:certificates{...}`
+-- @tparam[opt=100] integer n how many items at most
+-- @treturn table the array of items
 function repl.collect(iterator, n)
   local items = {}
   for item in iterator do
@@ -44,68 +53,305 @@ function repl.collect(iterator, n)
   return items
 end
 
+local ONE_LINE = { width = 1e9, max_items = 6, max_string = 48, max_depth = 3 }
+local WIDTH = 160
+
+--- One line of text for a result: certificates and stores as their summary
+-- line, tables cut; `show(_)` prints the whole.
+-- @param value any answer
+-- @treturn string
+function repl.one_line(value)
+  if type(value) ~= "table" then return show.format(value) end
+  local mt = getmetatable(value)
+  if type(value) == "table" and type(mt) == "table" and mt.__tostring then return tostring(value) end
+  if type(value) == "table" and value.Thumbprint ~= nil and value.IssuedDN ~= nil then
+    return show.describe_certificate(value)
+  end
+  if type(value) == "table" and value.ClientMachine ~= nil and value.StorePath ~= nil then
+    return show.describe_store(value)
+  end
+  local text = show.format(value, ONE_LINE):gsub("\n%s*", " ")
+  if #text > WIDTH then text = text:sub(1, WIDTH - 30) .. " ... (show(_) for all)" end
+  return text
+end
+
+--- The help text of a call: its endpoint, fields, answer and example.
+-- @param kf the client (to recognise its methods)
+-- @param what a name (`"deploy"`, `"kf:deploy"`), a method (`kf.deploy`), or nil for the list of calls
+-- @treturn string
+function repl.help(kf, what)
+  local endpoints = catalog()
+  if not endpoints then return "help needs keyfactor.endpoints" end
+  local entry
+  if type(what) == "string" then
+    entry = endpoints.get((what:gsub("^kf[:.]", "")))
+  elseif type(what) == "function" and kf then
+    for _, e in ipairs(endpoints.list()) do
+      if kf[e.name] == what then entry = e end
+    end
+  elseif what == nil then
+    local out, group = { "calls (help \"name\" for one):" }, nil
+    for _, e in ipairs(endpoints.list()) do
+      if e.group ~= group then
+        group = e.group
+        out[#out + 1] = "  " .. tostring(group)
+      end
+      out[#out + 1] = string.format("    kf:%-22s %s", e.name, e.summary or "")
+    end
+    return table.concat(out, "\n")
+  end
+  if not entry then return "no call named " .. tostring(what) .. " (help() lists them)" end
+  local out = { string.format("kf:%s(%s) -- %s", entry.name, table.concat(entry.args or {}, ", "),
+    entry.summary or "") }
+  if entry.method and entry.path then out[#out + 1] = "  " .. entry.method .. " " .. entry.path end
+  if entry.params and #entry.params > 0 then
+    out[#out + 1] = "  fields:"
+    for _, p in ipairs(entry.params) do
+      out[#out + 1] = string.format("    %-24s %-26s %s%s", p.name, tostring(p.type or ""),
+        p.required and "(required) " or "", p.doc or "")
+    end
+  end
+  if entry.returns then out[#out + 1] = "  returns: " .. entry.returns end
+  if entry.example then out[#out + 1] = "  example:\n    " .. entry.example:gsub("\n", "\n    ") end
+  return table.concat(out, "\n")
+end
+
+-- Tab completion: `kf:` / `kf.` methods, field names inside `kf:name{`,
+-- and globals of the prompt.
+local function completer(env)
+  local endpoints = catalog()
+  local function methods(kf)
+    local names, seen = {}, {}
+    local function add(n) if not seen[n] and not n:find("^_") then seen[n] = true names[#names + 1] = n end end
+    if endpoints then for _, e in ipairs(endpoints.list()) do add(e.name) end end
+    local mt = getmetatable(kf)
+    if type(mt) == "table" and type(mt.__index) == "table" then
+      for n, f in pairs(mt.__index) do if type(f) == "function" then add(n) end end
+    end
+    table.sort(names)
+    return names
+  end
+  return function(line, from, to)
+    local word = line:sub(from, to)
+    local before = line:sub(1, from - 1)
+    local matches = {}
+    local object, sep, prefix = word:match("^([%a_][%w_]*)([:.])([%w_]*)$")
+    if object and type(env[object]) == "table" and getmetatable(env[object]) then
+      for _, n in ipairs(methods(env[object])) do
+        if n:sub(1, #prefix) == prefix then matches[#matches + 1] = object .. sep .. n end
+      end
+      return matches
+    end
+    local call = before:match("kf[:.]([%w_]+)%s*%(?%s*{[^}]*$")
+    local entry = call and endpoints and endpoints.get(call)
+    if entry then
+      for _, p in ipairs(entry.params or {}) do
+        if p.name:sub(1, #word) == word then matches[#matches + 1] = p.name .. " = " end
+      end
+      return matches
+    end
+    for name in pairs(env) do
+      if type(name) == "string" and name:sub(1, #word) == word then matches[#matches + 1] = name end
+    end
+    table.sort(matches)
+    return matches
+  end
+end
+
 local function interactive()
   local ok = os.execute("test -t 0")
   return ok == true or ok == 0
 end
 
+-- Ctrl-C: SIGINT is blocked and read from cqueues' signal listener, so it
+-- never kills the process; `interrupts.pending()` says whether one came.
+local function interrupts()
+  local ok, signal = pcall(require, "cqueues.signal")
+  if not ok then return nil end
+  signal.block(signal.SIGINT)
+  local listener = signal.listen(signal.SIGINT)
+  return {
+    listener = listener,
+    pending = function() return listener:wait(0) ~= nil end,
+    stop = function() signal.unblock(signal.SIGINT) end,
+  }
+end
+
+-- While a line runs: a call waits in short steps and a count hook watches
+-- Lua loops; either raises "interrupted" on Ctrl-C.
+local INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
+local function cancellable(kf, sig)
+  local function check() if sig.pending() then error(INTERRUPTED, 0) end end
+  -- a single call: its request is cancelled, so nothing is left in flight
+  local function wait(session, request)
+    while not request:done() do
+      if sig.pending() then request:cancel() error(INTERRUPTED, 0) end
+      session:step(0.1)
+    end
+  end
+  local http = type(kf) == "table" and rawget(kf, "http")
+  if http and http.set_driver then             -- a transport with drivers (keyfactor.driver)
+    local now, nap = require("keyfactor.core").now, require("keyfactor.driver").block
+    http:set_driver {
+      name = "repl",
+      active = function() return true end,
+      wait = function(_, session, request) return wait(session, request) end,
+      poll = function(_, session, timeout)       -- kf:parallel and the like
+        check()
+        return (session:step(math.min(timeout, 0.1)))
+      end,
+      sleep = function(_, seconds)               -- retry backoff, wait_deployed intervals
+        local deadline = now() + seconds
+        repeat
+          check()
+          nap:sleep(math.max(0, math.min(0.1, deadline - now())))
+        until now() >= deadline
+      end,
+    }
+  elseif http then
+    http.waiter = wait
+  end
+  return function(on)
+    if on then debug.sethook(check, "", 100000) else debug.sethook() end
+  end
+end
+
+-- Line input: plain reads, or GNU readline's callback interface on a
+-- terminal.  `feed(line)` evaluates each line; `prompt()` names the prompt.
+local function plain_loop(input, output, prompt, feed)
+  while true do
+    output:write(prompt())
+    output:flush()
+    local line = input:read("*l")
+    if line == nil then return end
+    feed(line)
+  end
+end
+
+-- Lines are evaluated inside readline's line handler, and the handler is
+-- installed once: lua-readline's handler_remove closes its terminal stream
+-- before readline's own clean-up writes to it (a use after free that
+-- crashed one run in a few), so it is never called.  Ctrl-C installs the
+-- handler afresh, which starts an empty line (and leaves one stream of
+-- lua-readline's open); at the end the terminal is restored with stty.
+local function readline_loop(rl, sig, output, prompt, feed)
+  local cqueues = require "cqueues"
+  local stdin = { pollfd = function() return 0 end, events = function() return "r" end }
+  local finished = false
+  local function handler(line)
+    if line == nil then finished = true return end
+    if line:find("%S") then rl.add_history(line) end
+    feed(line)
+  end
+  rl.handler_install(prompt(), handler)
+  while not finished do
+    local ready = cqueues.poll(stdin, sig.listener)
+    if ready == sig.listener and sig.pending() then
+      output:write("^C\n")
+      if rl.sigcleanup then rl.sigcleanup() end   -- what readline's own SIGINT handler does
+      feed(nil)                                    -- drops an unfinished statement
+      rl.handler_install(prompt(), handler)        -- a fresh, empty line
+    elseif ready == stdin then
+      rl.read_char()
+    end
+  end
+  output:write("\27[?2004l\n")                    -- bracketed paste off, as readline would
+  output:flush()
+  os.execute("stty sane 2>/dev/null")
+  rl.save_history()
+end
+
 --- Runs the prompt until end of input.
--- `opts`: input (a file, default io.stdin), output (default io.stdout),
--- prompt (default "kf> " when stdin is a terminal, else none), env (extra
--- globals).  Returns nothing.
+-- @param kf the client, global `kf` at the prompt
+-- @tparam[opt] table opts `input` (a file, default io.stdin), `output` (default io.stdout),
+-- `prompt` (default "kf> " when stdin is a terminal, else none), `env` (extra
+-- globals), `readline` (false: never use it)
 function repl.run(kf, opts)
   opts = opts or {}
   local input, output = opts.input or io.stdin, opts.output or io.stdout
+  local tty = input == io.stdin and interactive()
   local prompt = opts.prompt
-  if prompt == nil then prompt = (input == io.stdin and interactive()) and "kf> " or "" end
-  local env = setmetatable({ kf = kf, keyfactor = require "keyfactor", show = show.format,
-                             collect = repl.collect }, { __index = _G })
-  for k, value in pairs(opts.env or {}) do env[k] = value end
+  if prompt == nil then prompt = tty and "kf> " or "" end
 
   local function emit(text) output:write(text, "\n") output:flush() end
-  local function print_results(results)
-    while results.n > 1 and results[results.n] == nil do results.n = results.n - 1 end
-    if results.n == 0 then return end
-    local texts = {}
-    for i = 1, results.n do texts[i] = show.format(results[i]) end
-    emit(table.concat(texts, ", "))
+  local env = setmetatable({ kf = kf, keyfactor = require "keyfactor", collect = repl.collect },
+                           { __index = _G })
+  env.show = function(...)
+    for i = 1, select("#", ...) do emit(show.format((select(i, ...)))) end
   end
+  env.help = function(what) emit(repl.help(kf, what)) end
   env.print = function(...)
     local texts = {}
     for i = 1, select("#", ...) do texts[i] = tostring((select(i, ...))) end
     emit(table.concat(texts, "\t"))
   end
+  for k, value in pairs(opts.env or {}) do env[k] = value end
+
+  local sig, rl = nil, nil
+  if tty and opts.readline ~= false then
+    local ok, readline = pcall(require, "readline")
+    sig = ok and interrupts()
+    if sig then
+      rl = readline
+      rl.set_options { histfile = os.getenv("KEYFACTOR_HISTORY") or "~/.keyfactor_history", completion = true }
+      rl.set_readline_name("keyfactor")
+      local complete = completer(env)
+      rl.set_complete_function(function(...)
+        rl.set_completion_append_character("")     -- readline resets it to " " each time
+        return complete(...)
+      end)
+    end
+  end
+  local watch = sig and cancellable(kf, sig) or function() end
+
+  local function print_results(results)
+    while results.n > 1 and results[results.n] == nil do results.n = results.n - 1 end
+    if results.n == 0 then return end
+    env._ = results[1]
+    local texts = {}
+    for i = 1, results.n do texts[i] = repl.one_line(results[i]) end
+    emit(table.concat(texts, ", "))
+  end
 
   local pending = nil              -- lines of an unfinished statement
-  while true do
-    output:write(pending and (prompt ~= "" and ">>  " or "") or prompt)
-    output:flush()
-    local line = input:read("*l")
-    if line == nil then break end
+  local function feed(line)
+    if line == nil then pending = nil return end
     local code = pending and pending .. "\n" .. line or line
     local fn, err = load_env("return " .. code, "=repl", env)
     if not fn then fn, err = load_env(code, "=repl", env) end
     if not fn and err:find("<eof>", 1, true) then
       pending = code                 -- incomplete: read on
+      return
+    end
+    pending = nil
+    if not fn then return emit("syntax error: " .. err) end
+    if not code:find("%S") then return end
+    watch(true)
+    local results = pack(xpcall(fn, function(e)
+      return type(e) == "table" and e or tostring(e)
+    end))
+    watch(false)
+    if results[1] then
+      local values = { n = results.n - 1 }
+      for i = 2, results.n do values[i - 1] = results[i] end
+      print_results(values)
+    elseif results[2] == INTERRUPTED then
+      emit("\ninterrupted")          -- after the "^C" the terminal echoed
     else
-      pending = nil
-      if not fn then
-        emit("syntax error: " .. err)
-      elseif code:find("%S") then
-        local results = pack(xpcall(fn, function(e)
-          return type(e) == "table" and e or tostring(e)
-        end))
-        if results[1] then
-          local values = { n = results.n - 1 }
-          for i = 2, results.n do values[i - 1] = results[i] end
-          print_results(values)
-        else
-          emit("error: " .. tostring(results[2]))
-        end
-      end
+      emit("error: " .. tostring(results[2]))
     end
   end
+  local function current_prompt()
+    return pending and (prompt ~= "" and ">>  " or "") or prompt
+  end
+
+  if rl then
+    readline_loop(rl, sig, output, current_prompt, feed)
+  else
+    plain_loop(input, output, current_prompt, feed)
+  end
   if pending then emit("syntax error: unfinished input at end") end
+  if sig then sig.stop() end
 end
 
 return repl

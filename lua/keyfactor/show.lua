@@ -1,14 +1,14 @@
 --- Printing responses for people: `keyfactor.show(value)` and the
 -- one-line `tostring` of certificates and stores.
 --
---   print(keyfactor.show(kf:certificate(42)))
---   {
---     CertState = 1,
---     ContentBytes = "MIIDSzCCAjOgAwIBAgIQ..." (1100 bytes),
---     IssuedDN = "CN=web1.example.com",
---     ...
---   }
---   print(kf:certificate(42))   --> certificate 42 CN=web1.example.com (expires 2027-11-25, active)
+--     print(keyfactor.show(kf:certificate(42)))
+--     {
+--       CertState = 1,
+--       ContentBytes = "MIIDSzCCAjOgAwIBAgIQ..." (1100 bytes),
+--       IssuedDN = "CN=web1.example.com",
+--       ...
+--     }
+--     print(kf:certificate(42))   --> certificate 42 CN=web1.example.com (expires 2027-11-25, active)
 --
 -- Secrets are never shown: Pkcs12Blob and fields named like *Password*,
 -- *Secret*, *Token*, *PrivateKey* (or any string holding a PEM private key)
@@ -143,9 +143,9 @@ function show.format(value, opts)
   return render(value, false, o, 0, {})
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- One-line tostring of certificates and stores
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- Keyfactor's CertState values.
 local CERT_STATES = { [0] = "unknown", "active", "revoked", "denied", "failed", "pending",
