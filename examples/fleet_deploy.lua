@@ -52,25 +52,27 @@ end
 local started = os.clock()
 local scheduled, failures = kf:parallel(jobs, { concurrency = 32 })
 
-local waiting = {}
-for i = 1, #stores do
-  if scheduled[i] then waiting[#waiting + 1] = scheduled[i] end
-end
-local missing = {}
-if #waiting > 0 then
-  local ok, wait_err = kf:wait_deployed(cert_id, waiting, { timeout = 120, interval = 0.25 })
-  if not ok then
-    for _, id in ipairs(wait_err.missing or {}) do missing[id] = true end
-    if not wait_err.missing then fail("wait_deployed", wait_err) end
+-- Then wait for each store's inventory, all at once: a management job that
+-- fails (the sandbox's broken.sandbox.local store) is reported with the
+-- job's own message as soon as it fails.
+local waits = {}
+for i, store in ipairs(stores) do
+  waits[i] = function(client)
+    if not scheduled[i] then return true end
+    return client:wait_deployed(cert_id, { store.Id }, { timeout = 120, interval = 0.25 })
   end
 end
+local _, wait_failures = kf:parallel(waits, { concurrency = 32 })
+for i in pairs(wait_failures) do failures[i] = failures[i] or wait_failures[i] end
 
 local ok_count = 0
 print(("certificate %d (%s) to %d stores of %s:"):format(cert_id, cn, #stores, container))
 for i, store in ipairs(stores) do
   local state
-  if failures[i] then state = "FAILED  " .. tostring(failures[i])
-  elseif missing[store.Id] then state = "PENDING not inventoried in time"
+  local err = failures[i]
+  if err and type(err) == "table" and err.kind == "job" then state = "FAILED  job: " .. tostring(err.message)
+  elseif err and type(err) == "table" and err.kind == "timeout" then state = "PENDING not inventoried in time"
+  elseif err then state = "FAILED  " .. tostring(err)
   else state = "ok"; ok_count = ok_count + 1 end
   print(("  %-24s %-28s %s"):format(store.ClientMachine, store.StorePath, state))
 end
