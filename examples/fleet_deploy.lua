@@ -69,10 +69,10 @@ local ok_count = 0
 print(("certificate %d (%s) to %d stores of %s:"):format(cert_id, cn, #stores, container))
 for i, store in ipairs(stores) do
   local state
-  local err = failures[i]
-  if err and type(err) == "table" and err.kind == "job" then state = "FAILED  job: " .. tostring(err.message)
-  elseif err and type(err) == "table" and err.kind == "timeout" then state = "PENDING not inventoried in time"
-  elseif err then state = "FAILED  " .. tostring(err)
+  local why = failures[i]
+  if why and type(why) == "table" and why.kind == "job" then state = "FAILED  job: " .. tostring(why.message)
+  elseif why and type(why) == "table" and why.kind == "timeout" then state = "PENDING not inventoried in time"
+  elseif why then state = "FAILED  " .. tostring(why)
   else state = "ok"; ok_count = ok_count + 1 end
   print(("  %-24s %-28s %s"):format(store.ClientMachine, store.StorePath, state))
 end
