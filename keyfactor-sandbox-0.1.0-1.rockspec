@@ -23,6 +23,7 @@ dependencies = {
    "http",
    "luaossl",
    "cqueues",
+   "luafilesystem", -- the data directory's lock (Debian lua-filesystem)
    "lua-cjson",
    "keyfactor = 0.1.0",
 }
