@@ -19,7 +19,7 @@ local function render_template(t)
   }
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local template_fields = {
   id = field(function(t) return t.Id end, "number"),

@@ -155,7 +155,7 @@ function certificates.render(sandbox, cert, opts)
 end
 
 ---------------------------------------------------------------- query fields
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 certificates.fields = {
   id = field(function(c) return c.id end, "number"),

@@ -17,6 +17,7 @@ local jobs = require "keyfactor.sandbox.jobs"
 local stores = require "keyfactor.sandbox.stores"
 local catalog = require "keyfactor.sandbox.catalog"
 local router = require "keyfactor.sandbox.router"
+local datadir = require "keyfactor.sandbox.datadir"
 
 local server = {}
 
@@ -45,15 +46,11 @@ local function build_routes()
 end
 
 ---------------------------------------------------------------- requests
-local function url_decode(s)
-  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
 local function parse_query(qs)
   local params = {}
   for pair in (qs or ""):gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    params[url_decode(k):lower()] = url_decode(v)
+    params[util.url_decode(k):lower()] = util.url_decode(v)
   end
   return params
 end
@@ -397,7 +394,7 @@ function server.onstream(sandbox, stream)
   local method = headers:get(":method")
   local target = headers:get(":path") or "/"
   local raw_path, qs = target:match("^([^?]*)%??(.*)$")
-  local path = url_decode((raw_path:gsub("+", "%%2B")))
+  local path = util.url_decode((raw_path:gsub("+", "%%2B")))
   local req = setmetatable({ method = method, path = path, lower_path = path:lower(), query = qs,
     params = parse_query(qs), headers = headers, stream = stream, body = "" }, Request)
   if req.lower_path:sub(1, 10) == "/_sandbox/" then
@@ -449,14 +446,10 @@ end
 
 -- opts: host, port, data (dir), job_delay, token_lifetime.
 function server.new(opts)
-  local dir = opts.data
-  if dir then
-    os.execute("mkdir -p '" .. dir:gsub("'", "") .. "'")
-  else
-    dir = make_temp_dir()
-  end
+  local dir = opts.data or make_temp_dir()
+  datadir.prepare(dir)
   local sandbox = {
-    opts = opts, dir = dir, persistent = opts.data ~= nil,
+    opts = opts, dir = dir, persistent = opts.data ~= nil, lock = datadir.lock(dir),
     tokens = {}, faults = {}, request_log = {},
     store_type_name = stores.type_name,
   }
@@ -492,7 +485,10 @@ function server.run(opts, announce)
     -- Open keep-alive connections would hold the loop for minutes: leave now.
     os.exit(0, true)
   end)
-  announce(sandbox.base .. "/KeyfactorAPI", sandbox)
+  local url = sandbox.base .. "/KeyfactorAPI"
+  sandbox.env_file = datadir.write_env(sandbox.dir, url, sandbox.ca.file,
+    auth.users.admin.name, auth.users.admin.password)
+  announce(url, sandbox)
   while true do
     local ok, err = cq:loop()
     if ok then break end

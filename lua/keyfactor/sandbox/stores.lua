@@ -48,7 +48,7 @@ function stores.type_name(id)
   return t and t.ShortName or tostring(id)
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local type_fields = {
   id = field(function(t) return t.StoreType end, "number"),

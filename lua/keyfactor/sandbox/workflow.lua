@@ -26,7 +26,7 @@ local function render(r)
   }
 end
 
-local function field(get, kind) return { get = get, kind = kind or "string" } end
+local field = query.field
 
 local fields = {
   id = field(function(r) return r.id end, "number"),
