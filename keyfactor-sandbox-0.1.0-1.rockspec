@@ -1,5 +1,5 @@
 -- The Keyfactor Command API emulator: module keyfactor.sandbox and the
--- keyfactor-sandbox launcher. Independent of the client rock (keyfactor).
+-- keyfactor-sandbox launcher. Depends on the client rock (keyfactor) for keyfactor.pki.
 rockspec_format = "3.0"
 package = "keyfactor-sandbox"
 version = "0.1.0-1"
@@ -24,6 +24,8 @@ dependencies = {
    "luaossl",
    "cqueues",
    "lua-cjson",
+   "luafilesystem", -- the --data DIR lock
+   "keyfactor",     -- keyfactor.pki.write_file writes the 0600 files
 }
 build = {
    type = "builtin",
@@ -33,11 +35,15 @@ build = {
       ["keyfactor.sandbox.catalog"] = "lua/keyfactor/sandbox/catalog.lua",
       ["keyfactor.sandbox.certificates"] = "lua/keyfactor/sandbox/certificates.lua",
       ["keyfactor.sandbox.check"] = "lua/keyfactor/sandbox/check.lua",
+      ["keyfactor.sandbox.datadir"] = "lua/keyfactor/sandbox/datadir.lua",
       ["keyfactor.sandbox.enrollment"] = "lua/keyfactor/sandbox/enrollment.lua",
       ["keyfactor.sandbox.faults"] = "lua/keyfactor/sandbox/faults.lua",
+      ["keyfactor.sandbox.hooks"] = "lua/keyfactor/sandbox/hooks.lua",
+      ["keyfactor.sandbox.http"] = "lua/keyfactor/sandbox/http.lua",
       ["keyfactor.sandbox.jobs"] = "lua/keyfactor/sandbox/jobs.lua",
       ["keyfactor.sandbox.pki"] = "lua/keyfactor/sandbox/pki.lua",
       ["keyfactor.sandbox.query"] = "lua/keyfactor/sandbox/query.lua",
+      ["keyfactor.sandbox.router"] = "lua/keyfactor/sandbox/router.lua",
       ["keyfactor.sandbox.server"] = "lua/keyfactor/sandbox/server.lua",
       ["keyfactor.sandbox.state"] = "lua/keyfactor/sandbox/state.lua",
       ["keyfactor.sandbox.stores"] = "lua/keyfactor/sandbox/stores.lua",

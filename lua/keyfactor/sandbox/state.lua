@@ -144,4 +144,13 @@ function state.save(s, dir)
   if not ok then util.log("cannot save state: %s", tostring(err)) end
 end
 
+-- Persistence by construction: saves (with --data) after a request that may
+-- have changed the state: any non-GET request that reached a handler, or one
+-- during which the job sweep completed a job. Handlers do nothing for it.
+function state.persist(sandbox, req)
+  if sandbox.persistent and (req == true or req.changed or (req.routed and req.method ~= "GET")) then
+    state.save(sandbox.state, sandbox.dir)
+  end
+end
+
 return state
