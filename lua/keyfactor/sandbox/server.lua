@@ -72,6 +72,7 @@ local function dispatch(sandbox, req)
     if req.inject_exception then error("injected handler exception") end
     req.routed = true
     local answer, code, extra = route.handler(sandbox, req, table.unpack(captures))
+    if answer == nil and code == 204 then return 204, "", extra end   -- no body, as the contract says
     return code or 200, util.encode(answer), extra
   end, traceback)
   if not ok then
