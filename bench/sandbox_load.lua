@@ -135,7 +135,7 @@ end
 
 -- 16 clients while 500 slowloris connections are held open
 local hold = cqueues.new()
-local lor_cq, opened = slowloris(SLOWLORIS, cqueues.monotime() + SECONDS + 15)
+local lor_cq, opened = slowloris(SLOWLORIS, cqueues.monotime() + 3 + SECONDS + 1) -- open, load, margin
 hold:wrap(function() assert(lor_cq:loop()) end)
 local lor_rss
 hold:wrap(function()
