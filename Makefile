@@ -91,10 +91,7 @@ check-asan: deps
 # runs in a child and is not traced): no errors, no definite leaks.
 VALGRIND := valgrind --quiet --error-exitcode=99 --suppressions=$(CURDIR)/.ci/valgrind.supp --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --track-fds=no --trace-children=no
-# The fault matrix is left out here: under valgrind's slowness its oversize
-# case leaves the sandbox (lua-http, not our code) spinning; it runs in
-# `check` and `check-asan`.
-VALGRIND_SPECS ?= $(filter-out spec/client/faults_spec.lua,$(wildcard spec/client/*_spec.lua)) \
+VALGRIND_SPECS ?= $(wildcard spec/client/*_spec.lua) \
                   $(filter-out spec/client,$(CORE_SPECS))
 check-valgrind: deps build
 	$(call busted,$(BUILD),$(VALGRIND)) $(VALGRIND_SPECS)

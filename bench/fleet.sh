@@ -43,7 +43,7 @@ done
 
 SECTION=$(cat <<MD
 <!-- fleet: written by bench/fleet.sh -->
-## Fleet renewal: certificates renewed per second
+## 7. Fleet renewal: certificates renewed per second
 
 \`bash bench/fleet.sh\`: $N certificates due, renewed by W \`bin/keyfactor-fleet work\` processes sharing
 one Redis queue (concurrency $CONCURRENCY each, settle $SETTLE s), against the sandbox (job delay 0.05 s),

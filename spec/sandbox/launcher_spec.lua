@@ -103,4 +103,83 @@ describe("sandbox launcher", function()
     sb2:stop()
     os.execute("rm -rf '" .. dir .. "'")
   end)
+  local function mode_of(path)
+    return (io.popen("stat -c %a '" .. path .. "'"):read("l"))
+  end
+
+  it("keeps --data DIR 0700 with every file 0600, tightening an existing one", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -m 755 '" .. dir .. "' && umask 022 && echo '{}' > '" .. dir .. "/state.json'")
+    local sb = sandbox.start{ port = 0, data = dir, job_delay = 0 }
+    sb:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+      body = { Template = "WebServer", Subject = "CN=private.example.com" } })
+    assert.equals("700", mode_of(dir))
+    local files = 0
+    for name in io.popen("ls -A '" .. dir .. "'"):lines() do
+      assert.equals("600", mode_of(dir .. "/" .. name), name)
+      files = files + 1
+    end
+    assert.is_true(files >= 5, "ca.pem, ca-key.pem, state.json, keyfactor.env, sandbox.lock")
+    sb:stop()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("refuses a second sandbox on the same --data DIR, naming the first one's pid", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local sb = sandbox.start{ port = 0, data = dir }
+    local code, out = run("lua5.4 " .. LAUNCHER .. " --port 0 --data '" .. dir .. "'")
+    assert.equals(1, code)
+    assert.matches("another sandbox %(pid " .. sb.pid .. "%) is using " .. dir:gsub("%p", "%%%0"), out)
+    assert.not_matches("traceback", out)
+    sb:stop()
+    -- the lock dies with its holder: the directory is free again
+    local sb2 = sandbox.start{ port = 0, data = dir }
+    assert.equals(200, (sb2:http("GET", "/Status/Endpoints")))
+    sb2:stop()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("persists after each request, not only at a clean stop (SIGKILL loses nothing)", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local sb = sandbox.start{ port = 0, data = dir, job_delay = 0 }
+    local ids = {}
+    for i = 1, 3 do
+      local _, body = sb:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+        body = { Template = "WebServer", Subject = "CN=kill" .. i .. ".example.com" } })
+      ids[i] = math.tointeger(body.CertificateInformation.KeyfactorId)
+    end
+    local store = "5a4db0c5-0104-4e5a-9d00-000000000004"
+    assert.equals(200, (sb:http("POST", "/Certificates/Revoke", { body = { CertificateIds = { ids[1] },
+      Reason = 1, Comment = "spec", EffectiveDate = "2020-01-01T00:00:00Z" } })))
+    sb:http("POST", "/Enrollment/PFX/Deploy", { body = { CertificateId = ids[2], Password = "",
+      Stores = { { StoreId = store } } } })
+    os.execute("sleep 0.1")
+    sb:http("GET", "/Certificates/" .. ids[3]) -- the job sweep completes the deployment here
+    os.execute("kill -KILL " .. sb.pid)
+    sb:stop()
+    local sb2 = sandbox.start{ port = 0, data = dir }
+    for i = 1, 3 do assert.equals(200, (sb2:http("GET", "/Certificates/" .. ids[i]))) end
+    local _, revoked = sb2:http("GET", "/Certificates/" .. ids[1])
+    assert.equals(2, revoked.CertState)
+    local _, deployed = sb2:http("GET", "/Certificates/" .. ids[2], { query = "includeLocations=true" })
+    assert.equals(store, deployed.Locations[1].CertStoreId)
+    sb2:stop()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("writes DIR/keyfactor.env (0600) that a client reads in one step", function()
+    local sb = sandbox.start{ port = 0 }
+    assert.equals(sb.dir .. "/keyfactor.env", sb.env_file)
+    assert.equals("600", mode_of(sb.env_file))
+    -- sandbox.start took it from the launcher's third stdout line, "env: PATH"
+    -- (after the URL, first, and "ca: PATH")
+    local cmd = ". '" .. sb.env_file .. "' && env -u LD_PRELOAD lua5.4 bin/keyfactor status"
+    local code, out = run("env -u KEYFACTOR_HOSTNAME -u KEYFACTOR_USERNAME sh -c " .. "\"" .. cmd .. "\"")
+    assert.equals(0, code, out)
+    assert.matches("ok: " .. sb.url:gsub("%p", "%%%0"), out)
+    sb:stop()
+  end)
 end)

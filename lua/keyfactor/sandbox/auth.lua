@@ -73,16 +73,11 @@ function auth.require_admin(user, what)
 end
 
 ---------------------------------------------------------------- OAuth2
-local function url_decode(s)
-  s = s:gsub("+", " ")
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
 function auth.parse_form(body)
   local form = {}
   for pair in (body or ""):gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    form[url_decode(k)] = url_decode(v)
+    form[util.url_decode(k)] = util.url_decode(v)
   end
   return form
 end
@@ -105,7 +100,7 @@ function auth.token(sandbox, req)
   local basic = header and header:match("^%s*[Bb][Aa][Ss][Ii][Cc]%s+(%S+)")
   if basic then
     local hid, hsecret = decode_basic(basic)
-    if hid then id, secret = url_decode(hid), url_decode(hsecret) end
+    if hid then id, secret = util.url_decode(hid), util.url_decode(hsecret) end
   end
   if id ~= auth.CLIENT_ID or secret ~= auth.CLIENT_SECRET then
     return oauth_error(401, "invalid_client", "Client authentication failed")

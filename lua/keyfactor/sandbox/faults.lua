@@ -2,6 +2,7 @@
 -- (GET /_sandbox/requests).
 local util = require "keyfactor.sandbox.util"
 local check = require "keyfactor.sandbox.check"
+local http = require "keyfactor.sandbox.http"
 
 local faults = {}
 
@@ -88,6 +89,64 @@ end
 function faults.log_finish(entry, status)
   entry.status = status or 0
   entry.finished = util.monotime()
+end
+
+---------------------------------------------------------------- answers
+local IO_TIMEOUT = http.IO_TIMEOUT
+
+-- Streams a large JSON body in chunks (fault action "oversize").
+local function send_oversize(stream, bytes)
+  local prefix, suffix = '{"Data":"', '"}'
+  local filler = bytes - #prefix - #suffix
+  if filler < 0 then filler, prefix, suffix = 0, "", string.rep(" ", bytes) end
+  -- The client gives up part way (that is the point): a failed write hangs
+  -- up at once, as in http.send(), or lua-http's clean-up can spin.
+  if not stream:write_headers(http.new_headers(200, "application/json; charset=utf-8", bytes), false, IO_TIMEOUT)
+      or not stream:write_chunk(prefix, false, IO_TIMEOUT) then
+    return http.abort(stream)
+  end
+  local chunk = string.rep("x", 65536)
+  while filler > 0 do
+    local n = math.min(filler, #chunk)
+    if not stream:write_chunk(n == #chunk and chunk or chunk:sub(1, n), false, IO_TIMEOUT) then
+      return http.abort(stream)
+    end
+    filler = filler - n
+  end
+  if not stream:write_chunk(suffix, true, IO_TIMEOUT) then http.abort(stream) end
+end
+
+-- Answers a fault that replaces the handler. Returns the logged status.
+function faults.answer(stream, rule)
+  if rule.action == "html" then
+    local status = rule.status or 502
+    http.send(stream, status, faults.html_page(status), "text/html; charset=utf-8")
+    return status
+  elseif rule.action == "oversize" then
+    send_oversize(stream, rule.bytes or 80 * 1024 * 1024)
+    return 200
+  end
+  local extra = rule.retry_after and { ["retry-after"] = tostring(rule.retry_after) } or nil
+  http.send(stream, rule.status, faults.error_body(rule), nil, extra)
+  return rule.status
+end
+
+-- Sends the handler's answer, spoiled as the fault asks. Returns the logged status.
+function faults.spoil(stream, rule, status, body, extra)
+  if rule.action == "reset_after" then
+    http.abort(stream)
+    return 0
+  elseif rule.action == "invalid_json" then
+    http.send(stream, 200, "<<not json>> {\"Message\": ", "application/json; charset=utf-8")
+    return 200
+  end
+  -- truncate: promise the full length, send half, hang up
+  local h = http.new_headers(status, "application/json; charset=utf-8", #body, extra)
+  if stream:write_headers(h, false, IO_TIMEOUT) then
+    stream:write_chunk(body:sub(1, #body // 2), false, IO_TIMEOUT)
+  end
+  http.abort(stream)
+  return status
 end
 
 return faults

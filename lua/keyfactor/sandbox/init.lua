@@ -3,7 +3,7 @@
 --
 --   local sandbox = require "keyfactor.sandbox"
 --   local sb = sandbox.start{ port = 0, job_delay = 0.2 }
---   -- sb.url, sb.base, sb.ca_file, sb.username, sb.password, sb.token_url, ...
+--   -- sb.url, sb.base, sb.ca_file, sb.env_file, sb.username, sb.password, sb.token_url, ...
 --   sb:fault{ method = "POST", path = "/KeyfactorAPI/Enrollment/PFX/Deploy", status = 503 }
 --   sb:stop()
 --
@@ -99,6 +99,7 @@ function sandbox.start(opts)
   local pid = tonumber(pipe:read("*l"))
   local url = pipe:read("*l")
   local ca_line = pipe:read("*l")
+  local env_line = pipe:read("*l")
   if not pid or not url or not url:match("^https://") then
     local _, how, code = pipe:close()
     error(string.format("keyfactor-sandbox did not start (%s %s): %s", tostring(how), tostring(code),
@@ -108,6 +109,7 @@ function sandbox.start(opts)
   local ca_file = ca_line and ca_line:match("^ca: (.*)$")
   local sb = setmetatable({
     pid = pid, pipe = pipe, url = url, base = base, ca_file = ca_file,
+    env_file = env_line and env_line:match("^env: (.*)$"),
     dir = ca_file and ca_file:match("^(.*)/[^/]*$"), log_file = log_file,
     username = sandbox.USERNAME, password = sandbox.PASSWORD,
     operator_username = sandbox.OPERATOR_USERNAME, operator_password = sandbox.OPERATOR_PASSWORD,

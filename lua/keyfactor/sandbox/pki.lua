@@ -19,23 +19,6 @@ local pki = {}
 
 pki.CA_NAME = "sandbox.local\\SandboxCA"
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  assert(f:write(data))
-  assert(f:close())
-  assert(os.rename(tmp, path))
-end
-pki.write_file = write_file
-
 local function random_serial()
   local bytes = rand.bytes(16)
   -- clear the top bit so the serial stays positive
@@ -69,16 +52,16 @@ end
 
 -- Loads DIR/ca.pem + DIR/ca-key.pem, or creates and writes them.
 function pki.load_or_create_ca(dir)
-  local cert_pem = read_file(dir .. "/ca.pem")
-  local key_pem = read_file(dir .. "/ca-key.pem")
+  local cert_pem = util.read_file(dir .. "/ca.pem")
+  local key_pem = util.read_file(dir .. "/ca-key.pem")
   local ca = {}
   if cert_pem and key_pem then
     ca.cert = x509.new(cert_pem)
     ca.key = pkey.new(key_pem)
   else
     ca.key, ca.cert = new_ca()
-    write_file(dir .. "/ca-key.pem", ca.key:toPEM("private"))
-    write_file(dir .. "/ca.pem", ca.cert:toPEM())
+    util.write_private(dir .. "/ca-key.pem", ca.key:toPEM("private"))
+    util.write_private(dir .. "/ca.pem", ca.cert:toPEM())
   end
   ca.pem = ca.cert:toPEM()
   ca.dn = pki.dn_string(ca.cert:getSubject())

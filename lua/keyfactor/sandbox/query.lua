@@ -6,6 +6,10 @@ local util = require "keyfactor.sandbox.util"
 
 local query = {}
 
+-- A queryable field: `get(record)` gives its value, `kind` ("string",
+-- "number", "date", "bool") how the query language compares it.
+function query.field(get, kind) return { get = get, kind = kind or "string" } end
+
 local OPS = {
   eq = true, ne = true, contains = true, notcontains = true, startswith = true,
   endswith = true, gt = true, ge = true, lt = true, le = true,

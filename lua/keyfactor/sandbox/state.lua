@@ -116,17 +116,9 @@ function state.add_request(s, req)
 end
 
 ---------------------------------------------------------------- persistence
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
 -- Loads DIR/state.json; falls back to a fresh state when absent or unreadable.
 function state.load(dir)
-  local data = dir and read_file(dir .. "/state.json")
+  local data = dir and util.read_file(dir .. "/state.json")
   if not data then return state.fresh() end
   local s, err = util.decode(data)
   if type(s) ~= "table" or s.version ~= 1 then
@@ -153,16 +145,20 @@ function state.load(dir)
   return s
 end
 
--- Atomic write: a temporary file in DIR renamed over state.json.
+-- Atomic write, mode 0600 (util.write_private): retained private keys are in it.
 function state.save(s, dir)
   if not dir then return end
-  local path, tmp = dir .. "/state.json", dir .. "/state.json.tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return util.log("cannot save state: %s", err) end
-  f:write(util.encode(s))
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then util.log("cannot save state: %s", rerr) end
+  local ok, err = pcall(util.write_private, dir .. "/state.json", util.encode(s))
+  if not ok then util.log("cannot save state: %s", tostring(err)) end
+end
+
+-- Persistence by construction: saves (with --data) after a request that may
+-- have changed the state: any non-GET request that reached a handler, or one
+-- during which the job sweep completed a job. Handlers do nothing for it.
+function state.persist(sandbox, req)
+  if sandbox.persistent and (req == true or req.changed or (req.routed and req.method ~= "GET")) then
+    state.save(sandbox.state, sandbox.dir)
+  end
 end
 
 return state

@@ -193,6 +193,33 @@ function util.parse_iso(s)
   return t + (tonumber("0" .. frac) or 0)
 end
 
+---------------------------------------------------------------- files, URLs
+-- The whole file, or nil when it cannot be read.
+function util.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+-- Writes `data` to `path` atomically with mode 0600 (the client's
+-- pki.write_file); raises on failure.
+function util.write_private(path, data)
+  assert(require("keyfactor.pki").write_file(path, data, "0600"))
+end
+
+-- %XX escapes and "+" as space (queries and forms).
+function util.url_decode(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- This process's id (/proc/self is whoever opens it).
+function util.pid()
+  local stat = util.read_file("/proc/self/stat")
+  return tonumber(stat and stat:match("^(%d+)")) or 0
+end
+
 ---------------------------------------------------------------- misc
 function util.base64(s) return basexx.to_base64(s) end
 
