@@ -99,7 +99,6 @@ local function set_status(status)
     for i, id in ipairs(ids) do found[i] = existing(id, string.format("[%d]", i)) end
     sandbox.state.agent_status = sandbox.state.agent_status or {}
     for _, a in ipairs(found) do sandbox.state.agent_status[a.AgentId] = status end
-    sandbox.dirty = true
     return nil, 204
   end
 end
@@ -108,7 +107,6 @@ local function reset_one(sandbox, _, id)
   local a = existing(id, "id")
   sandbox.state.agent_status = sandbox.state.agent_status or {}
   sandbox.state.agent_status[a.AgentId] = NEW
-  sandbox.dirty = true
   return nil, 204
 end
 

@@ -80,21 +80,19 @@ local function context()
   return { Templates = templates, StandaloneCAs = util.array() }
 end
 
-function catalog.endpoint_list(routes)
-  local out = util.array()
-  for _, r in ipairs(routes) do
-    out[#out + 1] = r[1] .. " " .. r.display
-  end
-  return out
-end
-
 catalog.routes = {
-  { "GET", "/Templates", list_templates },
-  { "GET", "/Templates/([^/]+)", get_template },
-  { "GET", "/CertificateAuthority", list_cas },
-  { "GET", "/CertificateAuthority/([^/]+)", get_ca },
-  { "GET", "/Enrollment/PFX/Context/My", context },
-  { "GET", "/Enrollment/CSR/Context/My", context },
+  { method = "GET", path = "/Templates", handler = list_templates,
+    summary = "Certificate templates, paged" },
+  { method = "GET", path = "/Templates/{id:int}", handler = get_template,
+    summary = "One template by id" },
+  { method = "GET", path = "/CertificateAuthority", handler = list_cas,
+    summary = "Certificate authorities" },
+  { method = "GET", path = "/CertificateAuthority/{id:int}", handler = get_ca,
+    summary = "One certificate authority by id" },
+  { method = "GET", path = "/Enrollment/PFX/Context/My", handler = context,
+    summary = "Templates the caller may enroll with (PFX)" },
+  { method = "GET", path = "/Enrollment/CSR/Context/My", handler = context,
+    summary = "Templates the caller may enroll with (CSR)" },
 }
 
 return catalog

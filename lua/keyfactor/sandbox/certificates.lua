@@ -257,15 +257,18 @@ local function revoke(sandbox, req)
     cert.revocation_date = effective
     revoked[#revoked + 1] = cert.id
   end
-  sandbox.dirty = true
   return { RevokedIds = revoked, SuspendedCerts = util.array() }
 end
 
 certificates.routes = {
-  { "GET", "/Certificates", list },
-  { "GET", "/Certificates/Locations/([^/]+)", get_locations },
-  { "GET", "/Certificates/([^/]+)", get_one },
-  { "POST", "/Certificates/Revoke", revoke },
+  { method = "GET", path = "/Certificates", handler = list,
+    summary = "Certificates matching a query, paged" },
+  { method = "GET", path = "/Certificates/Locations/{id:int}", handler = get_locations,
+    summary = "Where a certificate is installed" },
+  { method = "GET", path = "/Certificates/{id:int}", handler = get_one,
+    summary = "One certificate by id" },
+  { method = "POST", path = "/Certificates/Revoke", handler = revoke,
+    summary = "Revoke certificates by id" },
 }
 
 return certificates

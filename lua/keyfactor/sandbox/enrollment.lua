@@ -65,10 +65,7 @@ local function check_common(body)
     if v == "" then metadata[name] = nil end
   end
   check.object(body, "AdditionalEnrollmentFields")
-  local days = body.ValidityDays
-  if days ~= nil and days ~= util.null and type(days) ~= "number" then
-    util.fail(400, "wrong_type", "ValidityDays must be a number")
-  end
+  local days = body.ValidityDays   -- a sandbox extension: a number (COMMON_FIELDS)
   return {
     template = check_template(body),
     sans = pki.check_sans(body.SANs),
@@ -93,7 +90,6 @@ local function new_request(sandbox, req, fields)
   fields.requester = req.user.name
   local request = state.add_request(sandbox.state, fields)
   request.ca_request_id = tostring(1000 + request.id)
-  sandbox.dirty = true
   return request
 end
 
@@ -116,7 +112,6 @@ function enrollment.issue(sandbox, request)
   })
   request.status = "issued"
   request.cert_id = record.id
-  sandbox.dirty = true
   return record, cert, key
 end
 
@@ -291,9 +286,12 @@ local function renew(sandbox, req)
 end
 
 enrollment.routes = {
-  { "POST", "/Enrollment/PFX", enroll_pfx },
-  { "POST", "/Enrollment/CSR", enroll_csr },
-  { "POST", "/Enrollment/Renew", renew },
+  { method = "POST", path = "/Enrollment/PFX", handler = enroll_pfx,
+    summary = "Enroll with a server-generated key (PFX)" },
+  { method = "POST", path = "/Enrollment/CSR", handler = enroll_csr,
+    summary = "Enroll from a CSR" },
+  { method = "POST", path = "/Enrollment/Renew", handler = renew,
+    summary = "Renew a certificate" },
 }
 
 return enrollment

@@ -60,7 +60,6 @@ local function add_job(sandbox, fields, run_at)
   fields.run_at = run_at
   fields.due = math.max(util.now(), run_at or 0) + sandbox.opts.job_delay
   s.jobs[#s.jobs + 1] = fields
-  sandbox.dirty = true
   return fields
 end
 
@@ -104,32 +103,32 @@ local function complete(sandbox, job)
 end
 
 -- Runs every job whose time has come. Called before each request is handled.
+-- Completes the jobs that are due; returns how many (the server persists then).
 function jobs.process(sandbox)
-  local now = util.now()
+  local now, done = util.now(), 0
   for _, job in ipairs(sandbox.state.jobs) do
     if job.status == "pending" and job.due <= now then
       job.status = complete(sandbox, job)
       job.finished = now
-      sandbox.dirty = true
+      done = done + 1
     end
   end
+  return done
 end
 
 ---------------------------------------------------------------- Deploy
--- Targets from `Stores`, or from the legacy `StoreIds` + `StoreTypes`.
+-- Targets from `Stores`, or from the legacy `StoreIds` + `StoreTypes`
+-- (their kinds checked by check.body with DEPLOY_FIELDS).
 local function deploy_targets(sandbox, body)
   local list = check.array(body, "Stores", false)
   local targets = {}
   if list then
     for i, entry in ipairs(list) do
-      local label = string.format("Stores[%d]", i)
-      if type(entry) ~= "table" then util.fail(400, "wrong_type", label .. " must be an object") end
       targets[i] = {
-        id = check.string(entry, "StoreId", true, label .. ".StoreId"),
-        alias = check.string(entry, "Alias", false, label .. ".Alias"),
-        overwrite = check.bool(entry, "Overwrite", label .. ".Overwrite") or false,
+        id = check.string(entry, "StoreId", true, string.format("Stores[%d].StoreId", i)),
+        alias = entry.Alias ~= util.null and entry.Alias or nil,
+        overwrite = entry.Overwrite == true,
       }
-      check.object(entry, "Properties", label .. ".Properties")
     end
     return targets
   end
@@ -137,16 +136,11 @@ local function deploy_targets(sandbox, body)
   if not ids then util.fail(400, "missing_field", "Stores (or the legacy StoreIds) is required") end
   local per_type = {}
   for i, entry in ipairs(check.array(body, "StoreTypes", false) or {}) do
-    local label = string.format("StoreTypes[%d]", i)
-    if type(entry) ~= "table" then util.fail(400, "wrong_type", label .. " must be an object") end
-    local type_id = check.int(entry, "StoreTypeId", true, label .. ".StoreTypeId")
-    per_type[type_id] = {
-      alias = check.string(entry, "Alias", false, label .. ".Alias"),
-      overwrite = check.bool(entry, "Overwrite", label .. ".Overwrite") or false,
-    }
+    local type_id = check.int(entry, "StoreTypeId", true, string.format("StoreTypes[%d].StoreTypeId", i))
+    per_type[type_id] = { alias = entry.Alias ~= util.null and entry.Alias or nil,
+      overwrite = entry.Overwrite == true }
   end
   for i, id in ipairs(ids) do
-    if type(id) ~= "string" then util.fail(400, "wrong_type", string.format("StoreIds[%d] must be a string", i)) end
     local store = state.store_by_id(sandbox.state, id)
     local settings = store and per_type[store.CertStoreType] or {}
     targets[i] = { id = id, alias = settings.alias, overwrite = settings.overwrite or false }
@@ -216,22 +210,14 @@ end
 local function schedule_time(body)
   local sched = check.object(body, "Schedule")
   if not sched then util.fail(400, "missing_field", "Schedule is required") end
-  if type(sched.ExactlyOnce) == "table" then
-    local t = util.parse_iso(sched.ExactlyOnce.Time)
-    if not t then util.fail(400, "wrong_type", "Schedule.ExactlyOnce.Time must be an ISO 8601 date-time") end
-    return t
-  end
-  return nil
+  local once = sched.ExactlyOnce
+  return once and once ~= util.null and check.date(once, "Time", true, "Schedule.ExactlyOnce.Time") or nil
 end
 
 local function store_entries(body)
   local list = check.array(body, "CertificateStores", true)
   for i, entry in ipairs(list) do
-    local label = string.format("CertificateStores[%d]", i)
-    if type(entry) ~= "table" then util.fail(400, "wrong_type", label .. " must be an object") end
-    check.string(entry, "CertificateStoreId", true, label .. ".CertificateStoreId")
-    check.string(entry, "Alias", false, label .. ".Alias")
-    check.bool(entry, "Overwrite", label .. ".Overwrite")
+    check.string(entry, "CertificateStoreId", true, string.format("CertificateStores[%d].CertificateStoreId", i))
   end
   return list
 end
@@ -270,10 +256,14 @@ local function remove_certificate(sandbox, req)
 end
 
 jobs.routes = {
-  { "POST", "/Enrollment/PFX/Deploy", deploy },
-  { "POST", "/Enrollment/PFX/Replace", replace },
-  { "POST", "/CertificateStores/Certificates/Add", add_certificate },
-  { "POST", "/CertificateStores/Certificates/Remove", remove_certificate },
+  { method = "POST", path = "/Enrollment/PFX/Deploy", handler = deploy,
+    summary = "Deploy a PFX enrollment to stores" },
+  { method = "POST", path = "/Enrollment/PFX/Replace", handler = replace,
+    summary = "Replace a certificate in stores" },
+  { method = "POST", path = "/CertificateStores/Certificates/Add", handler = add_certificate,
+    summary = "Add a certificate to stores (management job)" },
+  { method = "POST", path = "/CertificateStores/Certificates/Remove", handler = remove_certificate,
+    summary = "Remove a certificate from stores (management job)" },
 }
 
 return jobs

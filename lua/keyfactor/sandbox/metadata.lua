@@ -105,7 +105,6 @@ local function set(sandbox, req)
   for name, v in pairs(values) do
     cert.metadata[name] = v ~= "" and v or nil
   end
-  sandbox.dirty = true
   return nil, 204
 end
 

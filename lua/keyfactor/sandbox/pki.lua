@@ -163,22 +163,18 @@ end
 local SAN_KINDS = { dns = "DNS", ip4 = "IP", ip6 = "IP", ip = "IP", rfc822 = "email", uri = "URI" }
 pki.SAN_KINDS = SAN_KINDS
 
--- Validates the SANs body field; returns a normalised {dns={..}, ...} table.
+-- Checks the SAN types and values of the SANs body field (whose JSON kinds
+-- check.body has checked); returns a normalised {dns={..}, ...} table.
 function pki.check_sans(sans)
   local out = {}
   if sans == nil or sans == util.null then return out end
-  if type(sans) ~= "table" then util.fail(400, "wrong_type", "SANs must be an object") end
   for key, list in pairs(sans) do
     local k = tostring(key):lower()
     if not SAN_KINDS[k] then
       util.fail(400, "bad_request", "SANs." .. tostring(key) .. " is not a supported SAN type")
     end
-    if type(list) ~= "table" then util.fail(400, "wrong_type", "SANs." .. key .. " must be an array") end
     out[k] = out[k] or {}
-    for i, v in ipairs(list) do
-      if type(v) ~= "string" then
-        util.fail(400, "wrong_type", string.format("SANs.%s[%d] must be a string", key, i))
-      end
+    for _, v in ipairs(list) do
       if k == "ip4" and not v:match("^%d+%.%d+%.%d+%.%d+$") then
         util.fail(400, "bad_request", "SANs.ip4 value '" .. v .. "' is not an IPv4 address")
       end

@@ -16,6 +16,7 @@ local faults = require "keyfactor.sandbox.faults"
 local jobs = require "keyfactor.sandbox.jobs"
 local stores = require "keyfactor.sandbox.stores"
 local catalog = require "keyfactor.sandbox.catalog"
+local router = require "keyfactor.sandbox.router"
 
 local server = {}
 
@@ -25,59 +26,25 @@ local IO_TIMEOUT = 30
 local MAX_BODY = 16 * 1024 * 1024
 
 ---------------------------------------------------------------- routing
+-- The resource modules, each exporting `routes` (the contract is in router.lua).
+local MODULES = {
+  require "keyfactor.sandbox.certificates", require "keyfactor.sandbox.enrollment",
+  jobs, stores, require "keyfactor.sandbox.workflow", catalog,
+  require "keyfactor.sandbox.agents", require "keyfactor.sandbox.metadata",
+  require "keyfactor.sandbox.history", require "keyfactor.sandbox.retrieval",
+  require "keyfactor.sandbox.store_admin",
+}
+
 local function status_endpoints(sandbox)
-  return catalog.endpoint_list(sandbox.routes), 200, { ["x-keyfactor-product-version"] = PRODUCT_VERSION }
+  return router.endpoints(sandbox.routes), 200, { ["x-keyfactor-product-version"] = PRODUCT_VERSION }
 end
 
 local function build_routes()
-  local routes = {}
-  local modules = {
-    require "keyfactor.sandbox.certificates", require "keyfactor.sandbox.enrollment",
-    jobs, stores, require "keyfactor.sandbox.workflow", catalog,
-  }
-  for _, name in ipairs{ "agents", "metadata", "history", "retrieval", "store_admin" } do
-    modules[#modules + 1] = require("keyfactor.sandbox." .. name)
-  end
-  for _, m in ipairs(modules) do
-    for _, r in ipairs(m.routes) do
-      -- named-field routes ({method=, path=, handler=}) until the router takes them
-      if r.method then
-        r = { r.method, (r.path:gsub("{[%w_]+:int}", "(%%d+)"):gsub("{[%w_]+}", "([^/]+)")), r.handler }
-      end
-      routes[#routes + 1] = r
-    end
-  end
-  routes[#routes + 1] = { "GET", "/Status/Endpoints", status_endpoints }
-  -- Literal routes first, so /certificates/revoke never matches /certificates/(id).
-  local function literal(r) return r[2]:find("(", 1, true) == nil end
-  table.sort(routes, function(a, b)
-    if literal(a) ~= literal(b) then return literal(a) end
-    return #a[2] > #b[2]
-  end)
-  for _, r in ipairs(routes) do
-    r.pattern = "^" .. r[2]:lower() .. "/?$"
-    r.display = r[2]:gsub("%(%[%^/%]%+%)", "{id}"):gsub("%(%%d%+%)", "{id}")
-  end
-  return routes
-end
-
-local function find_route(routes, method, lower_path)
-  local sub = lower_path:sub(#API + 1)
-  local path_known = false
-  for _, r in ipairs(routes) do
-    local captures = { sub:match(r.pattern) }
-    if captures[1] then
-      if r[1] == method then
-        -- a pattern without captures yields the whole match, which is no argument
-        if not r[2]:find("(", 1, true) then captures = {} end
-        return r, captures
-      end
-      path_known = true
-    end
-  end
-  if path_known then util.fail(405, "bad_request",
-    "The requested resource does not support http method '" .. method .. "'") end
-  util.not_found("No HTTP resource was found that matches the request URI '" .. lower_path .. "'")
+  local lists = {}
+  for i, m in ipairs(MODULES) do lists[i] = m.routes end
+  lists[#lists + 1] = { { method = "GET", path = "/Status/Endpoints", handler = status_endpoints,
+    summary = "The endpoints this server offers" } }
+  return router.new(table.unpack(lists))
 end
 
 ---------------------------------------------------------------- requests
@@ -107,15 +74,45 @@ function Request:json()
   return self.decoded
 end
 
+-- The next chunk's declared size, read ahead (and put back) so a huge chunk
+-- is refused before lua-http buffers it whole (it fills a chunk at once).
+local function next_chunk_size(stream, timeout)
+  local sock = stream.connection and stream.connection.socket
+  if not sock or stream.body_read_left == 0 then return 0 end
+  local line = sock:xread("*L", timeout)
+  if not line then return 0 end
+  sock:unget(line)
+  return tonumber(line:match("^(%x+)") or "0", 16) or 0
+end
+
+-- Reads the request body with the 16 MiB limit enforced while reading.
+-- Returns the body; or nil, status, message for a request to refuse (the
+-- caller answers and hangs up); or nil, nil, err when the client went away.
 local function read_body(stream, headers)
-  local length = tonumber(headers:get("content-length") or "")
-  if length and length > MAX_BODY then util.fail(413, "bad_request", "The request body is too large") end
-  local body, err = stream:get_body_as_string(IO_TIMEOUT)
-  if not body then return nil, err end
-  -- lua-http may hand over a partial body when the client hangs up early
-  if length and #body < length then return nil, "body shorter than Content-Length" end
-  if #body > MAX_BODY then util.fail(413, "bad_request", "The request body is too large") end
-  return body
+  local cl = headers:get("content-length")
+  if cl and not cl:match("^%d+$") then return nil, 400, "Invalid Content-Length" end
+  local length = cl and tonumber(cl)
+  if length and length > MAX_BODY then return nil, 413, "The request body is too large" end
+  local chunked = stream.body_read_type == "chunked"
+  local parts, size, deadline = {}, 0, util.monotime() + IO_TIMEOUT
+  while true do
+    local left = deadline - util.monotime()
+    if left <= 0 then return nil, nil, "timed out reading the body" end
+    if chunked and size + next_chunk_size(stream, left) > MAX_BODY then
+      return nil, 413, "The request body is too large"
+    end
+    local chunk, err = stream:get_next_chunk(left)
+    if not chunk then
+      if err then return nil, nil, err end
+      break
+    end
+    size = size + #chunk
+    if size > MAX_BODY then return nil, 413, "The request body is too large" end
+    parts[#parts + 1] = chunk
+  end
+  -- lua-http may end a length-delimited body early when the client hangs up
+  if length and size < length then return nil, nil, "body shorter than Content-Length" end
+  return table.concat(parts)
 end
 
 ---------------------------------------------------------------- answers
@@ -153,6 +150,25 @@ local function error_body(code, message)
   return util.encode{ ErrorCode = code, Message = message }
 end
 
+-- Answers a request whose body we will not read (malformed, too large) and
+-- hangs up: lua-http would otherwise try to read or drain that body to reuse
+-- the connection, and on a bad Content-Length it retries forever (100% CPU).
+-- A declared length up to DRAIN_BODY is read and dropped first, so the client
+-- (still sending) gets the answer instead of a reset.
+local DRAIN_BODY = 64 * 1024 * 1024
+local function reject(stream, status, message)
+  pcall(send, stream, status, error_body(util.codes.bad_request, message), nil, { connection = "close" })
+  local length = tonumber(stream.body_read_type == "length" and stream.body_read_left or nil)
+  if length and length <= DRAIN_BODY then
+    local deadline = util.monotime() + 10
+    while util.monotime() < deadline and stream.body_read_left > 0 do
+      if not stream:get_next_chunk(deadline - util.monotime()) then break end
+    end
+  end
+  abort(stream)
+  return status
+end
+
 -- Turns a raised value into (status, body, headers); logs internal errors.
 local function failure_answer(err, trace)
   if util.is_failure(err) then
@@ -171,13 +187,13 @@ end
 -- Runs the API request; returns status, encoded body, extra headers.
 local function dispatch(sandbox, req)
   local ok, status, body, headers = xpcall(function()
-    jobs.process(sandbox)
+    if jobs.process(sandbox) > 0 then req.changed = true end
     if req.lower_path == "/oauth2/token" then
       if req.method ~= "POST" then util.fail(405, "bad_request", "Use POST for /oauth2/token") end
       local answer, code = auth.token(sandbox, req)
       return code or 200, util.encode(answer)
     end
-    local route, captures = find_route(sandbox.routes, req.method, req.lower_path)
+    local route, captures = router.match(sandbox.routes, req.method, req.path:sub(#API + 1))
     req.user = auth.authenticate(sandbox, req.headers)
     if not req.headers:get("x-keyfactor-requested-with") then
       util.bad_request("The x-keyfactor-requested-with header is required")
@@ -187,8 +203,9 @@ local function dispatch(sandbox, req)
       util.bad_request("Unsupported x-keyfactor-api-version '" .. version .. "'")
     end
     if req.inject_exception then error("injected handler exception") end
-    local answer, code, extra = route[3](sandbox, req, table.unpack(captures))
-    if answer == nil and code == 204 then return 204, "", extra end
+    req.routed = true
+    local answer, code, extra = route.handler(sandbox, req, table.unpack(captures))
+    if answer == nil and code == 204 then return 204, "", extra end   -- no body, as the contract says
     return code or 200, util.encode(answer), extra
   end, traceback)
   if not ok then
@@ -199,11 +216,13 @@ local function dispatch(sandbox, req)
   return status, body, headers
 end
 
-local function persist(sandbox)
-  if sandbox.dirty and sandbox.persistent then
+-- Persistence by construction: saves (with --data) after a request that may
+-- have changed the state: any non-GET request that reached a handler, or one
+-- during which the job sweep completed a job. Handlers do nothing for it.
+local function persist(sandbox, req)
+  if sandbox.persistent and (req == true or req.changed or (req.routed and req.method ~= "GET")) then
     state.save(sandbox.state, sandbox.dir)
   end
-  sandbox.dirty = false
 end
 
 -- Streams a large JSON body in chunks (fault action "oversize").
@@ -276,20 +295,16 @@ local function handle_api(sandbox, stream, req)
     end
     req.inject_exception = rule.action == "exception"
   end
-  local ok, body_or_err = pcall(read_body, stream, req.headers)
-  if ok and not body_or_err then
-    util.log("%s %s: client went away while sending the body", req.method, req.path)
+  local request_body, refusal, message = read_body(stream, req.headers)
+  if not request_body then
+    if refusal then return faults.log_finish(entry, reject(stream, refusal, message)) end
+    util.log("%s %s: client went away while sending the body (%s)", req.method, req.path, tostring(message))
     abort(stream)
     return faults.log_finish(entry, 0)
   end
-  local status, body, extra
-  if ok then
-    req.body = body_or_err
-    status, body, extra = dispatch(sandbox, req)
-  else
-    status, body, extra = failure_answer(body_or_err)
-  end
-  persist(sandbox)
+  req.body = request_body
+  local status, body, extra = dispatch(sandbox, req)
+  persist(sandbox, req)
   if rule and rule.action and rule.action ~= "exception" then
     return faults.log_finish(entry, answer_spoiled(stream, rule, status, body, extra))
   end
@@ -322,8 +337,7 @@ end
 function server.reset(sandbox)
   sandbox.state = state.fresh()
   sandbox.tokens, sandbox.faults, sandbox.request_log = {}, {}, {}
-  sandbox.dirty = true
-  persist(sandbox)
+  persist(sandbox, true)
 end
 
 local hooks = {
@@ -353,23 +367,26 @@ local hooks = {
     auth.expire_tokens(sandbox)
     return { expired = true }
   end,
-  ["GET /_sandbox/state"] = function(sandbox)
-    jobs.process(sandbox)
+  ["GET /_sandbox/state"] = function(sandbox, req)
+    if jobs.process(sandbox) > 0 then req.changed = true end
     return state_summary(sandbox)
   end,
 }
 
 local function handle_hook(sandbox, stream, req)
   local hook = hooks[req.method .. " " .. req.lower_path:gsub("/$", "")]
+  local b, refusal, message = read_body(stream, req.headers)
+  if not b then
+    if refusal then return reject(stream, refusal, message) end
+    return abort(stream)
+  end
+  req.body = b
   local ok, status, body = pcall(function()
     if not hook then util.not_found("No sandbox hook " .. req.method .. " " .. req.path) end
-    local b, err = read_body(stream, req.headers)
-    if not b then error("client went away: " .. tostring(err)) end
-    req.body = b
     return 200, util.encode(hook(sandbox, req))
   end)
   if not ok then status, body = failure_answer(status) end
-  persist(sandbox)
+  persist(sandbox, req)
   send(stream, status, body)
 end
 
@@ -378,7 +395,8 @@ function server.onstream(sandbox, stream)
   local headers, err = stream:get_headers(IO_TIMEOUT)
   if not headers then
     if err then util.log("no request headers: %s", tostring(err)) end
-    return
+    if err == "invalid content-length" then return reject(stream, 400, "Invalid Content-Length") end
+    return abort(stream)
   end
   local method = headers:get(":method")
   local target = headers:get(":path") or "/"
@@ -443,8 +461,7 @@ function server.new(opts)
   end
   local sandbox = {
     opts = opts, dir = dir, persistent = opts.data ~= nil,
-    tokens = {}, faults = {}, request_log = {}, dirty = false,
-    store_type_name = stores.type_name,
+    tokens = {}, faults = {}, request_log = {},
   }
   sandbox.ca = pki.load_or_create_ca(dir)
   sandbox.state = state.load(sandbox.persistent and dir or nil)
@@ -474,8 +491,7 @@ function server.run(opts, announce)
     local signo = listener:wait()
     util.log("signal %s: stopping", tostring(signo))
     srv:close()
-    sandbox.dirty = true
-    persist(sandbox)
+    persist(sandbox, true)
     -- Open keep-alive connections would hold the loop for minutes: leave now.
     os.exit(0, true)
   end)

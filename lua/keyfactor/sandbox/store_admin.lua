@@ -96,7 +96,6 @@ local function create(sandbox, req)
     util.random_hex(2):sub(2), util.random_hex(2):sub(2), util.random_hex(6))
   st.DisplayName = check.string(body, "DisplayName", false) or (machine .. ":" .. path)
   table.insert(sandbox.state.stores, st)
-  sandbox.dirty = true
   return stores.render(st)
 end
 
@@ -114,7 +113,6 @@ local function update(sandbox, req)
   may_manage(req.user, st.ContainerId and container(st.ContainerId))
   apply(st, body)
   may_manage(req.user, st.ContainerId and container(st.ContainerId))
-  sandbox.dirty = true
   return stores.render(st)
 end
 
@@ -124,7 +122,6 @@ local function delete(sandbox, req, id)
   for i, other in ipairs(sandbox.state.stores) do
     if other == st then table.remove(sandbox.state.stores, i) break end
   end
-  sandbox.dirty = true
   return nil, 204
 end
 
@@ -170,7 +167,6 @@ local function create_type(sandbox, req)
   end
   sandbox.state.store_types = sandbox.state.store_types or {}
   table.insert(sandbox.state.store_types, t)
-  sandbox.dirty = true
   return t
 end
 
@@ -187,7 +183,6 @@ local function delete_type(sandbox, _, id)
   for i, custom in ipairs(sandbox.state.store_types or {}) do
     if custom == t then
       table.remove(sandbox.state.store_types, i)
-      sandbox.dirty = true
       return nil, 204
     end
   end

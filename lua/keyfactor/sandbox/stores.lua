@@ -193,14 +193,22 @@ local function inventory(sandbox, req, id)
 end
 
 stores.routes = {
-  { "GET", "/CertificateStoreTypes", list_types },
-  { "GET", "/CertificateStoreTypes/Name/([^/]+)", types_by_name },
-  { "GET", "/CertificateStoreTypes/([^/]+)", get_type },
-  { "GET", "/CertificateStoreContainers", list_containers },
-  { "GET", "/CertificateStoreContainers/([^/]+)", get_container },
-  { "GET", "/CertificateStores", list_stores },
-  { "GET", "/CertificateStores/([^/]+)/Inventory", inventory },
-  { "GET", "/CertificateStores/([^/]+)", get_store },
+  { method = "GET", path = "/CertificateStoreTypes", handler = list_types,
+    summary = "Store types, paged" },
+  { method = "GET", path = "/CertificateStoreTypes/Name/{name}", handler = types_by_name,
+    summary = "Store types by short name" },
+  { method = "GET", path = "/CertificateStoreTypes/{id:int}", handler = get_type,
+    summary = "One store type by id" },
+  { method = "GET", path = "/CertificateStoreContainers", handler = list_containers,
+    summary = "Store containers, paged" },
+  { method = "GET", path = "/CertificateStoreContainers/{id:int}", handler = get_container,
+    summary = "One store container by id" },
+  { method = "GET", path = "/CertificateStores", handler = list_stores,
+    summary = "Certificate stores, paged" },
+  { method = "GET", path = "/CertificateStores/{id}/Inventory", handler = inventory,
+    summary = "A store's inventory" },
+  { method = "GET", path = "/CertificateStores/{id}", handler = get_store,
+    summary = "One certificate store by GUID" },
 }
 
 return stores

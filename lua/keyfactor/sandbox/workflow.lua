@@ -70,10 +70,7 @@ local function approve(sandbox, req)
   auth.require_admin(req.user, "approve certificate requests")
   local body = check.array_body(req)
   local result = { Successes = util.array(), Failures = util.array(), Denials = util.array() }
-  for i, v in ipairs(body) do
-    local id = util.integer(v)
-    if not id then util.fail(400, "wrong_type", string.format("[%d] must be an integer request id", i)) end
-  end
+  check.conform(body, check.array_of("int"), "request ids")
   for _, v in ipairs(body) do
     local id = util.integer(v)
     local r = state.request(sandbox.state, id)
@@ -104,7 +101,6 @@ local function deny(sandbox, req)
     else
       r.status = "denied"
       r.denial_comment = comment
-      sandbox.dirty = true
       table.insert(result.Denials, outcome(r, comment))
     end
   end
@@ -112,11 +108,16 @@ local function deny(sandbox, req)
 end
 
 workflow.routes = {
-  { "GET", "/Workflow/Certificates/Pending", listing("pending") },
-  { "GET", "/Workflow/Certificates/Denied", listing("denied") },
-  { "POST", "/Workflow/Certificates/Approve", approve },
-  { "POST", "/Workflow/Certificates/Deny", deny },
-  { "GET", "/Workflow/Certificates/(%d+)", get_one },
+  { method = "GET", path = "/Workflow/Certificates/Pending", handler = listing("pending"),
+    summary = "Requests waiting for approval" },
+  { method = "GET", path = "/Workflow/Certificates/Denied", handler = listing("denied"),
+    summary = "Denied requests" },
+  { method = "POST", path = "/Workflow/Certificates/Approve", handler = approve,
+    summary = "Approve pending requests" },
+  { method = "POST", path = "/Workflow/Certificates/Deny", handler = deny,
+    summary = "Deny pending requests" },
+  { method = "GET", path = "/Workflow/Certificates/{id:int}", handler = get_one,
+    summary = "One certificate request by id" },
 }
 
 return workflow
