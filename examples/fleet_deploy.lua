@@ -44,8 +44,7 @@ for i, store in ipairs(stores) do
   jobs[i] = function(client)
     local answer, deploy_err = client:deploy { CertificateId = cert_id, Password = entry_password,
       Stores = { { StoreId = store.Id, Alias = cn, Overwrite = true } } }
-    if not answer then return nil, deploy_err end
-    if #answer.FailedStores > 0 then return nil, "no management job created" end
+    if not answer then return nil, deploy_err end     -- a failed store is kind "partial"
     return store.Id
   end
 end
@@ -56,13 +55,21 @@ local waiting = {}
 for i = 1, #stores do
   if scheduled[i] then waiting[#waiting + 1] = scheduled[i] end
 end
-local missing = {}
-if #waiting > 0 then
+-- wait_deployed stops at the first failed job (kind "job"): note it and wait
+-- again for the others, so every store gets its own line.
+local missing, job_failed = {}, {}
+while #waiting > 0 do
   local ok, wait_err = kf:wait_deployed(cert_id, waiting, { timeout = 120, interval = 0.25 })
-  if not ok then
+  if ok then break end
+  if wait_err.kind ~= "job" then
     for _, id in ipairs(wait_err.missing or {}) do missing[id] = true end
     if not wait_err.missing then fail("wait_deployed", wait_err) end
+    break
   end
+  job_failed[wait_err.store] = wait_err.message
+  local rest = {}
+  for _, id in ipairs(waiting) do if id ~= wait_err.store then rest[#rest + 1] = id end end
+  waiting = rest
 end
 
 local ok_count = 0
@@ -70,6 +77,7 @@ print(("certificate %d (%s) to %d stores of %s:"):format(cert_id, cn, #stores, c
 for i, store in ipairs(stores) do
   local state
   if failures[i] then state = "FAILED  " .. tostring(failures[i])
+  elseif job_failed[store.Id] then state = "FAILED  job: " .. job_failed[store.Id]
   elseif missing[store.Id] then state = "PENDING not inventoried in time"
   else state = "ok"; ok_count = ok_count + 1 end
   print(("  %-24s %-28s %s"):format(store.ClientMachine, store.StorePath, state))

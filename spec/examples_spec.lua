@@ -27,13 +27,14 @@ describe("examples", function()
     assert.matches("PKCS12%s+app%d+%.sandbox%.local", out)
   end)
 
-  it("fleet_deploy.lua deploys to every store of the Web container", function()
+  it("fleet_deploy.lua deploys to every store of the Web container but the broken one, whose job failed", function()
     local out, code = run("fleet_deploy.lua", { "fleet.example.com", "Web" })
-    assert.are.equal(0, code, out)
+    assert.are.equal(1, code, out)
     local stores = 0
     for _ in out:gmatch("sandbox%.local%s+%S+%s+ok") do stores = stores + 1 end
     assert.is_true(stores >= 4, out)
-    assert.matches(stores .. " deployed, 0 failed", out)
+    assert.matches("broken%.sandbox%.local%s+%S+%s+FAILED  job: Unable to reach", out)
+    assert.matches(stores .. " deployed, 1 failed", out)
   end)
 
   it("fleet_deploy.lua reports per-store failures (the operator may not deploy to Restricted)", function()
