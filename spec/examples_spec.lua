@@ -18,6 +18,26 @@ local function run(script, args, env)
 end
 
 describe("examples", function()
+  it("renew_to_pem.lua renews, recovers the PFX and writes PEM files whose key matches the certificate", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -m 0700 " .. dir))
+    local out, code = run("renew_to_pem.lua", { dir })
+    assert.are.equal(0, code, out)
+    assert.matches("certificate %d+ renewed as %d+: CN=pem%.example%.com", out)
+    local x509, pkey = require "openssl.x509", require "openssl.pkey"
+    local function read(name)
+      local f = assert(io.open(dir .. "/" .. name, "rb"))
+      local text = f:read("*a")
+      f:close()
+      return text
+    end
+    local cert, key = x509.new(read("cert.pem"), "PEM"), pkey.new(read("key.pem"), "PEM")
+    assert.are.equal(cert:getPublicKey():toPEM("public"), key:toPEM("public"))
+    assert.matches("BEGIN CERTIFICATE", read("chain.pem"))
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("deploy_to_stores.lua enrolls, deploys to a PEM and a PKCS12 store and reports both", function()
     local out, code = run("deploy_to_stores.lua", { "report.example.com" })
     assert.are.equal(0, code, out)
