@@ -44,35 +44,41 @@ for i, store in ipairs(stores) do
   jobs[i] = function(client)
     local answer, deploy_err = client:deploy { CertificateId = cert_id, Password = entry_password,
       Stores = { { StoreId = store.Id, Alias = cn, Overwrite = true } } }
-    if not answer then return nil, deploy_err end
-    if #answer.FailedStores > 0 then return nil, "no management job created" end
+    if not answer then return nil, deploy_err end     -- a failed store is kind "partial"
     return store.Id
   end
 end
 local started = os.clock()
 local scheduled, failures = kf:parallel(jobs, { concurrency = 32 })
 
--- Then wait for each store's inventory, all at once: a management job that
--- fails (the sandbox's broken.sandbox.local store) is reported with the
--- job's own message as soon as it fails.
-local waits = {}
-for i, store in ipairs(stores) do
-  waits[i] = function(client)
-    if not scheduled[i] then return true end
-    return client:wait_deployed(cert_id, { store.Id }, { timeout = 120, interval = 0.25 })
-  end
+local waiting = {}
+for i = 1, #stores do
+  if scheduled[i] then waiting[#waiting + 1] = scheduled[i] end
 end
-local _, wait_failures = kf:parallel(waits, { concurrency = 32 })
-for i in pairs(wait_failures) do failures[i] = failures[i] or wait_failures[i] end
+-- wait_deployed stops at the first failed job (kind "job"): note it and wait
+-- again for the others, so every store gets its own line.
+local missing, job_failed = {}, {}
+while #waiting > 0 do
+  local ok, wait_err = kf:wait_deployed(cert_id, waiting, { timeout = 120, interval = 0.25 })
+  if ok then break end
+  if wait_err.kind ~= "job" then
+    for _, id in ipairs(wait_err.missing or {}) do missing[id] = true end
+    if not wait_err.missing then fail("wait_deployed", wait_err) end
+    break
+  end
+  job_failed[wait_err.store] = wait_err.message
+  local rest = {}
+  for _, id in ipairs(waiting) do if id ~= wait_err.store then rest[#rest + 1] = id end end
+  waiting = rest
+end
 
 local ok_count = 0
 print(("certificate %d (%s) to %d stores of %s:"):format(cert_id, cn, #stores, container))
 for i, store in ipairs(stores) do
   local state
-  local why = failures[i]
-  if why and type(why) == "table" and why.kind == "job" then state = "FAILED  job: " .. tostring(why.message)
-  elseif why and type(why) == "table" and why.kind == "timeout" then state = "PENDING not inventoried in time"
-  elseif why then state = "FAILED  " .. tostring(why)
+  if failures[i] then state = "FAILED  " .. tostring(failures[i])
+  elseif job_failed[store.Id] then state = "FAILED  job: " .. job_failed[store.Id]
+  elseif missing[store.Id] then state = "PENDING not inventoried in time"
   else state = "ok"; ok_count = ok_count + 1 end
   print(("  %-24s %-28s %s"):format(store.ClientMachine, store.StorePath, state))
 end

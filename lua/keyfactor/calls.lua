@@ -183,7 +183,7 @@ end
 -- (shape, outcome rule); or nil, err.
 function calls.send(self, entry, r, opts)
   local method = entry.method
-  local value, status = self.http:call(method, r.path, { body = r.body, headers = r.headers[1] and r.headers,
+  local value, status = self.http:call(method, r.path, { body = r.body, headers = r.headers[1] and r.headers or nil,
     query = r.query, secrets = r.secrets })
   if value == nil then return nil, status end
   local shaped, err = calls.shaped(value, entry.answer or "any", method, r.path, status)

@@ -298,8 +298,7 @@ local function wait_one(self, cert_id, store_ids, deadline, opts)
     if failed then
       return nil, errors.new { kind = "job", method = "GET", path = "/OrchestratorJobs/JobHistory",
         store = failed.store, job = failed.job, missing = missing,
-        message = string.format("certificate %d: the job for store %s failed: %s", cert_id, failed.store,
-          failed.message) }
+        cert_id = cert_id, message = failed.message }   -- the job's own message (DESIGN 6.2)
     end
     if core.now() + interval > deadline then
       return nil, errors.new { kind = "timeout", method = "GET", path = path, missing = missing,
@@ -340,7 +339,8 @@ local function wait_many(self, cert_ids, store_ids, deadline, opts)
   if not errors.is(first) then error(first, 0) end
   return nil, errors.new { kind = first.kind, status = first.status, code = first.code, store = first.store,
     method = "GET", path = "/Certificates", missing = missing,
-    message = string.format("%d of %d certificates not deployed; first: %s", failed, #cert_ids, first.message) }
+    message = first.kind == "job" and first.message
+      or string.format("%d of %d certificates not deployed; first: %s", failed, #cert_ids, first.message) }
 end
 
 --- Waits until certificates are inventoried in their stores (polling

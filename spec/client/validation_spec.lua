@@ -237,6 +237,34 @@ local CASES = {
     { "kf:parallel: opts.concurrency must be at least 1" } },
   { "parallel: unknown option", function(kf) kf:parallel({ function() end }, { workers = 2 }) end,
     { "kf:parallel: opts.workers is not a known field" } },
+
+  -- programming mistakes name the mistake (issue 13 item 14)
+  { "status called with a dot", function(kf) kf.status() end,
+    { "kf:status: called with '.' instead of ':'" } },
+  { "enroll called with a dot", function(kf)
+      kf.enroll { Template = "WebServer", Subject = "CN=a", Password = "p" }
+    end, { "kf:enroll: called with '.' instead of ':'" } },
+  { "deploy called with a dot on the client", function(kf) kf.deploy(kf == nil) end,
+    { "kf:deploy: called with '.' instead of ':'" } },
+  { "Store instead of Stores", function(kf) kf:deploy { CertificateId = 1, Store = { { StoreId = GUID } } } end,
+    { "kf:deploy: Store is not a known field (did you mean Stores?)" } },
+  { "certificateId instead of CertificateId", function(kf) kf:deploy { certificateId = 1, StoreIds = { GUID } } end,
+    { "kf:deploy: certificateId is not a known field (did you mean CertificateId?)" } },
+  { "a far miss suggests nothing", function(kf) kf:deploy { Zebra = 1 } end,
+    { "kf:deploy: Zebra is not a known field" } },
+  { "a nested near miss", function(kf) kf:deploy { CertificateId = 1, Stores = { { StoreID = GUID } } } end,
+    { "kf:deploy: Stores[1].StoreID is not a known field (did you mean StoreId?)" } },
+  -- new calls check before sending
+  { "add_to_stores: store entry without id", function(kf)
+      kf:add_to_stores { CertificateId = 1, CertificateStores = { { Alias = "a" } } }
+    end, { "kf:add_to_stores: CertificateStores[1].CertificateStoreId is required" } },
+  { "store_type: a table", function(kf) kf:store_type {} end, { "kf:store_type: id must be an integer" } },
+  { "enroll: JobTime without Stores", function(kf)
+      kf:enroll { Template = "WebServer", Subject = "CN=a", Password = "p", JobTime = os.time() }
+    end, { "kf:enroll: JobTime needs Stores" } },
+  { "delete_store: not a GUID", function(kf) kf:delete_store("web01") end,
+    { "kf:delete_store: id must be a GUID" } },
+  { "set_metadata: fields missing", function(kf) kf:set_metadata(1) end, { "kf:set_metadata: fields is required" } },
 }
 
 describe("argument checking", function()
