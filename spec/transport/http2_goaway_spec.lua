@@ -84,7 +84,7 @@ http {
   it("300 POSTs at concurrency 16: refused streams resent, none processed twice", function()
     local lines = {}
     local kf = keyfactor.new { url = string.format("https://127.0.0.1:%d/KeyfactorAPI", port),
-      ca_file = dir .. "/ca.pem", username = "u", password = "p", retries = 2,
+      ca_file = dir .. "/ca.pem", username = "goaway-user", password = "goaway-password", retries = 2,
       debug = function(line) lines[#lines + 1] = line end }
     local fns = {}
     for i = 1, 300 do
@@ -101,8 +101,13 @@ http {
       else
         local err = errors[i]
         assert.is_nil(err.message:find("rewind", 1, true), tostring(err))
-        assert.is_true(err.sent, tostring(err))        -- only what may have been processed fails
-        assert.is_false(err.retryable, tostring(err))
+        -- what may have been processed is not resent; what was refused
+        -- each time it was resent fails only when the retries ran out
+        if err.sent then
+          assert.is_false(err.retryable, tostring(err))
+        else
+          assert.is_true(err.retryable, tostring(err))
+        end
       end
     end
     local resent = 0
