@@ -172,7 +172,11 @@ local ok, err = pcall(function()
           local called, started, ms = pcall(delayed_call, sb, h, slow, where)
           -- A host may not survive a blocking call: HAProxy's watchdog kills
           -- the process when a thread spins on the Lua lock for 2 s.
-          local died = not called and not host.alive(h.pid)
+          local died = false
+          for _ = 1, called and 0 or 40 do   -- the watchdog's kill may take a moment
+            if not host.alive(h.pid) then died = true break end
+            socket.sleep(0.05)
+          end
           if not called and not died then error(started, 0) end
           if called then t0, call[where] = started, ms - DELAY_MS end
           for _, load in ipairs { "open", "keepalive" } do
