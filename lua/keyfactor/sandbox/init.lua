@@ -143,7 +143,8 @@ end
 
 -- Calls a /_sandbox/ hook with curl; returns the decoded JSON answer.
 function Sandbox:hook(method, path, body)
-  local cmd = { CLEAN_ENV, "curl", "-sS", "--fail-with-body", "--cacert", shell_quote(self.ca_file),
+  -- bounded: a wedged sandbox fails the caller instead of hanging it
+  local cmd = { CLEAN_ENV, "curl", "-sS", "--max-time", "30", "--fail-with-body", "--cacert", shell_quote(self.ca_file),
     "-X", method, shell_quote(self.base .. path) }
   if body then
     cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary " .. shell_quote(body)

@@ -149,6 +149,11 @@ end
 local function onerror(_, context, op, err, errno)
   util.log("%s error (%s): %s%s", tostring(op), tostring(context), tostring(err),
     errno and (" errno " .. tostring(errno)) or "")
+  -- A connection that sent garbage is hung up at once: lua-http's clean
+  -- close of such a TLS connection can spin the whole server at 100% CPU
+  -- (seen under valgrind after "read_request_line: ... errno 84").
+  local sock = type(context) == "table" and context.socket
+  if op == "get_next_incoming_stream" and sock then pcall(sock.shutdown, sock) end
 end
 
 ---------------------------------------------------------------- start-up
