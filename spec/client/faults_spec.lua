@@ -22,13 +22,7 @@ describe("fault matrix", function()
 
   -- Requests the sandbox logged for method + path since the test began.
   local mark
-  local function seen(method, path)
-    local n = 0
-    for _, r in ipairs(sb:requests()) do
-      if r.id > mark and r.method == method and r.path:lower() == path:lower() then n = n + 1 end
-    end
-    return n
-  end
+  local function seen(method, path) return fixture.seen_since(sb, mark, method, path) end
 
   local function retries_logged()
     local n = 0
@@ -47,8 +41,7 @@ describe("fault matrix", function()
 
   before_each(function()
     sb:clear_faults()
-    local log = sb:requests()
-    mark = #log > 0 and log[#log].id or 0
+    mark = fixture.log_mark(sb)
     for i = #lines, 1, -1 do lines[i] = nil end
   end)
 

@@ -16,18 +16,11 @@ describe("transport", function()
     { retries = 2, debug = function(line) lines[#lines + 1] = line end })
 
   local mark
-  local function seen(method, path)
-    local n = 0
-    for _, r in ipairs(sb:requests()) do
-      if r.id > mark and r.method == method and r.path:lower() == path:lower() then n = n + 1 end
-    end
-    return n
-  end
+  local function seen(method, path) return fixture.seen_since(sb, mark, method, path) end
 
   before_each(function()
     sb:clear_faults()
-    local log = sb:requests()
-    mark = #log > 0 and log[#log].id or 0
+    mark = fixture.log_mark(sb)
     for i = #lines, 1, -1 do lines[i] = nil end
   end)
 

@@ -147,6 +147,23 @@ function fixture.store_ids(kf, container_id, type_short_name)
   return ids
 end
 
+--- The id of the newest request in the sandbox's log (0 when empty): a mark
+-- for fixture.seen_since.
+function fixture.log_mark(sb)
+  local log = sb:requests()
+  return #log > 0 and log[#log].id or 0
+end
+
+--- How many requests for `method` and `path` (the full path, any case) the
+-- sandbox logged after `mark`: proof that a POST arrived once.
+function fixture.seen_since(sb, mark, method, path)
+  local n = 0
+  for _, r in ipairs(sb:requests()) do
+    if r.id > mark and r.method == method and r.path:lower() == path:lower() then n = n + 1 end
+  end
+  return n
+end
+
 --- Requests of the sandbox log matching method and a path suffix.
 function fixture.requests(sb, method, path_suffix)
   local found = {}
