@@ -38,8 +38,23 @@ function fixture.live(use, client_opts)
   end)
   busted.lazy_teardown(function()
     if kf then kf:close() end
-    if sb then sb:stop() end
+    if sb then
+      sb:stop()
+      fixture.report_watchdog(sb)
+    end
   end)
+end
+
+--- Copies the sandbox's watchdog reports (a request that held its event
+-- loop, with the traceback) to stderr: the spec that met one may pass after
+-- the hang-up, and the report is how the cause is found.
+function fixture.report_watchdog(sb)
+  local f = io.open(sb.log_file, "rb")
+  if not f then return end
+  local text = f:read("a")
+  f:close()
+  local first = text:find("[^\n]*watchdog: ")
+  if first then io.stderr:write("\nsandbox watchdog report (", sb.log_file, "):\n", text:sub(first), "\n") end
 end
 
 --- A client for the sandbox's admin (or `overrides.username`/...).

@@ -7,9 +7,11 @@ local http = require "keyfactor.sandbox.http"
 local faults = {}
 
 -- "exception" raises a Lua error in place of the handler, to prove that a
--- broken handler is answered with 500 and the server goes on.
+-- broken handler is answered with 500 and the server goes on; "hog" loops
+-- without yielding, as a runaway handler would, to prove that the watchdog
+-- (watchdog.lua) hangs it up and the server goes on.
 local ACTIONS = { reset_before = true, reset_after = true, truncate = true,
-  invalid_json = true, html = true, oversize = true, exception = true }
+  invalid_json = true, html = true, oversize = true, exception = true, hog = true }
 
 ---------------------------------------------------------------- faults
 -- Validates and adds one fault rule from a decoded body.
@@ -125,6 +127,9 @@ function faults.answer(stream, rule)
   elseif rule.action == "oversize" then
     send_oversize(stream, rule.bytes or 80 * 1024 * 1024)
     return 200
+  elseif rule.action == "hog" then
+    local spins = 0
+    while true do spins = spins + 1 end
   end
   local extra = rule.retry_after and { ["retry-after"] = tostring(rule.retry_after) } or nil
   http.send(stream, rule.status, faults.error_body(rule), nil, extra)

@@ -94,6 +94,24 @@ local function abort(stream)
   if stream.state ~= "closed" then pcall(stream.set_state, stream, "closed") end
 end
 
+-- What is left of a request body when the handler is done (an answer made
+-- before reading it: a fault, a refusal) is read, up to a bound, so the
+-- connection can serve the next request; else the connection is hung up.
+-- lua-http's own clean-up would read it in a loop that never ends (nor
+-- yields) when the client hung up half way through the body.
+local FINISH_BYTES, FINISH_SECONDS = 1024 * 1024, 5
+local function unread(stream) return stream.state == "open" or stream.state == "half closed (local)" end
+local function finish(stream)
+  local deadline, read = util.monotime() + FINISH_SECONDS, 0
+  while unread(stream) and read <= FINISH_BYTES do
+    local left = deadline - util.monotime()
+    local chunk = left > 0 and stream:get_next_chunk(left)
+    if not chunk then break end
+    read = read + #chunk
+  end
+  if unread(stream) then abort(stream) end
+end
+
 local function send(stream, status, body, content_type, extra)
   local h = new_headers(status, content_type or "application/json; charset=utf-8", #body, extra)
   local ok, err = stream:write_headers(h, body == "", IO_TIMEOUT)
@@ -147,7 +165,7 @@ function http.request(stream, headers)
     query = qs, params = parse_query(qs), headers = headers, stream = stream, body = "" }, Request)
 end
 
-http.read_body, http.new_headers, http.abort, http.send = read_body, new_headers, abort, send
+http.read_body, http.new_headers, http.abort, http.send, http.finish = read_body, new_headers, abort, send, finish
 http.error_body, http.reject, http.failure_answer = error_body, reject, failure_answer
 
 return http

@@ -70,9 +70,11 @@ local function launch_command(opts, launcher, log_file)
   local args = { "--host", opts.host or "127.0.0.1", "--port", opts.port or 0,
     "--job-delay", opts.job_delay or 0.2 }
   if opts.data then args[#args + 1] = "--data"; args[#args + 1] = opts.data end
-  if opts.token_lifetime then
-    args[#args + 1] = "--token-lifetime"
-    args[#args + 1] = opts.token_lifetime
+  for _, name in ipairs { "token_lifetime", "watchdog" } do
+    if opts[name] then
+      args[#args + 1] = "--" .. name:gsub("_", "-")
+      args[#args + 1] = opts[name]
+    end
   end
   local quoted = {}
   for i, a in ipairs(args) do quoted[i] = shell_quote(a) end
@@ -90,7 +92,7 @@ local function launch_command(opts, launcher, log_file)
 end
 
 -- Starts the launcher; returns a sandbox object once it serves.
--- opts: port, host, job_delay, data, token_lifetime, lua (interpreter), launcher.
+-- opts: port, host, job_delay, data, token_lifetime, watchdog, lua (interpreter), launcher.
 function sandbox.start(opts)
   opts = opts or {}
   local log_file = opts.log_file or os.tmpname()
@@ -169,7 +171,7 @@ function Sandbox:http(method, path, opts)
   local url = absolute and self.base .. path or self.url .. path
   if opts.query then url = url .. "?" .. opts.query end
   local header_file, body_file = os.tmpname(), os.tmpname()
-  local cmd = { CLEAN_ENV, "curl", "-sS", "--cacert", shell_quote(self.ca_file), "-X", method,
+  local cmd = { CLEAN_ENV, "curl", "-sS", "--max-time", "60", "--cacert", shell_quote(self.ca_file), "-X", method,
     "-D", shell_quote(header_file), "-o", shell_quote(body_file), "-w", "'%{http_code}'" }
   local function header(k, v) cmd[#cmd + 1] = "-H " .. shell_quote(k .. ": " .. v) end
   local a = opts.auth or "admin"

@@ -21,6 +21,7 @@ local router = require "keyfactor.sandbox.router"
 local http = require "keyfactor.sandbox.http"
 local hooks = require "keyfactor.sandbox.hooks"
 local datadir = require "keyfactor.sandbox.datadir"
+local watchdog = require "keyfactor.sandbox.watchdog"
 
 local server = {}
 
@@ -96,7 +97,8 @@ local function handle_api(sandbox, stream, req)
       http.abort(stream)
       return faults.log_finish(entry, 0)
     end
-    if rule.action == "html" or rule.action == "oversize" or (rule.status and not rule.action) then
+    if rule.action == "html" or rule.action == "oversize" or rule.action == "hog"
+        or (rule.status and not rule.action) then
       return faults.log_finish(entry, faults.answer(stream, rule))
     end
     req.inject_exception = rule.action == "exception"
@@ -138,11 +140,13 @@ end
 
 local function guarded_onstream(sandbox)
   return function(_, stream)
+    watchdog.serving(stream)
     local ok, err = xpcall(server.onstream, debug.traceback, sandbox, stream)
     if not ok then
       util.log("request failed: %s", tostring(err))
       pcall(http.send, stream, 500, http.error_body(util.codes.internal, "Internal server error"))
     end
+    http.finish(stream)
   end
 end
 
@@ -179,7 +183,7 @@ local function make_temp_dir()
   return name
 end
 
--- opts: host, port, data (dir), job_delay, token_lifetime.
+-- opts: host, port, data (dir), job_delay, token_lifetime, watchdog (seconds).
 function server.new(opts)
   local dir = opts.data or make_temp_dir()
   datadir.prepare(dir)
@@ -199,6 +203,7 @@ function server.run(opts, announce)
   local sandbox = server.new(opts)
   local key, cert = pki.server_certificate(sandbox.ca, opts.host)
   local cq = cqueues.new()
+  watchdog.start(cq, opts.watchdog or 5)
   local srv = assert(http_server.listen{
     cq = cq, host = opts.host, port = opts.port, tls = true,
     ctx = tls_context(key, cert, sandbox.ca), version = 1.1, reuseaddr = true,
