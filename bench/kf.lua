@@ -3,7 +3,9 @@
 --
 --   kf.lua get      URL CA USER PASS N [http1]   N x kf:certificate(42)
 --   kf.lua deploy   URL CA USER PASS N           N x kf:deploy{...}
---   kf.lua parallel URL CA USER PASS N C         kf:parallel, N x kf:certificate, concurrency C
+--   kf.lua parallel URL CA USER PASS N C [raw]   kf:parallel, N x kf:certificate, concurrency C;
+--                   raw: N x kf.http:call{raw = true} instead (the transfer without
+--                   decoding, to split the time between transport and JSON)
 --   kf.lua iterate  URL CA USER PASS PAGE [prefetch]
 --                   every item of kf:certificates{page_size=PAGE}; prints
 --                   "seconds items vmhwm_kib baseline_rss_kib"
@@ -71,13 +73,17 @@ elseif mode == "parallel" then
   local n, c = assert(tonumber(arg[6])), assert(tonumber(arg[7]))
   local kf = client()
   local fns = {}
-  local function get(k) return k:certificate(42) end
+  local raw = arg[8] == "raw"
+  local function get(k)
+    if raw then return k.http:call("GET", "/Certificates/42", { raw = true }) end
+    return k:certificate(42)
+  end
   for i = 1, n do fns[i] = get end
   local t0 = clock()
   local values, errors = kf:parallel(fns, { concurrency = c, progress = false })
   local elapsed = clock() - t0
   for i = 1, n do
-    if errors[i] or type(values[i]) ~= "table" then die(errors[i] or "no value") end
+    if errors[i] or type(values[i]) ~= (raw and "string" or "table") then die(errors[i] or "no value") end
   end
   print(string.format("%.6f", elapsed))
   kf:close()
