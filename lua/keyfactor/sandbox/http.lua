@@ -103,9 +103,12 @@ local FINISH_BYTES, FINISH_SECONDS = 1024 * 1024, 5
 local function unread(stream) return stream.state == "open" or stream.state == "half closed (local)" end
 local function finish(stream)
   local deadline, read = util.monotime() + FINISH_SECONDS, 0
+  local chunked = stream.body_read_type == "chunked"
   while unread(stream) and read <= FINISH_BYTES do
     local left = deadline - util.monotime()
-    local chunk = left > 0 and stream:get_next_chunk(left)
+    -- a chunk is buffered whole: one declared over the bound is not read
+    if left <= 0 or (chunked and read + next_chunk_size(stream, left) > FINISH_BYTES) then break end
+    local chunk = stream:get_next_chunk(left)
     if not chunk then break end
     read = read + #chunk
   end

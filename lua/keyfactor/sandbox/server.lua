@@ -146,7 +146,8 @@ local function guarded_onstream(sandbox)
       util.log("request failed: %s", tostring(err))
       pcall(http.send, stream, 500, http.error_body(util.codes.internal, "Internal server error"))
     end
-    http.finish(stream)
+    -- finish reads the rest of the body, which can raise (a bad gzip body)
+    if not pcall(http.finish, stream) then http.abort(stream) end
   end
 end
 
@@ -203,8 +204,21 @@ function server.run(opts, announce)
   local sandbox = server.new(opts)
   local key, cert = pki.server_certificate(sandbox.ca, opts.host)
   local cq = cqueues.new()
+  local srv
+  -- Stopping is wrapped before the watchdog starts: the final save must
+  -- not be cut short, however large the state.
+  signal.block(signal.SIGTERM, signal.SIGINT)
+  local listener = signal.listen(signal.SIGTERM, signal.SIGINT)
+  cq:wrap(function()
+    local signo = listener:wait()
+    util.log("signal %s: stopping", tostring(signo))
+    if srv then srv:close() end
+    state.persist(sandbox, true)
+    -- Open keep-alive connections would hold the loop for minutes: leave now.
+    os.exit(0, true)
+  end)
   watchdog.start(cq, opts.watchdog or 5)
-  local srv = assert(http_server.listen{
+  srv = assert(http_server.listen{
     cq = cq, host = opts.host, port = opts.port, tls = true,
     ctx = tls_context(key, cert, sandbox.ca), version = 1.1, reuseaddr = true,
     onstream = guarded_onstream(sandbox), onerror = onerror,
@@ -214,16 +228,6 @@ function server.run(opts, announce)
   local _, host, port = srv:localname()
   if host:find(":", 1, true) then host = "[" .. host .. "]" end
   sandbox.base = string.format("https://%s:%d", host, port)
-  signal.block(signal.SIGTERM, signal.SIGINT)
-  local listener = signal.listen(signal.SIGTERM, signal.SIGINT)
-  cq:wrap(function()
-    local signo = listener:wait()
-    util.log("signal %s: stopping", tostring(signo))
-    srv:close()
-    state.persist(sandbox, true)
-    -- Open keep-alive connections would hold the loop for minutes: leave now.
-    os.exit(0, true)
-  end)
   local url = sandbox.base .. "/KeyfactorAPI"
   sandbox.env_file = datadir.write_env(sandbox.dir, url, sandbox.ca.file,
     auth.users.admin.name, auth.users.admin.password)

@@ -4,26 +4,40 @@
 -- freezes every connection (lua-http's clean-up of some broken streams
 -- loops forever on a socket at EOF, and a handler bug could too). A
 -- heartbeat coroutine notes each turn of the loop, and every coroutine made
--- with cq:wrap carries a count hook: when it runs while the heartbeat is
--- older than the limit, it hangs up its stream (if it serves one) and
--- raises an error, which ends that coroutine; cqueues reports the error and
--- the loop goes on. The traceback goes to the log, to find the cause.
+-- with cq:wrap carries a count hook that notes how long that coroutine has
+-- been running without a pause. A coroutine that has run for longer than the
+-- limit while the heartbeat is as old is the one holding the loop: it hangs
+-- up its stream (if it serves one) and raises an error, which ends that
+-- coroutine; cqueues reports the error and the loop goes on. The traceback
+-- goes to the log, to find the cause.
+--
+-- Hooks are per coroutine in Lua 5.4: coroutines that a guarded one creates
+-- itself are not guarded (the sandbox creates none; lua-http uses cq:wrap).
 local cqueues = require "cqueues"
 local util = require "keyfactor.sandbox.util"
 
 local watchdog = {}
 
 local HOOK_INSTRUCTIONS = 100000     -- about a millisecond of Lua between checks
+-- Two checks further apart than this: the coroutine paused in between (it
+-- yielded, or worked in C, where no hook runs): a new run starts.
+local PAUSE = 0.1
 local monotime = cqueues.monotime
 
--- The stream each coroutine serves (weak: a finished coroutine goes away).
+-- Per coroutine (weak keys: a finished coroutine goes away): the stream it
+-- serves, its last check, and when its current run started.
 local streams = setmetatable({}, { __mode = "k" })
+local last_check = setmetatable({}, { __mode = "k" })
+local run_start = setmetatable({}, { __mode = "k" })
 local limit, beat = nil, nil
 
 local function check()
-  if monotime() - beat <= limit then return end
-  beat = monotime()                  -- one culprit per stall
-  local co = coroutine.running()
+  local co, now = coroutine.running(), monotime()
+  local last = last_check[co]
+  last_check[co] = now
+  if not last or now - last > PAUSE then run_start[co] = now end
+  if now - beat <= limit or now - run_start[co] <= limit then return end
+  beat = now                          -- one culprit per stall
   util.log("%s", debug.traceback(string.format(
     "watchdog: a coroutine held the event loop for over %g s; dropped it", limit), 2))
   local stream = streams[co]
@@ -37,7 +51,8 @@ function watchdog.serving(stream)
 end
 
 --- Starts the heartbeat on `cq` and guards every coroutine wrapped from now
--- on (in any controller of this process). `seconds` is the limit.
+-- on (in any controller of this process: once per process). `seconds` is
+-- the limit.
 function watchdog.start(cq, seconds)
   assert(limit == nil, "watchdog.start: already started")
   limit, beat = seconds, monotime()
