@@ -9,9 +9,11 @@ local faults = {}
 -- "exception" raises a Lua error in place of the handler, to prove that a
 -- broken handler is answered with 500 and the server goes on; "hog" loops
 -- without yielding, as a runaway handler would, to prove that the watchdog
--- (watchdog.lua) hangs it up and the server goes on.
+-- (watchdog.lua) hangs it up and the server goes on; "stall" holds the
+-- whole server in C for delay_ms, as a slow key generation would, then
+-- answers: the watchdog must not take that for a runaway handler.
 local ACTIONS = { reset_before = true, reset_after = true, truncate = true,
-  invalid_json = true, html = true, oversize = true, exception = true, hog = true }
+  invalid_json = true, html = true, oversize = true, exception = true, hog = true, stall = true }
 
 ---------------------------------------------------------------- faults
 -- Validates and adds one fault rule from a decoded body.
@@ -63,6 +65,15 @@ function faults.take(sandbox, method, path)
       return rule
     end
   end
+end
+
+-- The "stall" action: `ms` in C (where no Lua hook runs), then some Lua
+-- work, so that the watchdog's hook surely runs while the loop is late.
+function faults.stall(ms)
+  os.execute(string.format("sleep %.3f", ms / 1000))
+  local sum = 0
+  for i = 1, 300000 do sum = sum + i end
+  return sum
 end
 
 function faults.error_body(rule)

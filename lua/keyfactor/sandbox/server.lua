@@ -92,7 +92,11 @@ local function handle_api(sandbox, stream, req)
   local rule = faults.take(sandbox, req.method, req.path)
   if rule then
     entry.fault = rule.action or ("status " .. tostring(rule.status))
-    if rule.delay_ms > 0 then cqueues.sleep(rule.delay_ms / 1000) end
+    if rule.action == "stall" then
+      faults.stall(rule.delay_ms)
+    elseif rule.delay_ms > 0 then
+      cqueues.sleep(rule.delay_ms / 1000)
+    end
     if rule.action == "reset_before" then
       http.abort(stream)
       return faults.log_finish(entry, 0)
@@ -113,7 +117,7 @@ local function handle_api(sandbox, stream, req)
   req.body = request_body
   local status, body, extra = dispatch(sandbox, req)
   state.persist(sandbox, req)
-  if rule and rule.action and rule.action ~= "exception" then
+  if rule and rule.action and rule.action ~= "exception" and rule.action ~= "stall" then
     return faults.log_finish(entry, faults.spoil(stream, rule, status, body, extra))
   end
   http.send(stream, status, body, nil, extra)
