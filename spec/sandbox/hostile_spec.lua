@@ -2,8 +2,7 @@
 -- bodies over the 16 MiB limit with and without chunking. Each gets its
 -- answer and the sandbox keeps serving with bounded memory.
 local sandbox = require "keyfactor.sandbox"
-local socket = require "cqueues.socket"
-local ssl_context = require "openssl.ssl.context"
+local raw_tls = require "support.raw_tls"
 
 describe("sandbox against hostile request bodies", function()
   local sb, port, big
@@ -41,23 +40,9 @@ describe("sandbox against hostile request bodies", function()
     return kb
   end
 
-  local function raw_status_line(head)
-    local s = assert(socket.connect{ host = "127.0.0.1", port = port })
-    s:setmode("b", "b")
-    assert(s:connect(5))
-    local ctx = ssl_context.new("TLS", false)
-    ctx:setVerify(ssl_context.VERIFY_NONE)
-    assert(s:starttls(ctx, 5))
-    s:write(head)
-    s:flush()
-    local line = s:read("*l", 10)
-    s:close()
-    return line
-  end
-
   it("answers 400 to a malformed Content-Length and keeps serving", function()
     for _, value in ipairs{ "abc", "1x", "-5" } do
-      local line = raw_status_line("POST /KeyfactorAPI/Certificates/Revoke HTTP/1.1\r\nHost: x\r\n"
+      local line = raw_tls.status_line(port, "POST /KeyfactorAPI/Certificates/Revoke HTTP/1.1\r\nHost: x\r\n"
         .. "Content-Length: " .. value .. "\r\n\r\n")
       assert.matches("^HTTP/1.1 400", line)
     end
@@ -82,7 +67,7 @@ describe("sandbox against hostile request bodies", function()
   end)
 
   it("refuses a single chunk declared larger than the limit before buffering it", function()
-    local line = raw_status_line("POST /KeyfactorAPI/Certificates/Revoke HTTP/1.1\r\nHost: x\r\n"
+    local line = raw_tls.status_line(port, "POST /KeyfactorAPI/Certificates/Revoke HTTP/1.1\r\nHost: x\r\n"
       .. "Transfer-Encoding: chunked\r\n\r\n40000000\r\n" .. string.rep("x", 1000))
     assert.matches("^HTTP/1.1 413", line)
     still_serving()

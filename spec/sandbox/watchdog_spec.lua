@@ -4,8 +4,7 @@
 -- froze there); a handler that never yields is hung up by the watchdog, and
 -- the server goes on; a server held up in C is not mistaken for one.
 local sandbox = require "keyfactor.sandbox"
-local socket = require "cqueues.socket"
-local ssl_context = require "openssl.ssl.context"
+local raw_tls = require "support.raw_tls"
 
 local DEPLOY = "/KeyfactorAPI/Enrollment/PFX/Deploy"
 
@@ -18,33 +17,10 @@ describe("sandbox event loop", function()
   end)
   lazy_teardown(function() if sb then sb:stop() end end)
 
-  local function log()
-    local f = assert(io.open(sb.log_file, "rb"))
-    local text = f:read("a")
-    f:close()
-    return text
-  end
-
   local function watchdog_reports()
     local n = 0
-    for _ in log():gmatch("watchdog: a coroutine held the event loop") do n = n + 1 end
+    for _ in sb:log():gmatch("watchdog: a coroutine held the event loop") do n = n + 1 end
     return n
-  end
-
-  -- Sends `head`, closes the write side, returns the status line of the answer.
-  local function send_and_hang_up(head)
-    local s = assert(socket.connect{ host = "127.0.0.1", port = port })
-    s:setmode("b", "b")
-    assert(s:connect(5))
-    local ctx = ssl_context.new("TLS", false)
-    ctx:setVerify(ssl_context.VERIFY_NONE)
-    assert(s:starttls(ctx, 5))
-    assert(s:write(head))
-    assert(s:flush())
-    s:shutdown("w")
-    local line = s:read("*l", 10)
-    s:close()
-    return line
   end
 
   it("reads or hangs up a body abandoned after an early answer, without the watchdog", function()
@@ -52,10 +28,10 @@ describe("sandbox event loop", function()
     -- the fault answers 503 after 300 ms without reading the body; by then
     -- the client has sent 10 of the 100 bytes it promised and hung up
     sb:fault{ method = "POST", path = DEPLOY, status = 503, delay_ms = 300 }
-    local line = send_and_hang_up("POST " .. DEPLOY .. " HTTP/1.1\r\nHost: x\r\n"
+    local line = raw_tls.status_line(port, "POST " .. DEPLOY .. " HTTP/1.1\r\nHost: x\r\n"
       .. "Authorization: Basic U0FOREJPWFxhZG1pbjpzYW5kYm94LWFkbWlu\r\n"
       .. "x-keyfactor-requested-with: spec\r\nContent-Type: application/json\r\n"
-      .. "Content-Length: 100\r\n\r\n0123456789")
+      .. "Content-Length: 100\r\n\r\n0123456789", true)
     assert.matches("^HTTP/1.1 503", line)
     assert.equals(200, (sb:http("GET", "/Status/Endpoints")))
     assert.equals(before, watchdog_reports())
@@ -80,7 +56,7 @@ describe("sandbox event loop", function()
     assert.equals(200, (sb:http("GET", "/Status/Endpoints")))
     assert.equals(before + 1, watchdog_reports())
     assert.matches("watchdog: a coroutine held the event loop for over 1 s; dropped it\nstack traceback:"
-      .. ".-sandbox/faults%.lua", log())
+      .. ".-sandbox/faults%.lua", sb:log())
     local hogged = 0
     for _, r in ipairs(sb:requests()) do
       if r.fault == "hog" then hogged = hogged + 1 end

@@ -49,10 +49,7 @@ end
 -- loop, with the traceback) to stderr: the spec that met one may pass after
 -- the hang-up, and the report is how the cause is found.
 function fixture.report_watchdog(sb)
-  local f = io.open(sb.log_file, "rb")
-  if not f then return end
-  local text = f:read("a")
-  f:close()
+  local text = sb:log()
   local first = text:find("[^\n]*watchdog: ")
   if first then io.stderr:write("\nsandbox watchdog report (", sb.log_file, "):\n", text:sub(first), "\n") end
 end

@@ -94,25 +94,32 @@ local function abort(stream)
   if stream.state ~= "closed" then pcall(stream.set_state, stream, "closed") end
 end
 
+local function unread(stream) return stream.state == "open" or stream.state == "half closed (local)" end
+
+-- Reads and drops what is left of the request body, up to `max_bytes` and
+-- `seconds`; true when all of it was read.
+local function drain(stream, max_bytes, seconds)
+  local deadline, read = util.monotime() + seconds, 0
+  local chunked = stream.body_read_type == "chunked"
+  while unread(stream) and read <= max_bytes do
+    local left = deadline - util.monotime()
+    -- a chunk is buffered whole: one declared over the bound is not read
+    if left <= 0 or (chunked and read + next_chunk_size(stream, left) > max_bytes) then break end
+    local chunk = stream:get_next_chunk(left)
+    if not chunk then break end
+    read = read + #chunk
+  end
+  return not unread(stream)
+end
+
 -- What is left of a request body when the handler is done (an answer made
 -- before reading it: a fault, a refusal) is read, up to a bound, so the
 -- connection can serve the next request; else the connection is hung up.
 -- lua-http's own clean-up would read it in a loop that never ends (nor
 -- yields) when the client hung up half way through the body.
 local FINISH_BYTES, FINISH_SECONDS = 1024 * 1024, 5
-local function unread(stream) return stream.state == "open" or stream.state == "half closed (local)" end
 local function finish(stream)
-  local deadline, read = util.monotime() + FINISH_SECONDS, 0
-  local chunked = stream.body_read_type == "chunked"
-  while unread(stream) and read <= FINISH_BYTES do
-    local left = deadline - util.monotime()
-    -- a chunk is buffered whole: one declared over the bound is not read
-    if left <= 0 or (chunked and read + next_chunk_size(stream, left) > FINISH_BYTES) then break end
-    local chunk = stream:get_next_chunk(left)
-    if not chunk then break end
-    read = read + #chunk
-  end
-  if unread(stream) then abort(stream) end
+  if not drain(stream, FINISH_BYTES, FINISH_SECONDS) then abort(stream) end
 end
 
 local function send(stream, status, body, content_type, extra)
@@ -140,12 +147,7 @@ local DRAIN_BODY = 64 * 1024 * 1024
 local function reject(stream, status, message)
   pcall(send, stream, status, error_body(util.codes.bad_request, message), nil, { connection = "close" })
   local length = tonumber(stream.body_read_type == "length" and stream.body_read_left or nil)
-  if length and length <= DRAIN_BODY then
-    local deadline = util.monotime() + 10
-    while util.monotime() < deadline and stream.body_read_left > 0 do
-      if not stream:get_next_chunk(deadline - util.monotime()) then break end
-    end
-  end
+  if length and length <= DRAIN_BODY then drain(stream, DRAIN_BODY, 10) end
   abort(stream)
   return status
 end

@@ -207,6 +207,9 @@ function Sandbox:http(method, path, opts)
   return status, ok and decoded or nil, headers, raw
 end
 
+--- The sandbox's log (its stderr) so far.
+function Sandbox:log() return read_all(self.log_file) end
+
 function Sandbox:reset() return self:hook("POST", "/_sandbox/reset") end
 function Sandbox:requests() return self:hook("GET", "/_sandbox/requests") end
 function Sandbox:state() return self:hook("GET", "/_sandbox/state") end
