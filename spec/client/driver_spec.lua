@@ -32,6 +32,35 @@ describe("keyfactor.driver", function()
     assert.is_true(naps.n >= 5 and naps.n <= 60, "naps: " .. naps.n)
   end)
 
+  it("looks at curl once a wake-up, and sends a new request before its first nap", function()
+    local d, naps = counting()
+    -- The polling driver sees the real session through a view that counts
+    -- its steps, and what the naps had to wait for.
+    local steps, first_nap_at_step = 0, nil
+    local function view(session)
+      return setmetatable({
+        step = function(_, t) steps = steps + 1 return session:step(t) end,
+      }, { __index = function(_, k) return function(_, ...) return session[k](session, ...) end end })
+    end
+    local nap = d.nap
+    d.nap = function(seconds)
+      first_nap_at_step = first_nap_at_step or steps
+      return nap(seconds)
+    end
+    local kf = fixture.client(sb, { driver = {
+      name = "counted", active = function() return true end,
+      sleep = function(_, seconds) d:sleep(seconds) end,
+      poll = function(_, session, timeout) return d:poll(view(session), timeout) end,
+    } })
+    sb:fault { method = "GET", path = STATUS, times = 1, delay_ms = 400 }
+    assert.is_table(kf:status())
+    kf:close()
+    assert.are.equal(1, first_nap_at_step, "one step (which sends the request) before the first nap")
+    assert.are.equal(naps.n + 1, steps, naps.n .. " naps")
+    -- 0.4 s of backing off: ~17 wake-ups (1 ms, x1.5 to 50 ms, then 15% of the time waited)
+    assert.is_true(naps.n >= 10 and naps.n <= 25, "naps: " .. naps.n)
+  end)
+
   it("a fast call after a slow one starts again at short naps", function()
     local d, naps = counting()
     local kf = fixture.client(sb, { driver = d })
