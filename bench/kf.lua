@@ -6,6 +6,10 @@
 --   kf.lua parallel URL CA USER PASS N C [raw]   kf:parallel, N x kf:certificate, concurrency C;
 --                   raw: N x kf.http:call{raw = true} instead (the transfer without
 --                   decoding, to split the time between transport and JSON)
+--   kf.lua core     URL CA USER PASS N C [decode]
+--                   the C core alone, from a plain loop: N x session:start/step
+--                   (at most C in flight), the bodies kept as strings or, with
+--                   decode, decoded (core.decode_json); no transport, no scheduler
 --   kf.lua iterate  URL CA USER PASS PAGE [prefetch]
 --                   every item of kf:certificates{page_size=PAGE}; prints
 --                   "seconds items vmhwm_kib baseline_rss_kib"
@@ -86,6 +90,29 @@ elseif mode == "parallel" then
     if errors[i] or type(values[i]) ~= (raw and "string" or "table") then die(errors[i] or "no value") end
   end
   print(string.format("%.6f", elapsed))
+  kf:close()
+
+elseif mode == "core" then
+  local n, c = assert(tonumber(arg[6])), assert(tonumber(arg[7]))
+  local decode = arg[8] == "decode" and require("keyfactor.core").decode_json
+  local kf = client()
+  local session = kf.http.session
+  local spec = { method = "GET", url = arg[2] .. "/Certificates/42" }
+  local values, started, inflight = {}, 0, 0
+  local t0 = clock()
+  while #values < n do
+    while inflight < c and started < n do
+      session:start(spec)
+      started, inflight = started + 1, inflight + 1
+    end
+    for _, request in ipairs(session:step(1)) do
+      local status, body = request:result()
+      if status ~= 200 then die("HTTP " .. tostring(status)) end
+      values[#values + 1] = decode and decode(body) or body
+      inflight = inflight - 1
+    end
+  end
+  print(string.format("%.6f", clock() - t0))
   kf:close()
 
 elseif mode == "iterate" then
