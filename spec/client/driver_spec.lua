@@ -72,6 +72,42 @@ describe("keyfactor.driver", function()
     assert.is_true(naps.total < 0.05, "slept " .. naps.total .. " s on a fast call")
   end)
 
+  it("a fast call made while a slow one has waited long naps briefly: its sending starts over", function()
+    -- A host in miniature: the driver's sleep yields to a loop that resumes
+    -- each coroutine when its nap is over, as HAProxy and nginx do; two
+    -- host coroutines share the client.
+    local naps = {}
+    local d = driver.polling { name = "mini-host", sleep = function(seconds)
+      local co = coroutine.running()
+      naps[co] = naps[co] or {}
+      table.insert(naps[co], seconds)
+      coroutine.yield(core.now() + seconds)
+    end }
+    local kf = fixture.client(sb, { driver = d })
+    sb:fault { method = "GET", path = STATUS, times = 1, delay_ms = 1000 }
+    local slow = coroutine.create(function() return kf:status() end)
+    local fast = coroutine.create(function() return kf:status() end)
+    local wake, results, t0, fast_started = { [slow] = 0 }, {}, core.now(), false
+    while next(wake) do
+      local co, at
+      for c, t in pairs(wake) do if not at or t < at then co, at = c, t end end
+      if not fast_started and at > t0 + 0.5 then   -- the slow call has waited half a second
+        fast_started, co, at = true, fast, 0
+      end
+      if at > core.now() then core.sleep(at - core.now()) end
+      local ok, value = coroutine.resume(co)
+      assert(ok, value)
+      if coroutine.status(co) == "dead" then wake[co], results[co] = nil, value else wake[co] = value end
+    end
+    kf:close()
+    assert.is_table(results[slow])
+    assert.is_table(results[fast])
+    local total = 0
+    for _, seconds in ipairs(naps[fast]) do total = total + seconds end
+    assert.is_true(naps[fast][1] <= 0.002, "the fast call's first nap: " .. naps[fast][1] .. " s")
+    assert.is_true(total < 0.05, "the fast call napped " .. total .. " s")
+  end)
+
   it("kf:parallel, retry backoff and sleeps go through it", function()
     local d, naps = counting()
     local kf = fixture.client(sb, { retries = 1 })
