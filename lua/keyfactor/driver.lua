@@ -69,9 +69,10 @@ function Polling:progress(events, finished)
   self.delay = math.min(MAX_DELAY, math.max(ramp, (core.now() - self.quiet_since) * QUIET_SHARE))
 end
 
--- A look needs no step when the last poll ended with one just now and
--- curl's timer is not due (a request started since makes it due at once).
-local FRESH = 0.0002
+-- A look needs no step when the last poll ended with one less than the
+-- shortest nap ago (back to back in one wait) and curl's timer is not due
+-- (a request started since makes it due at once).
+local FRESH = MIN_DELAY
 
 function Polling:poll(session, timeout)
   local now = core.now()

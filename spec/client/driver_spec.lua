@@ -56,7 +56,11 @@ describe("keyfactor.driver", function()
     assert.is_table(kf:status())
     kf:close()
     assert.are.equal(1, first_nap_at_step, "one step (which sends the request) before the first nap")
-    assert.are.equal(naps.n + 1, steps, naps.n .. " naps")
+    -- a step after each nap, and one more; a slow machine (valgrind) may
+    -- take a little longer than the shortest nap between two polls and
+    -- look again on entry now and then (the old driver stepped twice a nap)
+    assert.is_true(steps >= naps.n + 1 and steps <= naps.n + 1 + math.floor(naps.n / 4),
+      steps .. " steps for " .. naps.n .. " naps")
     -- 0.4 s of backing off: ~17 wake-ups (1 ms, x1.5 to 50 ms, then 15% of the time waited)
     assert.is_true(naps.n >= 10 and naps.n <= 25, "naps: " .. naps.n)
   end)
