@@ -219,8 +219,9 @@ local NOTE = "Event-loop CPU of an attached call: a host that can only sleep pol
   .. "(`keyfactor.driver.polling`: first look after 1 ms, ×1.5 while nothing happens up to 50 ms, then 15% "
   .. "of the time nothing has happened, at most 250 ms apart), so a 3 s call takes about 30 wake-ups; each "
   .. "costs ~60–140 µs of the host's CPU on this VM (its scheduler, a Lua resume, a context switch; a bare "
-  .. "`core.msleep(10)` loop in HAProxy costs 67 µs a turn, `session:step(0)` itself ~2 µs). A slow call pays "
-  .. "at most 15% of its time in latency for it (7% on average, never more than 250 ms)."
+  .. "`core.msleep` loop in HAProxy costs 34 µs a turn with 10 ms naps, 71–73 µs with 100–250 ms ones, caches "
+  .. "gone cold; `session:step(0)` ~2 µs warm, ~25 µs cold). A slow call pays 50 ms or 15% of its time in "
+  .. "latency for it, whichever is more (7% on average past a second, never more than 250 ms)."
 local function f(x, p) return x and string.format("%." .. (p or 1) .. "f", x) or "n/a" end
 local md = {}
 local function w(line) md[#md + 1] = line end

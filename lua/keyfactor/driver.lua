@@ -46,11 +46,11 @@ end
 -- Adaptive polling.  The first look comes after MIN_DELAY, each look that
 -- finds nothing waits GROWTH times longer up to RAMP_MAX, and past that
 -- QUIET_SHARE of the time nothing has happened (at most MAX_DELAY): a fast
--- call costs a millisecond or two of latency, a slow one at most 15% of its
--- time (7% on average, never more than MAX_DELAY) and about 30 wake-ups in
--- its first 3 s, 4 a second after that (each costs the host ~60-140 us of
--- CPU: its scheduler, a Lua resume, a context switch).  Any socket activity
--- starts over.
+-- call costs a millisecond or two of latency, a slow one RAMP_MAX or 15% of
+-- its time, whichever is more (7% on average past a second, never more than
+-- MAX_DELAY), and about 30 wake-ups in its first 3 s, 4 a second after that
+-- (each costs the host ~60-140 us of CPU: its scheduler, a Lua resume, a
+-- context switch).  Any socket activity starts over.
 local MIN_DELAY, GROWTH, RAMP_MAX, QUIET_SHARE, MAX_DELAY = 0.001, 1.5, 0.05, 0.15, 0.25
 
 local Polling = {}
