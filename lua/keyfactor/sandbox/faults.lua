@@ -1,5 +1,6 @@
 -- Fault injection (POST/DELETE /_sandbox/faults) and the request log
 -- (GET /_sandbox/requests).
+local cqueues = require "cqueues"
 local util = require "keyfactor.sandbox.util"
 local check = require "keyfactor.sandbox.check"
 local http = require "keyfactor.sandbox.http"
@@ -12,8 +13,12 @@ local faults = {}
 -- (watchdog.lua) hangs it up and the server goes on; "stall" holds the
 -- whole server in C for delay_ms, as a slow key generation would, then
 -- answers: the watchdog must not take that for a runaway handler.
-local ACTIONS = { reset_before = true, reset_after = true, truncate = true,
-  invalid_json = true, html = true, oversize = true, exception = true, hog = true, stall = true }
+-- What each action does to the request: "answer" in place of the handler,
+-- before the body is read (faults.answer); "raise" in the handler; "stall"
+-- the server, then the handler answers; "spoil" the handler's answer
+-- (faults.spoil).
+local ACTIONS = { reset_before = "answer", html = "answer", oversize = "answer", hog = "answer",
+  exception = "raise", stall = "stall", reset_after = "spoil", truncate = "spoil", invalid_json = "spoil" }
 
 ---------------------------------------------------------------- faults
 -- Validates and adds one fault rule from a decoded body.
@@ -67,13 +72,30 @@ function faults.take(sandbox, method, path)
   end
 end
 
+--- What `rule` does (see ACTIONS); a status without an action is an
+-- "answer", and a rule with neither only delays (nil).
+function faults.effect(rule)
+  if rule.action then return ACTIONS[rule.action] end
+  return rule.status and "answer" or nil
+end
+
 -- The "stall" action: `ms` in C (where no Lua hook runs), then some Lua
 -- work, so that the watchdog's hook surely runs while the loop is late.
-function faults.stall(ms)
+local function stall(ms)
   os.execute(string.format("sleep %.3f", ms / 1000))
   local sum = 0
   for i = 1, 300000 do sum = sum + i end
   return sum
+end
+
+--- Waits as `rule` asks before the request is served: delay_ms in the
+-- event loop, or, for "stall", with the whole server held.
+function faults.delay(rule)
+  if rule.action == "stall" then
+    stall(rule.delay_ms)
+  elseif rule.delay_ms > 0 then
+    cqueues.sleep(rule.delay_ms / 1000)
+  end
 end
 
 function faults.error_body(rule)
@@ -131,7 +153,10 @@ end
 
 -- Answers a fault that replaces the handler. Returns the logged status.
 function faults.answer(stream, rule)
-  if rule.action == "html" then
+  if rule.action == "reset_before" then
+    http.abort(stream)
+    return 0
+  elseif rule.action == "html" then
     local status = rule.status or 502
     http.send(stream, status, faults.html_page(status), "text/html; charset=utf-8")
     return status

@@ -90,22 +90,12 @@ end
 local function handle_api(sandbox, stream, req)
   local entry = faults.log_start(sandbox, req.method, req.path, req.query)
   local rule = faults.take(sandbox, req.method, req.path)
+  local effect = rule and faults.effect(rule)
   if rule then
     entry.fault = rule.action or ("status " .. tostring(rule.status))
-    if rule.action == "stall" then
-      faults.stall(rule.delay_ms)
-    elseif rule.delay_ms > 0 then
-      cqueues.sleep(rule.delay_ms / 1000)
-    end
-    if rule.action == "reset_before" then
-      http.abort(stream)
-      return faults.log_finish(entry, 0)
-    end
-    if rule.action == "html" or rule.action == "oversize" or rule.action == "hog"
-        or (rule.status and not rule.action) then
-      return faults.log_finish(entry, faults.answer(stream, rule))
-    end
-    req.inject_exception = rule.action == "exception"
+    faults.delay(rule)
+    if effect == "answer" then return faults.log_finish(entry, faults.answer(stream, rule)) end
+    req.inject_exception = effect == "raise"
   end
   local request_body, refusal, message = http.read_body(stream, req.headers)
   if not request_body then
@@ -117,7 +107,7 @@ local function handle_api(sandbox, stream, req)
   req.body = request_body
   local status, body, extra = dispatch(sandbox, req)
   state.persist(sandbox, req)
-  if rule and rule.action and rule.action ~= "exception" and rule.action ~= "stall" then
+  if effect == "spoil" then
     return faults.log_finish(entry, faults.spoil(stream, rule, status, body, extra))
   end
   http.send(stream, status, body, nil, extra)
