@@ -3,9 +3,7 @@
 --
 --   kf.lua get      URL CA USER PASS N [http1]   N x kf:certificate(42)
 --   kf.lua deploy   URL CA USER PASS N           N x kf:deploy{...}
---   kf.lua parallel URL CA USER PASS N C [raw]   kf:parallel, N x kf:certificate, concurrency C;
---                   raw: N x kf.http:call{raw = true} instead (the transfer without
---                   decoding, to split the time between transport and JSON)
+--   kf.lua parallel URL CA USER PASS N C         kf:parallel, N x kf:certificate, concurrency C
 --   kf.lua core     URL CA USER PASS N C [decode]
 --                   the C core alone, from a plain loop: N x session:start/step
 --                   (at most C in flight), the bodies kept as strings or, with
@@ -77,17 +75,13 @@ elseif mode == "parallel" then
   local n, c = assert(tonumber(arg[6])), assert(tonumber(arg[7]))
   local kf = client()
   local fns = {}
-  local raw = arg[8] == "raw"
-  local function get(k)
-    if raw then return k.http:call("GET", "/Certificates/42", { raw = true }) end
-    return k:certificate(42)
-  end
+  local function get(k) return k:certificate(42) end
   for i = 1, n do fns[i] = get end
   local t0 = clock()
   local values, errors = kf:parallel(fns, { concurrency = c, progress = false })
   local elapsed = clock() - t0
   for i = 1, n do
-    if errors[i] or type(values[i]) ~= (raw and "string" or "table") then die(errors[i] or "no value") end
+    if errors[i] or type(values[i]) ~= "table" then die(errors[i] or "no value") end
   end
   print(string.format("%.6f", elapsed))
   kf:close()
