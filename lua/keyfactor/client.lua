@@ -11,6 +11,7 @@ local core = require "keyfactor.core"
 local endpoints = require "keyfactor.endpoints"
 local errors = require "keyfactor.errors"
 local progress = require "keyfactor.progress"
+local query_language = require "keyfactor.query"
 local scheduler = require "keyfactor.scheduler"
 local show = require "keyfactor.show"
 local transport = require "keyfactor.transport"
@@ -130,10 +131,8 @@ local CERTIFICATE_OPTS = v.record {
 local LOOKUP_FIELDS = { "Thumbprint", "SerialNumber", "IssuedCN", "IssuedDN", "CertRequestId", "Id" }
 
 local function quoted(value, path)
-  if type(value) == "number" then return v.integer(value, path) end
-  v.nonempty(value, path)
-  if value:find('"', 1, true) then v.fail(path, "must not contain a double quote") end
-  return '"' .. value .. '"'
+  if type(value) == "string" then v.nonempty(value, path) end
+  return query_language.literal(value, path)
 end
 
 local LOOKUP

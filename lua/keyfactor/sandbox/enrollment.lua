@@ -272,11 +272,20 @@ local function renew(sandbox, req)
   local old = id and certificates.find(sandbox, id) or find_by_thumbprint(sandbox, thumbprint)
   local template = template_name and state.template(template_name)
   if template_name and not template then util.bad_request("Template '" .. template_name .. "' was not found") end
+  template = template or state.template(old.template)
+  -- the metadata is copied (the new certificate's own, from now on)
   local request = new_request(sandbox, req, {
     kind = "Renew", format = "STORE", template = template and template.CommonName or old.template,
-    subject = old.issued_dn, sans = old.sans, metadata = old.metadata, days = 365,
+    subject = old.issued_dn, sans = old.sans, metadata = util.copy(old.metadata or {}), days = 365,
     key_kind = old.key_type == 3 and "EC" or "RSA", retain_key = true, renewed_id = old.id,
   })
+  if template and template.RequiresApproval then
+    -- as an enrollment: no certificate yet (KeyfactorId 0) until approved
+    local info = pending_info(request)
+    return { KeyfactorId = 0, KeyfactorRequestId = request.id, Thumbprint = util.null, SerialNumber = util.null,
+      IssuerDN = util.null, RequestDisposition = info.RequestDisposition,
+      DispositionMessage = info.DispositionMessage, Password = util.null }
+  end
   local record = enrollment.issue(sandbox, request)
   return {
     KeyfactorId = record.id, KeyfactorRequestId = request.id, Thumbprint = record.thumbprint,

@@ -81,6 +81,8 @@ local function new_headers(status, content_type, length, extra)
   h:append("content-type", content_type)
   -- lua-http refuses Content-Length on a 204 (after writing its status line)
   if length and status ~= 204 then h:append("content-length", tostring(length)) end
+  -- as every HTTP server does (RFC 9110 §6.6.1): clients compare clocks with it
+  h:append("date", os.date("!%a, %d %b %Y %H:%M:%S GMT", math.floor(util.now())))
   for k, v in pairs(extra or {}) do h:append(k, tostring(v)) end
   return h
 end

@@ -33,8 +33,9 @@ local function tokenize(s)
       while true do
         local d = s:sub(j, j)
         if d == "" then bad("unterminated string starting at position " .. i) end
-        if d == "\\" and s:sub(j + 1, j + 1) == c then
-          buf[#buf + 1] = c
+        local escaped = d == "\\" and s:sub(j + 1, j + 1)
+        if escaped == c or escaped == "\\" then   -- \" is a quote, \\ a backslash
+          buf[#buf + 1] = escaped
           j = j + 2
         elseif d == c then
           break
