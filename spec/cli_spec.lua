@@ -205,29 +205,155 @@ describe("bin/keyfactor", function()
     assert.truthy(pending:find("^request %d+ waiting for approval"), pending)
   end)
 
-  it("renew --expiring --deploy renews what expires and redeploys it where the old one was; --dry-run changes nothing",
-     function()
+  -- A certificate for `cn` expiring in `days` (the sandbox's ValidityDays), key kept on the server.
+  local function expiring(cn, days)
+    return assert(kf:request("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+      body = { Template = "WebServer", Subject = "CN=" .. cn, ValidityDays = days,
+               Timestamp = os.date("!%Y-%m-%dT%H:%M:%SZ") } })).CertificateInformation.KeyfactorId
+  end
+
+  local function store_of(machine)
+    for st in kf:stores() do
+      if st.ClientMachine == machine then return st.Id end
+    end
+  end
+
+  local function write(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+  end
+
+  it("renew --expiring --deploy: a decoy of the same subject changes nothing, the renewal replaces the old "
+     .. "certificate under its alias; without the entry password it exits 1 saying so, and the rerun with "
+     .. "--password-file finishes it; a run after success changes nothing", function()
     local cn = fixture.unique("cli-renew")
-    local id = fixture.enroll(kf, cn, { Password = nil, format = "Store" }).CertificateInformation.KeyfactorId
-    local pem = fixture.store_ids(kf, fixture.WEB, "PEM")[1]
-    assert(kf:deploy { CertificateId = id, Stores = { { StoreId = pem } }, Password = "entry-1" })
-    assert(kf:wait_deployed(id, { pem }, { timeout = 30 }))
-    local select_it = " --query " .. quote('IssuedCN -eq "' .. cn .. '"')
-    local out, err, code = run("renew --expiring 400d --deploy --dry-run" .. select_it)
+    local id = expiring(cn, 10)
+    local pem, p12 = store_of("web01.sandbox.local"), store_of("app01.sandbox.local")
+    assert(kf:deploy { CertificateId = id, Stores = { { StoreId = pem, Alias = "site" } }, Password = "entry-1" })
+    assert(kf:deploy { CertificateId = id, Stores = { { StoreId = p12, Alias = "site-p12" } } })
+    assert(kf:wait_deployed(id, { pem, p12 }, { timeout = 30 }))
+    local decoy = fixture.enroll(kf, cn).CertificateInformation.KeyfactorId
+    local select_it = " --query " .. quote('IssuedCN -eq "' .. cn .. '"') .. " --wait 20"
+    local out, err, code = run("renew --expiring 30d --deploy --dry-run" .. select_it)
     assert.are.equal(0, code, err)
-    assert.truthy(out:find("^would renew certificate " .. id .. " CN=.* and deploy to 1 store%(s%)\n$"), out)
-    assert.are.equal(1, #fixture.collect(kf:certificates { query = 'IssuedCN -eq "' .. cn .. '"' }))
+    assert.are.equal("would renew, then deploy to 2 stores: certificate " .. id .. " CN=" .. cn .. " (expires ",
+      out:match("^[^(]+%(expires "), out)
     local _, none = run("renew --expiring 1d" .. select_it)
     assert.are.equal("keyfactor: no certificate expires within 1d\n", none)
-    out, err, code = run("renew --expiring 400d --deploy --password entry-1" .. select_it)
+
+    out, err, code = run("renew --expiring 30d --deploy" .. select_it, nil, env .. " KEYFACTOR_ENTRY_PASSWORD=")
+    assert.are.equal(1, code, out .. err)
+    local new_id = tonumber(err:match("^keyfactor: certificate " .. id .. " CN=[^:]+: incomplete, renewed as (%d+), in 1 of 2 stores: "))
+    assert.truthy(new_id, err)
+    assert.are.equal(1, #lines(err), err)
+    assert.truthy(err:find("web01.sandbox.local:/etc/ssl/web01.pem", 1, true), err)
+    assert.truthy(err:find("PEM stores take an entry password", 1, true), err)
+    assert.is_true(new_id ~= decoy)
+
+    local file = tmp .. ".entry"
+    write(file, "entry-1\n")
+    out, err, code = run("renew --expiring 30d --deploy --password-file " .. file .. select_it)
+    os.remove(file)
     assert.are.equal(0, code, err)
-    local new_id = tonumber(out:match("^renewed certificate " .. id .. " %-> (%d+), deploying to 1 store%(s%)\n$"))
-    assert.truthy(new_id, out)
-    assert(kf:wait_deployed(new_id, { pem }, { timeout = 30 }))
-    -- the next cron run renews the renewal only, not the certificate it replaced
-    local again, skipped = run("renew --expiring 400d --dry-run" .. select_it)
-    assert.truthy(again:find("^would renew certificate " .. new_id .. " CN="), again)
-    assert.are.equal("keyfactor: skipping certificate " .. id .. ": renewed already as " .. new_id .. "\n", skipped)
+    assert.are.equal("certificate " .. id .. " CN=" .. cn .. ": complete, renewal " .. new_id .. ", in 2 of 2 stores\n", out)
+    local locations = assert(kf:certificate(new_id, { includeLocations = true })).Locations
+    local aliases = {}
+    for _, loc in ipairs(locations) do aliases[loc.CertStoreId] = loc.Alias end
+    assert.are.same({ [pem] = "site", [p12] = "site-p12" }, aliases)
+    assert.are.same({}, assert(kf:certificate(id, { includeLocations = true })).Locations)
+
+    local mark = fixture.log_mark(sb)
+    out, err, code = run("--json renew --expiring 30d --deploy" .. select_it)
+    assert.are.equal(0, code, err)
+    local report = cjson.decode(out)
+    assert.is_true(report.Complete)
+    assert.are.equal(new_id, report.Certificates[1].SuccessorId)
+    assert.are.equal(false, report.Certificates[1].Renewed)
+    assert.truthy(out:find('^{"Certificates":%[{"CertificateId":' .. id .. ',"IssuedDN":'), out)
+    assert.are.equal(0, fixture.seen_since(sb, mark, "POST", "/KeyfactorAPI/Enrollment/Renew"))
+    assert.are.equal(0, fixture.seen_since(sb, mark, "POST", "/KeyfactorAPI/Enrollment/PFX/Deploy"))
+  end)
+
+  it("renew: a subject like CN=evil\\ stops nothing; KEYFACTOR_ENTRY_PASSWORD is an entry password", function()
+    local evil = fixture.unique("evil") .. "\\"
+    local id = expiring(evil, 10)
+    local pem = store_of("web02.sandbox.local")
+    assert(kf:deploy { CertificateId = id, Stores = { { StoreId = pem, Alias = "evil" } }, Password = "entry-1" })
+    assert(kf:wait_deployed(id, { pem }, { timeout = 30 }))
+    local out, err, code = run("renew --expiring 30d --deploy --wait 20 --query " .. quote("Id -eq " .. id), nil,
+      env .. " KEYFACTOR_ENTRY_PASSWORD=entry-1")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find(": complete, renewed as %d+, in 1 of 1 store\n$"), out)
+  end)
+
+  it("--expiring needs a unit; passwords from a file or the environment; enroll refuses a PFX password "
+     .. "without --out", function()
+    local _, err, code = run("renew --expiring 1000000")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("^keyfactor: %-%-expiring takes a duration with a unit %(d, h or w%)"), err)
+    local before = fixture.request_count(sb)
+    local cn = fixture.unique("cli-pfx")
+    _, err, code = run("enroll --template WebServer --subject " .. quote("CN=" .. cn) .. " --password pfx-1")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("give --out FILE to write it", 1, true), err)
+    assert.are.equal(0, #fixture.collect(kf:certificates { query = 'IssuedCN -eq "' .. cn .. '"' }))
+    assert.is_true(fixture.request_count(sb) <= before + 1)
+    -- the environment's PFX password counts only with --out
+    local out
+    out, err, code = run("enroll --template WebServer --subject " .. quote("CN=" .. cn), nil,
+      env .. " KEYFACTOR_PFX_PASSWORD=pfx-2")
+    assert.are.equal(0, code, err)
+    local id = tonumber(out:match("^enrolled certificate (%d+)"))
+    local pfx = tmp .. ".env.pfx"
+    out, err, code = run("enroll --template WebServer --subject " .. quote("CN=" .. cn) .. " --out " .. pfx, nil,
+      env .. " KEYFACTOR_PFX_PASSWORD=pfx-2")
+    assert.are.equal(0, code, err)
+    local key = require("openssl.pkcs12").parse(read_file(pfx), "pfx-2")
+    assert.truthy(key)
+    os.remove(pfx)
+    local secret_file = tmp .. ".secret"
+    write(secret_file, "recover-3\n")
+    out, err, code = run("recover " .. id .. " --password-file " .. secret_file .. " --out " .. pfx)
+    assert.are.equal(0, code, err)
+    assert.truthy(require("openssl.pkcs12").parse(read_file(pfx), "recover-3"))
+    os.remove(pfx)
+    out, err, code = run("deploy " .. id .. " --store " .. store_of("web03.sandbox.local") .. " --password-file "
+      .. secret_file .. " --wait")
+    os.remove(secret_file)
+    assert.are.equal(0, code, err)
+    assert.are.equal("deployed certificate " .. id .. " to 1 store(s)\n", out)
+  end)
+
+  it("--debug prints the client's redacted request lines on stderr; --json keys are sorted, the same every run",
+     function()
+    local id = fixture.enroll(kf, fixture.unique("cli-json")).CertificateInformation.KeyfactorId
+    local out, err, code = run("--debug --json cert " .. id)
+    assert.are.equal(0, code, err)
+    assert.truthy(err:find("keyfactor debug: GET /KeyfactorAPI/Certificates/" .. id, 1, true)
+      or err:find("keyfactor debug: GET .*/Certificates/" .. id), err)
+    assert.is_nil(err:find(sb.password, 1, true))
+    local again = run("--json cert " .. id)
+    assert.are.equal(out, again)
+    local top = {}
+    local depth, i = 0, 1
+    -- the top-level keys in the order printed
+    while i <= #out do
+      local c = out:sub(i, i)
+      if c == "{" or c == "[" then depth = depth + 1
+      elseif c == "}" or c == "]" then depth = depth - 1
+      elseif c == '"' then
+        local j = i + 1
+        while out:sub(j, j) ~= '"' do j = j + (out:sub(j, j) == "\\" and 2 or 1) end
+        if depth == 1 and out:sub(j + 1, j + 1) == ":" then top[#top + 1] = out:sub(i + 1, j - 1) end
+        i = j
+      end
+      i = i + 1
+    end
+    assert.is_true(#top > 10, out)
+    local sorted = { table.unpack(top) }
+    table.sort(sorted)
+    assert.are.same(sorted, top)
   end)
 
   it("revoke, approve and deny", function()

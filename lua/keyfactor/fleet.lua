@@ -86,12 +86,7 @@ local function hostname()
   return name or os.getenv("HOSTNAME") or "host"
 end
 
-local function process_id()
-  local f = io.open("/proc/self/stat", "r")
-  local pid = f and f:read("*l"):match("^(%d+)")
-  if f then f:close() end
-  return pid or "0"
-end
+local process_id = claim.process_id
 fleet.process_id = process_id
 
 local function positive(value, path)
@@ -149,16 +144,7 @@ function fleet.new(opts)
   return self
 end
 
--- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), without os.time's local time.
-local function epoch(iso)
-  local y, mo, d, h, mi, s = tostring(iso):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
-  if not y then return nil end
-  y, mo = tonumber(y), tonumber(mo)
-  if mo <= 2 then y, mo = y - 1, mo + 12 end
-  local days = 365 * y + math.floor(y / 4) - math.floor(y / 100) + math.floor(y / 400)
-    + math.floor((153 * (mo - 3) + 2) / 5) + tonumber(d) - 719469
-  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60 + tonumber(s)
-end
+local epoch = claim.epoch
 fleet.epoch = epoch
 
 --- Puts the certificates due for renewal into the schedule: those

@@ -5,25 +5,32 @@
 --
 --   claimed of=42 after=977 at=1796160600 by=web1:812:w1 token=9f3a51c2d8e07b14
 --   renewed of=42 new=981 at=1796160601 by=web1:812:w1
+--   pending of=42 request=977 at=1796160601 by=web1:812:w1   (waiting for approval)
 --   released of=42 at=1796160601 by=web1:812:w1        (a renewal the server refused)
 --
--- `of` names the certificate the mark is about: a renewal may copy metadata
--- to the new certificate, and a mark copied that way is not the new one's.
--- `after` is the highest certificate id just before the first claim: a
--- certificate with the same IssuedDN and a higher id was issued after the
--- claim, so it is this renewal (Keyfactor ids only grow; no clocks compared).
+-- `of` names the certificate the mark is about: a renewal copies the
+-- metadata to the new certificate, and a mark copied that way is not the new
+-- one's.  That copy is also how a renewal whose answer was lost (a worker
+-- killed, a timed-out POST the server finished anyway) is found: the new
+-- certificate carries the claim, `token` included, that was on the old one
+-- when it was renewed.  A certificate of the same subject without it (a
+-- decoy, another team's enrollment, another certificate's renewal) is not
+-- this one's renewal.  `after` (the highest certificate id before the claim)
+-- narrows that search.  `pending`: the renewal is a request waiting for
+-- approval; its certificate (`CertRequestId`) is the renewal once issued.
+-- Times (`at`) are the server's (its `Date` header), not the worker's.
 --
 -- One attempt (`claim.renew_once`):
 --  1. read the certificate and its mark; `renewed` -> done;
---  2. a claim by someone else: look for the newer certificate (a worker that
---     died after renewing) and record it; a claim younger than `lease` ->
+--  2. a claim by someone else: look for the certificate carrying that claim
+--     (a worker that died after renewing) and record it; a claim younger than `lease` ->
 --     come back when it expires; an older one is taken over;
 --  3. write our claim, and only if read-to-written took less than `settle`
 --     seconds; wait `settle`; read it back: still ours -> we alone hold it
 --     (two workers that both read "no claim" cannot both see their own claim
 --     `settle` after writing it unless one of them took longer than `settle`
 --     between its read and its write — which is why that is refused);
---  4. look for the newer certificate once more, then POST /Enrollment/Renew,
+--  4. look for a renewal carrying our claim (or the one taken over) once more, then POST /Enrollment/Renew,
 --     but only within `lease / 2` of our claim's write;
 --  5. record `renewed ... new=` on the old certificate.
 -- A worker killed at any point leaves either no claim, a claim (resolved by
@@ -34,28 +41,29 @@
 -- @module keyfactor.fleet.claim
 
 local core = require "keyfactor.core"
+local query = require "keyfactor.query"
 
 local claim = {}
 
 claim.FIELD = "RenewalClaim"
 
 --- The mark in a certificate's metadata as a table (`state`, `of`, `after`,
--- `at`, `by`, `token`, `new`), or nil when there is none about `cert_id`.
+-- `at`, `by`, `token`, `new`, `request`), or nil when there is none about
+-- `cert_id`.
 function claim.parse(value, cert_id)
   if type(value) ~= "string" then return nil end
   local state = value:match("^(%a+) ")
   if not state then return nil end
   local mark = { state = state }
   for k, v in value:gmatch("(%w+)=(%S+)") do mark[k] = v end
-  mark.of, mark.after, mark.at, mark.new = tonumber(mark.of), tonumber(mark.after), tonumber(mark.at),
-    tonumber(mark.new)
+  for _, k in ipairs { "of", "after", "at", "new", "request" } do mark[k] = tonumber(mark[k]) end
   if mark.of ~= cert_id then return nil end
   return mark
 end
 
 local function format_mark(state, fields)
   local parts = { state }
-  for _, k in ipairs { "of", "new", "after", "at", "by", "token" } do
+  for _, k in ipairs { "of", "new", "request", "after", "at", "by", "token" } do
     if fields[k] ~= nil then parts[#parts + 1] = k .. "=" .. string.format(
       type(fields[k]) == "number" and "%d" or "%s", fields[k]) end
   end
@@ -74,9 +82,18 @@ local function random_token()
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
+--- This process's id (from /proc), for owner names.
+function claim.process_id()
+  local f = io.open("/proc/self/stat", "r")
+  local pid = f and f:read("*l"):match("^(%d+)")
+  if f then f:close() end
+  return pid or "0"
+end
+
 local function set_mark(kf, cert_id, value)
   return kf:set_metadata(cert_id, { [claim.FIELD] = value })
 end
+claim.set_mark = set_mark
 
 -- Runs an iterator loop, turning a raised error table into nil, err.
 local function first_of(iterator)
@@ -94,18 +111,69 @@ local function highest_id(kf)
   return top and top.Id or 0
 end
 
--- A certificate for the same subject issued after `after`, or false.
-local function find_newer(kf, cert, after)
-  local query = string.format('IssuedDN -eq "%s" AND Id -gt %d', cert.IssuedDN, after)
-  local newer, err = first_of(kf:certificates { query = query, sort = "Id", ascending = true,
-    page_size = 1, includeRevoked = true, includeExpired = true })
-  if newer == nil then return nil, err end
-  return newer and newer.Id ~= cert.Id and newer
+--- The renewal of `cert` made under one of the claims `tokens` (a set of
+-- token strings), issued after certificate id `after`: the certificate of
+-- the same subject whose metadata carries that claim (copied by the server
+-- at renewal).  Returns it, false when there is none, or nil, err.
+function claim.find_renewal(kf, cert, after, tokens)
+  if next(tokens) == nil or cert.IssuedDN == nil then return false end
+  local found
+  local ok, err = pcall(function()
+    for other in kf:certificates { query = query.clause("IssuedDN", "-eq", cert.IssuedDN) .. " AND "
+        .. query.clause("Id", "-gt", after or cert.Id), sort = "Id", ascending = true, page_size = 100,
+        includeMetadata = true, includeRevoked = true, includeExpired = true } do
+      local copied = type(other.Metadata) == "table" and claim.parse(other.Metadata[claim.FIELD], cert.Id)
+      if other.Id ~= cert.Id and copied and copied.token and tokens[copied.token] then
+        found = other
+        return
+      end
+    end
+  end)
+  if not ok then
+    if type(err) == "table" then return nil, err end
+    error(err, 0)
+  end
+  return found or false
 end
 
-local function read(kf, cert_id)
-  local cert, err = kf:certificate(cert_id, { includeMetadata = true })
-  if not cert then return nil, err end
+--- The certificate issued for request `request_id` (a renewal that waited
+-- for approval), false when there is none yet, or nil, err.
+function claim.issued_for(kf, request_id)
+  return first_of(kf:certificates { query = query.clause("CertRequestId", "-eq", request_id), page_size = 1,
+    includeRevoked = true, includeExpired = true })
+end
+
+--- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), without os.time's local time.
+function claim.epoch(iso)
+  local y, mo, d, h, mi, s = tostring(iso):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if not y then return nil end
+  y, mo = tonumber(y), tonumber(mo)
+  if mo <= 2 then y, mo = y - 1, mo + 12 end
+  local days = 365 * y + math.floor(y / 4) - math.floor(y / 100) + math.floor(y / 400)
+    + math.floor((153 * (mo - 3) + 2) / 5) + tonumber(d) - 719469
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60 + tonumber(s)
+end
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
+  Nov = 11, Dec = 12 }
+
+--- Seconds since the epoch of an HTTP date ("Mon, 07 Dec 2026 04:56:39 GMT"), or nil.
+function claim.http_date(text)
+  local d, mon, y, h, mi, s = tostring(text):match("(%d+) (%a%a%a) (%d%d%d%d) (%d+):(%d+):(%d+)")
+  if not d or not MONTHS[mon] then return nil end
+  local iso = string.format("%04d-%02d-%02dT%02d:%02d:%02dZ", y, MONTHS[mon], d, h, mi, s)
+  return claim.epoch(iso)
+end
+
+-- Reads the certificate with its metadata; notes the server's clock (its
+-- Date header) in `clock.offset` (server minus this host, seconds).
+local function read(kf, cert_id, clock)
+  local cert, status, headers = kf:request("GET", "/Certificates/" .. string.format("%d", cert_id),
+    { query = { includeMetadata = "true" } })
+  if not cert then return nil, status end
+  if type(cert) ~= "table" then return nil, "GET /Certificates/" .. cert_id .. " answered no certificate" end
+  local server_time = headers and claim.http_date(headers.date or headers.Date)
+  if server_time then clock.offset = server_time - os.time() end
   local metadata = type(cert.Metadata) == "table" and cert.Metadata or {}
   return cert, claim.parse(metadata[claim.FIELD], cert_id)
 end
@@ -116,32 +184,44 @@ local function outcome(result, fields)
   return fields
 end
 
+-- Answers that say the server did nothing with the request and asks for it
+-- later (Too Many Requests, Service Unavailable); every other 4xx refuses it.
+local NOT_PROCESSED = { [429] = true, [503] = true }
+
 --- Renews certificate `cert_id` unless it has been (see the module text).
 -- `opts`: owner (who we are, e.g. "host:pid:worker"; required), lease
 -- (seconds a claim keeps others off, 600), settle (seconds, 2), attempts (5),
 -- on_stage (function(stage, cert_id): "claimed", "settled", "renewing",
--- "renewed", "recorded"; for logs and crash tests), now (wall clock, os.time).
--- Returns a table: `result` = "renewed" (with `new_id`), "already" (`new_id`
--- when known, `how` = "marked" or "found"), "deferred" (`retry_at`, a wall
--- time, and `reason`) or "failed" (`err`; the server refused, the claim was
--- released).
+-- "renewed", "recorded"; for logs and crash tests), now (a clock to use
+-- instead of the server's).
+-- Returns a table: `result` = "renewed" (with `new_id`), "already" (`new_id`,
+-- `how` = "marked", "found" or "approved"), "pending" (`request_id`,
+-- `reason`: waiting for approval), "deferred" (`retry_at`, a time on this
+-- host's clock, and `reason`) or "failed" (`err`; the server refused, the
+-- claim was released; or the renewal request was denied).
 -- The client's `timeout` must be at most `lease / 4`: a renewal is only
 -- started within `lease / 2` of the claim and must end before others may take
--- the claim over (the rest is room for clock skew between hosts, and for the
--- transport's backoff before resending a POST that never reached the server:
--- up to `retries` x 8 s, so keep the lease well above that).
+-- the claim over (the rest is room for the transport's backoff before
+-- resending a POST that never reached the server: up to `retries` x 8 s, so
+-- keep the lease well above that).  No wait here is longer than `lease / 4`.
 function claim.renew_once(kf, cert_id, opts)
   if type(opts) ~= "table" or type(opts.owner) ~= "string" or opts.owner:find("%s") then
     error("keyfactor.fleet.claim.renew_once: opts.owner must be a string without spaces", 2)
   end
   local lease, settle = opts.lease or 600, opts.settle or 2
-  local now = opts.now or os.time
+  local clock = { offset = 0 }
+  local now = opts.now or function() return os.time() + clock.offset end
+  -- a time on the server's clock as one on this host's (retry_at is for a local schedule)
+  local function local_time(t) return t - (opts.now and 0 or clock.offset) end
+  local function nap(seconds) kf.http:sleep(math.max(0, math.min(seconds, lease / 4))) end
   local stage = opts.on_stage or function() end
-  local mine                       -- {token, at, after, written_at (monotonic), fast}
-  -- a renewal made by someone (who stopped before marking it): record it
-  local function found(newer)
+  local mine                       -- {token, at, after, written_at (monotonic), fast, previous}
+  local function record(newer, how)
     set_mark(kf, cert_id, format_mark("renewed", { of = cert_id, new = newer.Id, at = now(), by = opts.owner }))
-    return outcome("already", { new_id = newer.Id, how = "found" })
+    return outcome("already", { new_id = newer.Id, how = how or "found" })
+  end
+  local function deferred(delay, reason)
+    return outcome("deferred", { retry_at = local_time(now() + delay), reason = tostring(reason) })
   end
   local floor                      -- the highest id before any claim of ours
   for _ = 1, opts.attempts or 5 do
@@ -149,79 +229,98 @@ function claim.renew_once(kf, cert_id, opts)
       -- looked up before the read, so it stays out of the read-to-write window
       local err
       floor, err = highest_id(kf)
-      if not floor then return outcome("deferred", { retry_at = now() + 30, reason = tostring(err) }) end
+      if not floor then return deferred(30, err) end
     end
     local started = core.now()
-    local cert, mark_or_err = read(kf, cert_id)
+    local cert, mark_or_err = read(kf, cert_id, clock)
     if not cert then
       local err = mark_or_err
       if type(err) == "table" and err.status == 404 then return outcome("failed", { err = err }) end
-      return outcome("deferred", { retry_at = now() + (mine and lease + 1 or 30), reason = tostring(err) })
+      return deferred(mine and lease + 1 or 30, err)
     end
     local mark = mark_or_err
     if mark and mark.state == "renewed" then
       return outcome("already", { new_id = mark.new, how = "marked" })
     end
-    if cert.IssuedDN == nil or tostring(cert.IssuedDN):find('"', 1, true) then
-      return outcome("failed", { err = "IssuedDN cannot be queried: " .. tostring(cert.IssuedDN) })
+    if mark and mark.state == "pending" and mark.request then
+      local issued, err = claim.issued_for(kf, mark.request)
+      if issued == nil then return deferred(30, err) end
+      if issued then return record(issued, "approved") end
+      local request = kf:workflow_request(mark.request)
+      if type(request) == "table" and request.State == 3 then      -- 3: Denied
+        return outcome("failed", { err = string.format("renewal request %d was denied", mark.request) })
+      end
+      return outcome("pending", { request_id = mark.request,
+        reason = string.format("renewal request %d is waiting for approval", mark.request) })
     end
     local claimed = mark and mark.state == "claimed"
     local ours = claimed and mine and mark.token == mine.token
     if claimed and not ours then
       -- someone claimed it: did they renew before they stopped?
-      local newer, err = find_newer(kf, cert, mark.after or cert.Id)
-      if newer == nil then return outcome("deferred", { retry_at = now() + 30, reason = tostring(err) }) end
-      if newer then return found(newer) end
+      local newer, err = claim.find_renewal(kf, cert, mark.after, { [mark.token or ""] = true })
+      if newer == nil then return deferred(30, err) end
+      if newer then return record(newer) end
       if (mark.at or 0) + lease > now() then
-        return outcome("deferred", { retry_at = (mark.at or now()) + lease + 1, reason = "claimed by " ..
-          tostring(mark.by) })
+        return deferred((mark.at or now()) + lease + 1 - now(), "claimed by " .. tostring(mark.by))
       end
     end
     if not ours then
       -- claim it (or take a stale claim over, keeping its `after`)
       local after = claimed and mark.after or floor
-      mine = { token = random_token(), at = now(), after = after, written_at = core.now() }
+      mine = { token = random_token(), at = now(), after = after, written_at = core.now(),
+        previous = claimed and mark.token or nil }
       local ok, err = set_mark(kf, cert_id, format_mark("claimed", { of = cert_id, after = after, at = mine.at,
         by = opts.owner, token = mine.token }))
-      if not ok then
-        return outcome("deferred", { retry_at = now() + lease + 1, reason = tostring(err) })
-      end
+      if not ok then return deferred(lease + 1, err) end
       mine.fast = core.now() - started < settle
       stage("claimed", cert_id)
-      kf.http:sleep(settle)
+      nap(settle)
     elseif not mine.fast or core.now() - mine.written_at > lease / 2 then
       -- too slow to be sure no one else holds it, or too late to renew now
-      return outcome("deferred", { retry_at = now() + lease + 1, reason = "claim too slow or too old" })
+      return deferred(lease + 1, "claim too slow or too old")
     else
       stage("settled", cert_id)
-      local newer, err = find_newer(kf, cert, mine.after)
-      if newer == nil then return outcome("deferred", { retry_at = now() + lease + 1, reason = tostring(err) }) end
-      if newer then return found(newer) end
+      local tokens = { [mine.token] = true }
+      if mine.previous then tokens[mine.previous] = true end
+      local newer, err = claim.find_renewal(kf, cert, mine.after, tokens)
+      if newer == nil then return deferred(lease + 1, err) end
+      if newer then return record(newer) end
       stage("renewing", cert_id)
       local renewed, rerr = kf:renew { CertificateId = cert_id }
       if renewed then
         stage("renewed", cert_id)
-        local new_id = renewed.KeyfactorId
-        -- if this write fails, the next look finds the newer certificate instead
+        local new_id = math.tointeger(tonumber(renewed.KeyfactorId) or 0) or 0
+        if new_id == 0 then
+          -- no certificate yet: a request waiting for approval, finished by a later look
+          set_mark(kf, cert_id, format_mark("pending", { of = cert_id, request = renewed.KeyfactorRequestId,
+            at = now(), by = opts.owner }))
+          stage("recorded", cert_id)
+          return outcome("pending", { request_id = renewed.KeyfactorRequestId,
+            reason = tostring(renewed.DispositionMessage or "waiting for approval") })
+        end
+        -- if this write fails, the next look finds the certificate carrying our claim instead
         set_mark(kf, cert_id, format_mark("renewed", { of = cert_id, new = new_id, at = now(), by = opts.owner }))
         stage("recorded", cert_id)
         return outcome("renewed", { new_id = new_id })
       end
-      local status = type(rerr) == "table" and rerr.status
-      if status == 429 or status == 503 then
-        -- refused before anything was done: wait as told, then look again
-        kf.http:sleep(rerr.retry_after or settle)
-      elseif status and status >= 400 and status < 500 then
+      local answered = type(rerr) == "table" and rerr.status
+      if type(rerr) == "table" and (rerr.retryable or rerr.sent == false or NOT_PROCESSED[answered]) then
+        -- nothing was done: wait as told (never past the lease), then look again
+        nap(rerr.retry_after or settle)
+      elseif answered and answered < 500 then
         set_mark(kf, cert_id, format_mark("released", { of = cert_id, at = now(), by = opts.owner }))
         return outcome("failed", { err = rerr })
       else
-        -- no answer, or an answer that does not say: the renewal may have
-        -- happened; whoever looks after the lease finds out
-        return outcome("deferred", { retry_at = now() + lease + 1, reason = tostring(rerr) })
+        -- no answer, or one that does not say: the renewal may have happened
+        -- (a server may finish after the client gave up).  Look for it now;
+        -- if it is not there, whoever looks after the lease looks again.
+        newer = claim.find_renewal(kf, cert, mine.after, tokens)
+        if newer then return record(newer) end
+        return deferred(lease + 1, rerr)
       end
     end
   end
-  return outcome("deferred", { retry_at = now() + (mine and lease + 1 or settle), reason = "out of attempts" })
+  return deferred(mine and lease + 1 or settle, "out of attempts")
 end
 
 return claim

@@ -63,6 +63,23 @@ local routes = {
     auth.expire_tokens(sandbox)
     return { expired = true }
   end,
+  -- {StoreId, CertificateId, Alias}: what an inventory found in a store
+  -- before its orchestrator broke (the seed store on state.BROKEN_MACHINE
+  -- can hold nothing otherwise: every job there fails)
+  ["POST /_sandbox/inventory"] = function(sandbox, req)
+    local body = req:json()
+    if type(body) ~= "table" then util.bad_request("inventory must be a JSON object") end
+    local store = state.store_by_id(sandbox.state, tostring(body.StoreId))
+    local cert = sandbox.state.certificates[tonumber(body.CertificateId) or 0]
+    if not store or not cert or type(body.Alias) ~= "string" then
+      util.bad_request("StoreId, CertificateId and Alias must name a store, a certificate and an alias")
+    end
+    local s = sandbox.state
+    store.inventory[#store.inventory + 1] = { alias = body.Alias, cert_id = cert.id, item_id = s.next_item }
+    s.next_item = s.next_item + 1
+    req.changed = true
+    return { Alias = body.Alias, CertificateId = cert.id, StoreId = store.Id }
+  end,
   ["GET /_sandbox/state"] = function(sandbox, req)
     if jobs.process(sandbox) > 0 then req.changed = true end
     return state_summary(sandbox)

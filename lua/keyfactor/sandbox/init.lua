@@ -216,6 +216,13 @@ function Sandbox:state() return self:hook("GET", "/_sandbox/state") end
 function Sandbox:clear_faults() return self:hook("DELETE", "/_sandbox/faults") end
 function Sandbox:expire_tokens() return self:hook("POST", "/_sandbox/expire-tokens") end
 
+--- Plants an inventory entry ({StoreId, CertificateId, Alias}), as if an
+-- inventory had found it (e.g. in the store on broken.sandbox.local).
+function Sandbox:plant(entry)
+  if not cjson_ok then error("keyfactor.sandbox: lua-cjson is required for the hooks") end
+  return self:hook("POST", "/_sandbox/inventory", cjson.encode(entry))
+end
+
 -- fault: {method, path, times, status, retry_after, delay_ms, action, body, bytes}
 function Sandbox:fault(fault)
   if not cjson_ok then error("keyfactor.sandbox: lua-cjson is required for the hooks") end
