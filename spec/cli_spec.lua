@@ -244,7 +244,8 @@ describe("bin/keyfactor", function()
 
     out, err, code = run("renew --expiring 30d --deploy" .. select_it, nil, env .. " KEYFACTOR_ENTRY_PASSWORD=")
     assert.are.equal(1, code, out .. err)
-    local new_id = tonumber(err:match("^keyfactor: certificate " .. id .. " CN=[^:]+: incomplete, renewed as (%d+), in 1 of 2 stores: "))
+    local new_id = tonumber(err:match("^keyfactor: certificate " .. id
+      .. " CN=[^:]+: incomplete, renewed as (%d+), in 1 of 2 stores: "))
     assert.truthy(new_id, err)
     assert.are.equal(1, #lines(err), err)
     assert.truthy(err:find("web01.sandbox.local:/etc/ssl/web01.pem", 1, true), err)
@@ -256,7 +257,8 @@ describe("bin/keyfactor", function()
     out, err, code = run("renew --expiring 30d --deploy --password-file " .. file .. select_it)
     os.remove(file)
     assert.are.equal(0, code, err)
-    assert.are.equal("certificate " .. id .. " CN=" .. cn .. ": complete, renewal " .. new_id .. ", in 2 of 2 stores\n", out)
+    assert.are.equal("certificate " .. id .. " CN=" .. cn .. ": complete, renewal " .. new_id
+      .. ", in 2 of 2 stores\n", out)
     local locations = assert(kf:certificate(new_id, { includeLocations = true })).Locations
     local aliases = {}
     for _, loc in ipairs(locations) do aliases[loc.CertStoreId] = loc.Alias end
@@ -306,7 +308,7 @@ describe("bin/keyfactor", function()
     assert.are.equal(0, code, err)
     local id = tonumber(out:match("^enrolled certificate (%d+)"))
     local pfx = tmp .. ".env.pfx"
-    out, err, code = run("enroll --template WebServer --subject " .. quote("CN=" .. cn) .. " --out " .. pfx, nil,
+    _, err, code = run("enroll --template WebServer --subject " .. quote("CN=" .. cn) .. " --out " .. pfx, nil,
       env .. " KEYFACTOR_PFX_PASSWORD=pfx-2")
     assert.are.equal(0, code, err)
     local key = require("openssl.pkcs12").parse(read_file(pfx), "pfx-2")
@@ -314,7 +316,7 @@ describe("bin/keyfactor", function()
     os.remove(pfx)
     local secret_file = tmp .. ".secret"
     write(secret_file, "recover-3\n")
-    out, err, code = run("recover " .. id .. " --password-file " .. secret_file .. " --out " .. pfx)
+    _, err, code = run("recover " .. id .. " --password-file " .. secret_file .. " --out " .. pfx)
     assert.are.equal(0, code, err)
     assert.truthy(require("openssl.pkcs12").parse(read_file(pfx), "recover-3"))
     os.remove(pfx)
