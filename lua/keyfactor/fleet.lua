@@ -24,6 +24,7 @@
 
 local core = require "keyfactor.core"
 local claim = require "keyfactor.fleet.claim"
+local renewal = require "keyfactor.renewal"
 local v = require "keyfactor.validate"
 
 -- Debian's lua-redis (redis-lua 2.0.5) installs its one pure-Lua file for Lua
@@ -109,6 +110,7 @@ local OPTIONS = v.record({
   kf = v.table, redis = v.table, prefix = v.nonempty, name = v.nonempty,
   concurrency = at_least_one, batch = at_least_one,
   reclaim_idle = positive, lease = positive, settle = positive, log = callable, on_stage = callable,
+  deploy = v.boolean, password = v.string, wait = positive, recheck = positive,
 }, { "kf" })
 
 --- A fleet member.  `opts`: kf (a client; required), redis (an open
@@ -117,7 +119,12 @@ local OPTIONS = v.record({
 -- host:pid), concurrency (renewals at once, 8), batch (jobs taken per round,
 -- 4 x concurrency), reclaim_idle (seconds before another worker takes a job
 -- over, 60), lease and settle (keyfactor.fleet.claim; 600 and 2), log
--- (function(line)), on_stage (keyfactor.fleet.claim).
+-- (function(line)), on_stage (keyfactor.fleet.claim); and for the renewal
+-- (keyfactor.renewal): deploy (into the old certificate's stores, true),
+-- password (the entry password stores such as PEM need), wait (seconds to
+-- confirm the deploy, half of reclaim_idle at most 60), recheck (seconds
+-- before a renewal waiting for approval or not yet everywhere is looked at
+-- again, the lease).
 function fleet.new(opts)
   opts = v.check("keyfactor.fleet.new", OPTIONS, opts, "opts")
   if opts.name and opts.name:find("%s") then v.raise("keyfactor.fleet.new", "opts.name must not contain spaces") end
@@ -134,6 +141,8 @@ function fleet.new(opts)
     reclaim_idle = opts.reclaim_idle or 60,
     lease = opts.lease or 600, settle = opts.settle or 2,
     log = opts.log or function() end, on_stage = opts.on_stage,
+    deploy = opts.deploy ~= false, password = opts.password,
+    wait = opts.wait or math.min(60, (opts.reclaim_idle or 60) / 2), recheck = opts.recheck or opts.lease or 600,
     keys = { due = prefix .. ":due", queued = prefix .. ":queued", jobs = prefix .. ":jobs",
              stats = prefix .. ":stats", failed = prefix .. ":failed" },
   }, Fleet)
@@ -150,8 +159,9 @@ fleet.epoch = epoch
 --- Puts the certificates due for renewal into the schedule: those
 -- expiring within `opts.days` (30), narrowed by `opts.query` (Keyfactor query
 -- language, ANDed), due `days` before they expire.  Certificates whose
--- RenewalClaim says they were renewed are left out.  Then moves what is due
--- into the queue.  Returns the number scheduled; raises a remote failure.
+-- renewal is complete (RenewalClaim says renewed, and the old certificate is
+-- in no store any more) are left out.  Then moves what is due into the
+-- queue.  Returns the number scheduled; raises a remote failure.
 function Fleet:schedule(opts)
   opts = opts or {}
   local days = opts.days or 30
@@ -159,9 +169,11 @@ function Fleet:schedule(opts)
   local query = string.format('NotAfter -le "%s"', os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(now + days * 86400)))
   if opts.query then query = query .. " AND (" .. opts.query .. ")" end
   local count = 0
-  for cert in self.kf:certificates { query = query, includeMetadata = true, page_size = 500 } do
+  for cert in self.kf:certificates { query = query, includeMetadata = true, includeLocations = true,
+      page_size = 500 } do
     local mark = claim.parse(type(cert.Metadata) == "table" and cert.Metadata[claim.FIELD], cert.Id)
-    if not (mark and mark.state == "renewed") then
+    local placed = self.deploy and type(cert.Locations) == "table" and #cert.Locations > 0
+    if not (mark and mark.state == "renewed") or placed then
       local due = math.floor(math.min(now, (epoch(cert.NotAfter) or now) - days * 86400))
       self.db:zadd(self.keys.due, string.format("%d", due), string.format("%d", cert.Id))
       count = count + 1
@@ -181,7 +193,7 @@ end
 -- Acknowledges a job with its outcome; a deferred one goes back into the schedule.
 function Fleet:finish(entry, cert_id, result)
   local k = self.keys
-  local retry = result.result == "deferred" and string.format("%d", math.ceil(result.retry_at)) or ""
+  local retry = result.retry_at and string.format("%d", math.ceil(result.retry_at)) or ""
   local failure = result.result == "failed" and tostring(result.err) or ""
   self.db:eval(FINISH, 5, k.jobs, k.queued, k.due, k.stats, k.failed, GROUP, entry,
     string.format("%d", cert_id), result.result, retry, failure)
@@ -217,19 +229,42 @@ function Fleet:take(block)
   return jobs
 end
 
+-- A renewal report entry (keyfactor.renewal) as a queue outcome: `result`
+-- "renewed", "already", "pending", "deferred" or "failed"; `complete`;
+-- `retry_at` (this host's clock) when it is to be looked at again.
+function Fleet:outcome(entry)
+  local r = { new_id = entry.SuccessorId, complete = entry.State == "complete",
+    reason = #entry.Reasons > 0 and table.concat(entry.Reasons, "; ") or nil }
+  if entry.State == "failed" then
+    r.result, r.err = "failed", r.reason
+  elseif entry.State == "pending" then
+    r.result, r.retry_at = "pending", os.time() + self.recheck
+  elseif not entry.SuccessorId then
+    r.result, r.retry_at = "deferred", entry.RetryAt or os.time() + 30
+  else
+    r.result = entry.Renewed and "renewed" or "already"
+    if not r.complete then r.retry_at = os.time() + self.recheck end
+  end
+  return r
+end
+
 --- Renews the certificates of `jobs` (from `take`), `concurrency` at once,
--- acknowledging each as it finishes.  Returns the outcomes in order.
+-- each through keyfactor.renewal (renewed once, deployed where the old one
+-- is, confirmed), acknowledging each as it finishes.  Returns the outcomes in
+-- order (see `Fleet:outcome`).
 function Fleet:run(jobs)
   local fns, outcomes = {}, {}
-  local opts = { owner = self.name, lease = self.lease, settle = self.settle, on_stage = self.on_stage }
+  local opts = { owner = self.name, lease = self.lease, settle = self.settle, on_stage = self.on_stage,
+    deploy = self.deploy, password = self.password, wait = self.wait }
   for i, job in ipairs(jobs) do
     fns[i] = function(kf)
-      local result = claim.renew_once(kf, job.cert, opts)
+      local result = self:outcome(renewal.finish(kf, job.cert, opts))
       self:finish(job.entry, job.cert, result)
       outcomes[i] = result
-      self.log(string.format("%s: certificate %d %s%s%s", self.name, job.cert, result.result,
+      self.log(string.format("%s: certificate %d %s%s%s%s", self.name, job.cert, result.result,
         result.new_id and (" -> " .. string.format("%d", result.new_id)) or "",
-        (result.reason or result.err) and (" (" .. tostring(result.reason or result.err) .. ")") or ""))
+        result.new_id and (result.complete and ", deployed everywhere" or ", not yet everywhere") or "",
+        result.reason and (" (" .. result.reason .. ")") or ""))
       return result
     end
   end
@@ -246,13 +281,16 @@ end
 -- Returns counts by result.
 function Fleet:work(opts)
   opts = opts or {}
-  local counts = { renewed = 0, already = 0, deferred = 0, failed = 0 }
+  local counts = { renewed = 0, already = 0, pending = 0, deferred = 0, failed = 0, complete = 0 }
   local started = core.now()
   local idle_since = started
   while not opts.max_seconds or core.now() - started < opts.max_seconds do
     self:promote()
     local jobs = self:take(opts.block or 1)
-    for _, result in pairs(self:run(jobs)) do counts[result.result] = counts[result.result] + 1 end
+    for _, result in pairs(self:run(jobs)) do
+      counts[result.result] = counts[result.result] + 1
+      if result.complete then counts.complete = counts.complete + 1 end
+    end
     if #jobs > 0 then idle_since = core.now() end
     if opts.idle_exit then
       local s = self:status()

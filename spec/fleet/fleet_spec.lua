@@ -213,4 +213,117 @@ describe("fleet", function()
     assert_renewed_once(certs)
     assert.equal(n, renew_posts(200) - before)
   end)
+
+  -- `n` certificates of one subject `cn`, 10 days from expiry, keys kept on the server
+  local function short_lived(n, cn, template)
+    local out = {}
+    for i = 1, n do
+      local info = assert(kf:request("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },
+        body = { Template = template or "WebServer", Subject = "CN=" .. cn, ValidityDays = 10,
+                 Timestamp = os.date("!%Y-%m-%dT%H:%M:%SZ") } })).CertificateInformation
+      out[i] = info.KeyfactorId ~= 0 and info.KeyfactorId or info.KeyfactorRequestId
+    end
+    return out
+  end
+
+  local function pkcs12_store()
+    for st in kf:stores() do
+      if st.ClientMachine == "app02.sandbox.local" then return st.Id end
+    end
+  end
+
+  it("six certificates of one subject, renewed at once: each gets its own renewal, in its place in the store "
+     .. "(a certificate of the same subject is not taken for another one's renewal)", function()
+    local cn = fixture.unique("six")
+    local ids = short_lived(6, cn)
+    local store = pkcs12_store()
+    for i, id in ipairs(ids) do
+      assert(kf:deploy { CertificateId = id, Stores = { { StoreId = store, Alias = cn .. "-" .. i } } })
+    end
+    assert(kf:wait_deployed(ids, { store }, { timeout = 30, interval = 0.1 }))
+    local f = member("six", { concurrency = 6, wait = 20 })
+    local only = 'IssuedCN -eq "' .. cn .. '"'
+    assert.equal(6, f:schedule { days = 30, query = only })
+    local counts = f:work { idle_exit = 0.2, block = 0.2, max_seconds = 6 * LEASE }
+    assert.equal(6, counts.renewed)
+    assert.equal(6, counts.complete)
+    local all = fixture.collect(kf:certificates { query = only, includeLocations = true })
+    assert.equal(12, #all)
+    local successors = {}
+    for i, id in ipairs(ids) do
+      local old = assert(kf:certificate(id, { includeMetadata = true, includeLocations = true }))
+      local mark = claim.parse(old.Metadata[claim.FIELD], id)
+      assert.equal("renewed", mark.state)
+      assert.is_nil(successors[mark.new], "two certificates renewed as " .. tostring(mark.new))
+      successors[mark.new] = true
+      assert.same({}, old.Locations)
+      local new = assert(kf:certificate(mark.new, { includeLocations = true }))
+      assert.equal(cn .. "-" .. i, new.Locations[1].Alias)
+    end
+    assert.equal(0, f:schedule { days = 30, query = only })     -- complete: nothing left to do
+    assert_drained(f)
+  end)
+
+  it("a renewal waiting for approval stays pending and is finished by a later round once approved", function()
+    local cn = fixture.unique("approve")
+    local request = short_lived(1, cn, "WebServerApproval")[1]
+    assert(kf:approve { request })
+    local old = assert(kf:certificate { CertRequestId = request }).Id
+    local f = member("approve", { recheck = 0.5 })
+    assert.equal(1, f:schedule { days = 30, query = 'IssuedCN -eq "' .. cn .. '"' })
+    local counts = f:work { idle_exit = 0.2, block = 0.2, max_seconds = 2 }
+    assert.equal(0, counts.renewed)
+    assert.is_true(counts.pending >= 1)
+    local mark = claim.parse(assert(kf:certificate(old, { includeMetadata = true })).Metadata[claim.FIELD], old)
+    assert.equal("pending", mark.state)
+    assert.equal(1, f:status().due)                       -- kept, to be looked at again
+    assert(kf:approve { mark.request })
+    counts = f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }
+    assert.equal(1, counts.already)
+    assert.equal(1, counts.complete)
+    local new = assert(kf:certificate { CertRequestId = mark.request }).Id
+    assert.equal(new, claim.parse(assert(kf:certificate(old, { includeMetadata = true })).Metadata[claim.FIELD],
+      old).new)
+    assert_drained(f)
+  end)
+
+  it("waits at most a quarter of the lease for a Retry-After of hours", function()
+    local certs = enroll(1, "hours")
+    local f = member("hours")
+    assert.equal(1, f:schedule { days = 400, query = 'IssuedCN -eq "' .. certs[1].cn .. '"' })
+    sb:fault { method = "POST", path = "/KeyfactorAPI/Enrollment/Renew", status = 503, retry_after = 7200, times = 1 }
+    local core = require "keyfactor.core"
+    local started = core.now()
+    local counts = f:work { idle_exit = 0.2, block = 0.2, max_seconds = 2 * LEASE }
+    assert.is_true(core.now() - started < 2 * LEASE, "slept the Retry-After")
+    assert.equal(1, counts.renewed)
+    assert_renewed_once(certs)
+  end)
+
+  it("a renewal the server finished after the client gave up is found by its claim, not renewed again, "
+     .. "and a decoy of the same subject is not taken for it", function()
+    local certs = enroll(1, "late")
+    local impatient = fixture.client(sb, { timeout = 1, retries = 0 })
+    local f = member("late", { kf = impatient })
+    assert.equal(1, f:schedule { days = 400, query = 'IssuedCN -eq "' .. certs[1].cn .. '"' })
+    local before = renew_posts(200)
+    sb:fault { method = "POST", path = "/KeyfactorAPI/Enrollment/Renew", delay_ms = 2500, times = 1 }
+    local first = f:run(f:take(1))[1]
+    assert.equal("deferred", first.result)
+    -- meanwhile someone enrolls a certificate of the same subject
+    local decoy = assert(kf:enroll { CSR = pki.csr { key = key, subject = "CN=" .. certs[1].cn },
+      Template = "WebServer", format = "PEM" }).CertificateInformation.KeyfactorId
+    fixture.poll(function() return renew_posts(200) > before end, 5)
+    require("keyfactor.core").sleep(LEASE + 1.5)
+    f.db:zadd(f.keys.due, 0, string.format("%d", certs[1].id))
+    local counts = f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }
+    assert.equal(1, counts.already)
+    assert.equal(1, renew_posts(200) - before)
+    local old = assert(kf:certificate(certs[1].id, { includeMetadata = true }))
+    local mark = claim.parse(old.Metadata[claim.FIELD], certs[1].id)
+    assert.equal("renewed", mark.state)
+    assert.is_true(mark.new ~= decoy)
+    assert.equal(old.IssuedDN, assert(kf:certificate(mark.new)).IssuedDN)
+    impatient:close()
+  end)
 end)
