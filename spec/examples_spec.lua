@@ -69,8 +69,11 @@ describe("examples", function()
   it("bulk_renew.lua renews the certificates that expire soon and redeploys them", function()
     local out, code = run("bulk_renew.lua", { "30" })
     assert.are.equal(0, code, out)
-    assert.matches("3 certificates expire before", out)
-    assert.matches("3 renewed, 0 failed", out)
-    for i = 1, 3 do assert.matches("legacy" .. i .. "%.example%.com%s+%d+ %-> %d+, in 1 stores", out) end
+    assert.matches("3 certificates expire within 30 days", out)
+    assert.matches("3 complete, 0 incomplete", out)
+    for i = 1, 3 do
+      assert.matches("certificate %d+ CN=legacy" .. i .. "%.example%.com: complete, renewed as %d+, in 1 of 1 store",
+        out)
+    end
   end)
 end)

@@ -2,7 +2,7 @@
 # Renewal across a fleet: 200 certificates due, four workers sharing one Redis
 # queue, one of them killed with SIGKILL in the middle of its jobs.  The other
 # three take its jobs over; Keyfactor's own records show each certificate
-# renewed exactly once.
+# renewed exactly once, and each renewal in its old certificate's place.
 #
 #   bash examples/redis/fleet.sh [COUNT]    (needs redis-server, lua-redis, lua5.4)
 set -euo pipefail
@@ -17,6 +17,18 @@ rcli() { redis-cli -h 127.0.0.1 -p "$KF_REDIS_PORT" "$@"; }
 
 lua5.4 examples/redis/enroll_many.lua "$COUNT" >"$TMP/ids"
 echo "enrolled $(wc -l <"$TMP/ids") certificates"
+# Each sits in one of the three PKCS12 keystores under its own alias, as an
+# inventory would have found it (a sandbox hook: these CSR enrollments have no
+# key on the server to deploy): the renewal must take its place there.
+mapfile -t P12 < <(bin/keyfactor stores 'CertStoreType -eq 102 AND ContainerId -eq 1' | awk '{print $2}')
+n=0
+while read -r id cn; do
+  curl -sf --cacert "$KEYFACTOR_CA_CERT" -H 'Content-Type: application/json' \
+    -d "{\"StoreId\": \"${P12[$((n % ${#P12[@]}))]}\", \"CertificateId\": $id, \"Alias\": \"$cn\"}" \
+    "$KEYFACTOR_HOSTNAME/_sandbox/inventory" >/dev/null
+  n=$((n + 1))
+done <"$TMP/ids"
+echo "placed them in ${#P12[@]} PKCS12 stores"
 # The sandbox's certificates live 365 days: "due within 400 days" is all of them.
 bin/keyfactor-fleet schedule --days 400
 # Each renewal takes 150 ms more here, so the kill lands among running jobs.

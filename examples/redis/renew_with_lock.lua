@@ -1,28 +1,29 @@
 #!/usr/bin/env lua5.3
--- Renews a certificate from a worker that shares its state with other
--- workers through Redis: a lock per certificate (SET NX PX) so two workers
--- never renew the same certificate at once, and a hash of certificate id ->
--- last renewal so one that comes later does not renew it again.
+-- Renews a certificate from a worker that shares a lock with other workers
+-- through Redis: a lock per certificate (SET NX PX) so two workers never work
+-- on the same certificate at once.  Whether it was renewed already is not
+-- Redis's business: keyfactor.renewal reads the record on the certificate in
+-- Keyfactor, so a worker that comes later deploys the renewal that exists (if
+-- it is not yet everywhere) and never renews a second time.
 --
 --   lua5.3 examples/redis/renew_with_lock.lua WORKER-NAME CERTIFICATE-ID
 --
 -- Runs on Lua 5.3 with lua-keyfactor's lua5.3 build (make build LUA=lua5.3)
 -- because Debian's Redis client, lua-redis, installs for Lua 5.1 to 5.3.
 -- Redis: KF_REDIS_HOST (127.0.0.1), KF_REDIS_PORT (6379); Keyfactor:
--- KEYFACTOR_* (keyfactor.from_env); KF_RENEW_MIN_AGE: seconds within which
--- a renewal recorded in Redis counts as fresh (3600).
+-- KEYFACTOR_* (keyfactor.from_env); KEYFACTOR_ENTRY_PASSWORD for stores
+-- such as PEM.
 local redis = require "redis"
 local keyfactor = require "keyfactor"
+local renewal = require "keyfactor.renewal"
 
 local worker, cert_id = arg[1], math.tointeger(tonumber(arg[2] or ""))
 if not worker or not cert_id then
   io.stderr:write("usage: renew_with_lock.lua WORKER-NAME CERTIFICATE-ID\n")
   os.exit(2)
 end
-local MIN_AGE = tonumber(os.getenv("KF_RENEW_MIN_AGE")) or 3600
 local LOCK_TTL_MS = 60000           -- longer than one renewal may take (client timeouts below)
 local LOCK_KEY = "kf:lock:certificate:" .. cert_id
-local RENEWED_KEY = "kf:renewed"    -- hash: certificate id -> "unix-time new-id thumbprint"
 
 local function say(fmt, ...) print(("%s: " .. fmt):format(worker, ...)) end
 
@@ -52,20 +53,15 @@ end
 say("took the lock for certificate %d", cert_id)
 
 local ok, err = pcall(function()
-  local last = db:hget(RENEWED_KEY, tostring(cert_id))
-  local at = last and tonumber(last:match("^(%d+)"))
-  if at and os.time() - at < MIN_AGE then
-    say("certificate %d was renewed %ds ago (%s), not renewing", cert_id, os.time() - at, last)
-    return
-  end
   local kf = keyfactor.from_env { timeout = 20, connect_timeout = 5 }
-  local renewed, rerr = kf:renew { CertificateId = cert_id }
+  local entry = renewal.finish(kf, cert_id, { owner = worker, password = os.getenv("KEYFACTOR_ENTRY_PASSWORD"),
+    wait = 30, settle = 0.5 })
   kf:close()
-  if not renewed then error(rerr, 0) end
-  db:hset(RENEWED_KEY, tostring(cert_id),
-          ("%d %s %s"):format(os.time(), tostring(renewed.KeyfactorId), tostring(renewed.Thumbprint)))
-  say("RENEWED certificate %d -> certificate %s (thumbprint %s)", cert_id,
-      tostring(renewed.KeyfactorId), tostring(renewed.Thumbprint))
+  if entry.Renewed then
+    say("RENEWED certificate %d -> certificate %s", cert_id, tostring(entry.SuccessorId))
+  end
+  say("%s", renewal.line(entry))
+  if entry.State ~= "complete" then error(table.concat(entry.Reasons, "; "), 0) end
 end)
 release()
 if not ok then

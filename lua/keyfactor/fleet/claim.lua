@@ -289,7 +289,7 @@ function claim.renew_once(kf, cert_id, opts)
       local renewed, rerr = kf:renew { CertificateId = cert_id }
       if renewed then
         stage("renewed", cert_id)
-        local new_id = math.tointeger(tonumber(renewed.KeyfactorId) or 0) or 0
+        local new_id = tonumber(renewed.KeyfactorId) or 0
         if new_id == 0 then
           -- no certificate yet: a request waiting for approval, finished by a later look
           set_mark(kf, cert_id, format_mark("pending", { of = cert_id, request = renewed.KeyfactorRequestId,
