@@ -31,6 +31,16 @@
 -- approval), `Renewed` (true when this run renewed it), `Reasons` (why it is
 -- not complete, in the server's or the job's own words), `Stores`: one entry
 -- per place `{CertStoreId, Alias, StoreMachine, StorePath, Deployed, Reason}`).
+--
+-- Answers met on the way: `kf:renew` answers `{KeyfactorId, KeyfactorRequestId,
+-- Thumbprint, SerialNumber, RequestDisposition, DispositionMessage}` (the new
+-- id at the top level; `KeyfactorId` 0 and `RequestDisposition` "PENDING"
+-- while approval is awaited: the certificate comes later with `CertRequestId`
+-- = `KeyfactorRequestId`); `Locations` entries are `{CertStoreId, Alias,
+-- StoreMachine, StorePath, StoreType, ChainLevel}`, and `kf:deploy` wants
+-- `Stores = {{StoreId = loc.CertStoreId, Alias = loc.Alias, Overwrite = true}}`.
+-- From cron: `keyfactor renew --expiring 30d --deploy --password-file F`
+-- (README, "Renewing certificates").
 -- @module keyfactor.renewal
 
 local claim = require "keyfactor.fleet.claim"
