@@ -108,7 +108,7 @@ end
 
 -- The places {CertStoreId, Alias, StoreMachine, StorePath} of a certificate.
 local function places(cert)
-  local out = {}
+  local out = core.array {}
   for _, loc in ipairs(type(cert) == "table" and type(cert.Locations) == "table" and cert.Locations or {}) do
     if type(loc) == "table" and loc.CertStoreId then
       out[#out + 1] = { CertStoreId = tostring(loc.CertStoreId), Alias = loc.Alias,
@@ -124,9 +124,10 @@ local function where(place)
   return string.format("%s:%s", tostring(place.StoreMachine or "?"), tostring(place.StorePath or place.CertStoreId))
 end
 
+-- Arrays are marked (core.array) so that JSON keeps an empty one as [].
 local function entry_of(cert)
-  return { CertificateId = cert.Id, IssuedDN = cert.IssuedDN, NotAfter = cert.NotAfter, Reasons = {},
-    Stores = {}, Renewed = false }
+  return { CertificateId = cert.Id, IssuedDN = cert.IssuedDN, NotAfter = cert.NotAfter, Reasons = core.array {},
+    Stores = core.array {}, Renewed = false }
 end
 
 --- What a run would do, changing nothing: `{items = {...}}`, one per
@@ -142,7 +143,7 @@ function renewal.plan(kf, opts)
     local cert, cerr = kf:certificate(c.Id, { includeLocations = true, includeMetadata = true })
     if not cert then return nil, cerr end
     local item = entry_of(cert)
-    item.Reasons = nil
+    item.Reasons, item.Renewed = nil, nil
     item.Stores = places(cert)
     local mark = claim.parse(type(cert.Metadata) == "table" and cert.Metadata[claim.FIELD] or nil, cert.Id)
     local n = opts.deploy ~= false and #item.Stores or 0
@@ -150,7 +151,7 @@ function renewal.plan(kf, opts)
     if mark and mark.state == "renewed" then
       item.SuccessorId = mark.new
       item.Action = n > 0 and string.format("deploy renewal %d to %d store%s", mark.new, n, n == 1 and "" or "s")
-        or "none (renewed as " .. tostring(mark.new) .. ")"
+        or "do nothing (renewed as " .. tostring(mark.new) .. ")"
     elseif mark and mark.state == "pending" then
       item.RequestId = mark.request
       item.Action = string.format("look at renewal request %d (waiting for approval)%s", mark.request, deploy)
@@ -161,7 +162,7 @@ function renewal.plan(kf, opts)
     end
     items[#items + 1] = item
   end
-  return { items = items }
+  return { items = core.array(items) }
 end
 
 -- The server's clock: seconds since the epoch from the Date header of an
@@ -192,7 +193,7 @@ function renewal.prepare(kf, cert_id, opts)
   local cert, err = kf:certificate(cert_id, { includeLocations = true })
   if not cert then
     local entry = entry_of { Id = cert_id }
-    entry.State, entry.Reasons = "failed", { tostring(err) }
+    entry.State, entry.Reasons = "failed", core.array { tostring(err) }
     return entry, {}
   end
   local entry = entry_of(cert)
@@ -214,7 +215,7 @@ function renewal.prepare(kf, cert_id, opts)
     entry.Stores[#entry.Stores + 1] = place
   end
   if not entry.SuccessorId or opts.deploy == false then
-    if entry.SuccessorId then entry.Stores = {} end
+    if entry.SuccessorId then entry.Stores = core.array {} end
     return entry, {}
   end
   -- the places the successor already holds (an earlier run's work)
@@ -313,7 +314,7 @@ function renewal.confirm(kf, pairs_, opts)
         opts.wait or 120)
     end
     local missing = 0
-    for _, place in ipairs(entry.Stores) do
+    for _, place in ipairs(entry.SuccessorId and entry.Stores or {}) do
       if not place.Deployed then
         missing = missing + 1
         entry.Reasons[#entry.Reasons + 1] = string.format("store %s (%s, alias %s): %s", where(place),
@@ -354,13 +355,13 @@ function renewal.run(kf, opts)
     for i, cert in ipairs(certs) do
       if not prepared[i] then   -- raised: this certificate only, never the whole run
         local entry = entry_of(cert)
-        entry.State, entry.Reasons = "incomplete", { tostring(errs[i]) }
+        entry.State, entry.Reasons = "incomplete", core.array { tostring(errs[i]) }
         prepared[i] = { entry, {} }
       end
     end
   end
   renewal.confirm(kf, prepared, opts)
-  local report = { Complete = true, Certificates = {} }
+  local report = { Complete = true, Certificates = core.array {} }
   for i, pair in ipairs(prepared) do
     report.Certificates[i] = pair[1]
     if pair[1].State ~= "complete" then report.Complete = false end
