@@ -194,6 +194,7 @@ end
 local function pending_info(request)
   return {
     KeyfactorId = 0, KeyfactorRequestId = request.id, Pkcs12Blob = "", Password = util.null,
+    SerialNumber = util.null, IssuerDN = util.null, Thumbprint = util.null,   -- no certificate yet
     RequestDisposition = "PENDING",
     DispositionMessage = "The request is pending approval by a certificate manager.",
     EnrollmentContext = util.null,
