@@ -143,8 +143,8 @@ describe("sandbox answers against the Command 25 models", function()
 
   it("reads the model tables it checks against, and finds a wrong answer wrong", function()
     if not text then return pending("command-25-models.md was not found (set KEYFACTOR_REFERENCE_DIR)") end
-    for _, name in ipairs { "EnrollmentPatternsEnrollmentPatternResponse", "CSSCMSDataModelModelsPkcs12CertificateResponse",
-                            "EnrollmentPFXEnrollmentManagementResponse" } do
+    for _, name in ipairs { "EnrollmentPatternsEnrollmentPatternResponse",
+        "CSSCMSDataModelModelsPkcs12CertificateResponse", "EnrollmentPFXEnrollmentManagementResponse" } do
       assert.is_true(#models[name] >= 3, name)
     end
     local bad = problems("EnrollmentPatternsEnrollmentPatternTemplateResponse",
