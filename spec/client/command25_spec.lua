@@ -232,6 +232,16 @@ describe("Command 25 enrollment", function()
         extra = "ValidityDays" } end, "kf:enroll: extra must be a table")
     end)
 
+    it("are redacted like secrets when their name says so", function()
+      -- the server echoes an unknown template's name: here the extra field's value
+      local answer, err = kf:enroll { Template = "tpl-s3cret-77", Subject = "CN=a.example.com",
+        Password = "pfx-pass-25", extra = { SigningKeyPassword = "tpl-s3cret-77" } }
+      assert.is_nil(answer)
+      assert.are.equal(400, err.status)
+      assert.is_nil(tostring(err):find("tpl-s3cret-77", 1, true), tostring(err))
+      assert.is_nil(err.message:find("tpl-s3cret-77", 1, true))
+    end)
+
     it("pass into the query of an iterator (opts.extra)", function()
       local found = fixture.collect(kf:enrollment_patterns { extra = { QueryString = 'Name -eq "WebServer"' } })
       assert.are.equal(1, #found)
