@@ -24,6 +24,12 @@ add("requests and answers are plain Lua tables. A wrong argument raises a Lua er
 add("the call and the field before anything is sent; a remote failure returns `nil, err`")
 add("(see `keyfactor.errors`). In the REPL, `help \"name\"` prints the same text.")
 add("")
+add("Every call that takes a request table (or an `opts` table) also takes `extra`: fields")
+add("this table does not describe yet (a newer server's), sent as given — into the JSON body,")
+add("or for `opts` the query string — while the other fields keep their checks, the answer its")
+add("shape and the outcome rule; an `extra` string whose name holds Password, Secret, Token,")
+add("PrivateKey or Pkcs12 is redacted like a secret. A field the table knows must be set directly.")
+add("")
 
 local groups, order = {}, {}
 for _, e in ipairs(endpoints.list()) do

@@ -205,6 +205,34 @@ describe("bin/keyfactor", function()
     assert.truthy(pending:find("^request %d+ waiting for approval"), pending)
   end)
 
+  it("patterns lists the enrollment patterns; enroll --pattern takes a name or an id, with key choices", function()
+    local out, err, code = run("patterns")
+    assert.are.equal(0, code, err)
+    assert.are.equal("pattern 1 WebServer template WebServer\n"
+      .. "pattern 2 WebServerApproval template WebServerApproval (approval)\n", out)
+    out = run("--json patterns " .. quote('Name -eq "WebServer"'))
+    assert.are.equal(1, #cjson.decode(out))
+    local cn = fixture.unique("cli-pattern")
+    local pfx = tmp .. ".pattern.pfx"
+    out, err, code = run("enroll --pattern WebServer --subject " .. quote("CN=" .. cn)
+      .. " --key-type ECC --curve 1.3.132.0.34 --owner-role Administrator --password pfx-3 --out " .. pfx)
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("^enrolled certificate %d+ CN="), out)
+    local key = require("openssl.pkcs12").parse(read_file(pfx), "pfx-3")
+    os.remove(pfx)
+    assert.truthy(tostring(key:getParameters().group:toPEM()):find("BgUrgQQAIg==", 1, true))   -- P-384
+    out, err, code = run("enroll --pattern 1 --subject " .. quote("CN=" .. cn) .. " --key-length 3072")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("^enrolled certificate %d+ CN="), out)
+    local _
+    _, err, code = run("enroll --pattern NoSuch --subject " .. quote("CN=" .. cn))
+    assert.are.equal(1, code)
+    assert.truthy(err:find("no enrollment pattern named NoSuch", 1, true), err)
+    _, err, code = run("enroll --subject " .. quote("CN=" .. cn))
+    assert.are.equal(2, code)
+    assert.truthy(err:find("--pattern", 1, true), err)
+  end)
+
   -- A certificate for `cn` expiring in `days` (the sandbox's ValidityDays), key kept on the server.
   local function expiring(cn, days)
     return assert(kf:request("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "STORE" },

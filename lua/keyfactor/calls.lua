@@ -40,20 +40,50 @@ local function bool_param(value)
   return value
 end
 
+-- A field name that says its value is a secret (for `extra` fields, which
+-- the table does not describe).
+local function secret_name(name)
+  local lower = name:lower()
+  return lower:find("password", 1, true) or lower:find("secret", 1, true) or lower:find("token", 1, true)
+    or lower:find("privatekey", 1, true) or lower:find("pkcs12", 1, true)
+end
+
+-- `extra`: fields the endpoint table does not know yet (a newer server's),
+-- sent as given: into the body for a request table, the query for opts.
+-- A known field must be set directly (so it keeps its checks).
+local function check_extra(where, c, extra, label)
+  if type(extra) ~= "table" then v.raise(where, label .. " must be a table, not " .. type(extra)) end
+  for name in pairs(extra) do
+    if type(name) ~= "string" or name == "" then v.raise(where, label .. " keys must be field names") end
+    if c.by_name[name] then
+      v.raise(where, label .. "." .. name .. " is a known field: set " .. name .. " itself, not in " .. label)
+    end
+  end
+  return extra
+end
+
 --- Checks the arguments `...` of the call `entry` (or of `spec`, a variant
 -- with its own `params`/`path`); returns the request: {values, path, body,
--- headers, query, secrets}.
+-- headers, query, secrets}.  A request or opts table may carry `extra`
+-- (see check_extra).
 function calls.prepare(entry, spec, ...)
   spec = spec or entry
   local where = "kf:" .. entry.name
   local c = compile(spec, entry.args)
-  local values = {}
+  local values, extra, extra_at = {}, nil, nil
   for i, arg in ipairs(entry.args) do
     local value = select(i, ...)
     if arg == "req" or arg == "opts" then
       if value == nil and arg == "opts" then value = {} end
       if type(value) ~= "table" then
         v.raise(where, (arg == "req" and "the request" or "opts") .. " must be a table, not " .. type(value))
+      end
+      if value.extra ~= nil and not c.by_name.extra then
+        local label = arg == "opts" and "opts.extra" or "extra"
+        extra, extra_at = check_extra(where, c, value.extra, label), arg == "opts" and "query" or "body"
+        local rest = {}
+        for k, x in pairs(value) do if k ~= "extra" then rest[k] = x end end
+        value = rest
       end
       for k, x in pairs(v.check(where, c.record, value, arg == "opts" and "opts" or nil)) do values[k] = x end
     else
@@ -77,6 +107,10 @@ function calls.prepare(entry, spec, ...)
       values[param.name] = d
     end
   end
+  for _, rule in ipairs(entry.rules or {}) do
+    local text = rule(values)
+    if text then v.raise(where, text) end
+  end
   local r = { values = values, path = spec.path or entry.path, headers = {}, secrets = {} }
   for _, param in ipairs(spec.params) do
     local value = values[param.name]
@@ -99,6 +133,17 @@ function calls.prepare(entry, spec, ...)
       end
     end
   end
+  for name, value in pairs(extra or {}) do
+    if type(value) == "string" and secret_name(name) then r.secrets[#r.secrets + 1] = value end
+    if extra_at == "body" then
+      r.body = r.body or {}
+      r.body[name] = value
+    else
+      r.query = r.query or {}
+      r.query[name] = bool_param(value)
+    end
+  end
+  r.extra = extra
   for _, header in ipairs(spec.headers or entry.headers or {}) do r.headers[#r.headers + 1] = header end
   return r
 end

@@ -59,6 +59,13 @@ local function bool_param(value)
   return value and "true" or "false"
 end
 
+-- GET returning a JSON object/array, or nil, err (kind "decode" otherwise).
+local function get(self, path, shape, query)
+  local value, status = self.http:call("GET", path, { query = query })
+  if value == nil then return nil, status end
+  return calls.shaped(value, shape, "GET", path, status)
+end
+
 ---------------------------------------------------------------------------
 -- Calls made from the endpoint table
 ---------------------------------------------------------------------------
@@ -74,36 +81,44 @@ end
 
 local ENROLL = endpoints.get("enroll")
 
+-- The id of the enrollment pattern named `name` (GET /EnrollmentPatterns,
+-- QueryString Name -eq): nil, err (kind "http", status 404) when none is.
+local function pattern_id(self, name)
+  if type(name) == "number" then return name end
+  if name:find('"', 1, true) then v.raise("kf:enroll", "EnrollmentPattern must not contain a double quote") end
+  local found, err = get(self, "/EnrollmentPatterns", "array",
+    { QueryString = 'Name -eq "' .. name .. '"', ReturnLimit = 50 })
+  if not found then return nil, err end
+  for _, pattern in ipairs(found) do
+    -- the query language compares case-insensitively; the exact name wins
+    if type(pattern) == "table" and pattern.Name == name then return pattern.Id end
+  end
+  local only = #found == 1 and type(found[1]) == "table" and found[1]
+  if only and type(only.Name) == "string" and only.Name:lower() == name:lower() then return only.Id end
+  return nil, errors.new { kind = "http", status = 404, method = "GET", path = "/EnrollmentPatterns",
+    message = "no enrollment pattern named " .. name }
+end
+
 --- Enrolls for a certificate (see endpoints "enroll").
 -- With `req.CSR`: POST /Enrollment/CSR (format "PEM" default, or "DER").
--- Otherwise: POST /Enrollment/PFX (format "PFX" default, "Zip", or "STORE"
--- to keep the key on the server for a later `deploy`).  With `req.Stores`
--- (API version 2) the certificate is also deployed to those stores; a store
+-- Otherwise: POST /Enrollment/PFX (format "PFX" default, "Zip", "PEM",
+-- "JKS", or "STORE" to keep the key on the server for a later `deploy`).
+-- The template comes from `EnrollmentPatternId`, `EnrollmentPattern` (a
+-- pattern's name, looked up first) or `Template`.  With `req.Stores` (API
+-- version 2) the certificate is also deployed to those stores; a store
 -- missing from SuccessfulStores makes it `nil, err` with kind "partial".
 function Client:enroll(req)
   check_open(self, "kf:enroll")
   local csr = type(req) == "table" and req.CSR ~= nil
   local r = calls.prepare(ENROLL, csr and ENROLL.csr or nil, req)
   local values = r.values
-  if not csr then
-    local format = values.format or "PFX"
-    if format == "PEM" or format == "DER" then
-      v.raise("kf:enroll", "format \"" .. format .. "\" is for a CSR enrollment (set CSR)")
-    end
-    if values.format == nil then r.headers[#r.headers + 1] = "x-certificateformat: PFX" end
-    if format ~= "STORE" and (values.Password == nil or values.Password == "") then
-      v.raise("kf:enroll", "Password is required for format \"" .. format .. "\"")
-    end
-    if values.RenewalCertificateId == 0 then
-      v.raise("kf:enroll", "RenewalCertificateId must be a certificate id or nil, not 0")
-    end
-    if values.Stores then
-      for _, header in ipairs(ENROLL.stores_headers) do r.headers[#r.headers + 1] = header end
-    else
-      for _, name in ipairs { "InstallIntoExistingCertificateStores", "JobTime", "ChainOrder" } do
-        if values[name] ~= nil then v.raise("kf:enroll", name .. " needs Stores (API version 2)") end
-      end
-    end
+  if values.EnrollmentPattern ~= nil then
+    local id, err = pattern_id(self, values.EnrollmentPattern)
+    if not id then return nil, err end
+    r.body.EnrollmentPatternId = id
+  end
+  if values.Stores then
+    for _, header in ipairs(ENROLL.stores_headers) do r.headers[#r.headers + 1] = header end
   end
   local enrolled, err = calls.send(self, ENROLL, r, { outcome = values.Stores ~= nil and "stores" or false })
   if not enrolled then return nil, err end
@@ -160,13 +175,6 @@ local function lookup_query(lookup)
   return table.concat(clauses, " AND ")
 end
 
--- GET returning a JSON object/array, or nil, err (kind "decode" otherwise).
-local function get(self, path, shape, query)
-  local value, status = self.http:call("GET", path, { query = query })
-  if value == nil then return nil, status end
-  return calls.shaped(value, shape, "GET", path, status)
-end
-
 --- Reads one certificate: GET /Certificates/{id}.
 -- `id` is the certificate id, or a lookup table such as
 -- `{Thumbprint = "..."}` or `{SerialNumber = "..."}` resolved through the
@@ -219,9 +227,11 @@ local CERTIFICATES = endpoints.get("certificates")
 -- Raises the error table if a page fails (see keyfactor.pager).
 function Client:certificates(opts)
   check_open(self, "kf:certificates")
-  opts = calls.prepare(CERTIFICATES, nil, opts).values
+  local r = calls.prepare(CERTIFICATES, nil, opts)
+  opts = r.values
   if opts.page_size and opts.page_size < 1 then v.raise("kf:certificates", "opts.page_size must be at least 1") end
   local extra = certificate_params(opts)
+  for name, value in pairs(r.extra or {}) do extra[name] = value end
   extra["pq.includeRevoked"] = bool_param(opts.includeRevoked)
   extra["pq.includeExpired"] = bool_param(opts.includeExpired)
   return show.marking(calls.paged(self, "/Certificates", "pq", opts, extra), show.certificate)

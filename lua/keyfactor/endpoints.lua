@@ -18,7 +18,10 @@
 --   headers            extra headers always sent ({"x-keyfactor-api-version: 2"})
 --   answer             the expected answer's shape: "object", "array", "none" (204), "any"
 --   outcome            DESIGN §6.2 rule: "stores", "approval" or nil
---   prefix             for iterators: the paging query-string prefix
+--   prefix             for iterators: the paging query-string prefix ("" for the
+--                      bare QueryString, PageReturned, ... of newer endpoints)
+--   rules              cross-field rules: functions(values) -> error text or nil,
+--                      run after the fields' own checks and defaults
 --   hand               true when client.lua writes the method by hand
 -- @module keyfactor.endpoints
 
@@ -102,41 +105,113 @@ local function with(list, extra)
   return out
 end
 
-local PFX_FIELDS = {
-  req(p("Template", "string", v.nonempty, "template short name")),
+-- Command 25 chooses the template through an enrollment pattern: the
+-- pattern by id (EnrollmentPatternId) or by name or id (EnrollmentPattern,
+-- resolved through GET /EnrollmentPatterns before the call); older servers
+-- take the template's name (Template). One of them is required.
+local PATTERN_FIELDS = {
+  p("EnrollmentPatternId", "integer", v.integer, "enrollment pattern id (Command 25)"),
+  p("EnrollmentPattern", "string or integer", function(value, path)
+    if type(value) == "number" then return v.integer(value, path) end
+    return v.nonempty(value, path)
+  end, "enrollment pattern name (or id), looked up by the client: sent as EnrollmentPatternId",
+    { at = "local" }),
+  p("Template", "string", v.nonempty, "template short name (servers before Command 25; the v2 request)"),
+}
+local TEMPLATE_CHOICE = { "EnrollmentPatternId", "EnrollmentPattern", "Template",
+  text = "EnrollmentPatternId, EnrollmentPattern (a pattern name) or Template is required" }
+
+local OWNER_FIELDS = {
+  p("OwnerRoleId", "integer", v.integer, "security role that will own the certificate (or OwnerRoleName)"),
+  p("OwnerRoleName", "string", v.nonempty, "security role that will own the certificate, by name"),
+}
+
+local PFX_FIELDS = with(PATTERN_FIELDS, with({
   p("CertificateAuthority", "string", v.nonempty, "host\\logical CA name"),
   req(p("Subject", "string", v.nonempty, "subject DN, e.g. CN=web1.example.com")),
-  p("Password", "string", v.string, "PKCS#12 password (required unless format = \"STORE\")", { secret = true }),
+  p("Password", "string", v.string, "password of the file (required unless format is STORE or REPLACE)",
+    { secret = true }),
   p("Timestamp", "ISO 8601 time", v.time, "request time (default now)", { default = now_iso }),
   p("SANs", "table", SANS, "SAN type -> array of strings, e.g. {dns = {\"a.example.com\"}}"),
   p("Metadata", "table", METADATA, "metadata field -> value"),
-  p("AdditionalEnrollmentFields", "table", v.table, "custom template enrollment fields"),
+  p("AdditionalEnrollmentFields", "table", v.table, "custom enrollment fields of the template or pattern"),
   p("IncludeChain", "boolean", v.boolean, "include the chain"),
+  p("ChainOrder", "string", v.one_of { "EndEntityFirst", "RootFirst" }, "order of the chain (PEM; with Stores)"),
+  p("IncludeSubjectHeader", "boolean", v.boolean, "PEM: a subject/issuer comment above each certificate"),
   p("RenewalCertificateId", "integer", v.integer, "id of the certificate this one renews"),
-  p("CustomFriendlyName", "string", v.string, "PFX friendly name"),
+  p("CustomFriendlyName", "string", v.string, "friendly name (the PFX's; the JKS alias)"),
   p("PopulateMissingValuesFromAD", "boolean", v.boolean, "fill subject parts from AD"),
+  p("KeyType", "string", v.one_of { "RSA", "ECC", "Ed25519", "Ed448" },
+    "key algorithm the server generates: RSA (default) or ECC, as the pattern allows"),
+  p("KeyLength", "integer", v.integer, "RSA key size in bits (e.g. 2048, 3072, 4096)"),
+  p("Curve", "string", v.nonempty, "ECC curve, as the pattern lists it (an OID such as 1.2.840.10045.3.1.7)"),
+  p("UseLegacyEncryption", "boolean", v.boolean, "PKCS#12 with the legacy (3DES) encryption"),
+  p("MicrosoftTargetCSP", "string", v.nonempty, "Microsoft cryptographic service provider"),
+  p("FileExtension", "string", v.nonempty, "file extension of the downloadable certificate"),
+}, with(OWNER_FIELDS, {
   p("Stores", "array of store targets", v.array(STORE_TARGET, { min = 1 }),
     "deploy into these stores in the same call (API version 2): {StoreId, Alias, Overwrite, Properties}"),
   p("InstallIntoExistingCertificateStores", "boolean", v.boolean, "with Stores: also where the renewed one is"),
   p("JobTime", "ISO 8601 time", v.time, "with Stores: when the deployment jobs run"),
-  p("ChainOrder", "string", v.one_of { "EndEntityFirst", "RootFirst" }, "with Stores: chain order"),
+  p("AlternativeKeyType", "string", v.nonempty, "with Stores (v2): alternative key, ML-DSA-44, -65 or -87"),
+  p("AlternativeKeyLength", "integer", v.integer, "with Stores (v2): alternative key size"),
   p("CSR", "string", v.nonempty, "a PEM CSR: POST /Enrollment/CSR instead (key stays with you)"),
-  p("format", "string", v.one_of { "PFX", "Zip", "STORE", "PEM", "DER" },
-    "x-certificateformat: PFX (default), Zip, STORE; with CSR: PEM (default), DER",
-    { at = "header", header = "x-certificateformat" }),
-}
+  p("format", "string", v.one_of { "PFX", "Zip", "PEM", "JKS", "STORE", "REPLACE", "DER" },
+    "x-certificateformat: PFX (default), Zip, PEM, JKS, STORE (key kept for a later deploy), REPLACE; "
+      .. "with CSR: PEM (default), DER",
+    { at = "header", header = "x-certificateformat", default = "PFX" }),
+})))
 
-local CSR_FIELDS = {
-  req(p("CSR", "string", v.nonempty, "a PEM CSR")),
-  req(p("Template", "string", v.nonempty, "template short name")),
+local CSR_FIELDS = with({ req(p("CSR", "string", v.nonempty, "a PEM CSR")) }, with(PATTERN_FIELDS, with({
   p("CertificateAuthority", "string", v.nonempty, "host\\logical CA name"),
   p("Timestamp", "ISO 8601 time", v.time, "request time (default now)", { default = now_iso }),
   p("SANs", "table", SANS, "SAN type -> array of strings"),
   p("Metadata", "table", METADATA, "metadata field -> value"),
-  p("AdditionalEnrollmentFields", "table", v.table, "custom template enrollment fields"),
+  p("AdditionalEnrollmentFields", "table", v.table, "custom enrollment fields of the template or pattern"),
   p("IncludeChain", "boolean", v.boolean, "include the chain"),
+  p("IncludeSubjectHeader", "boolean", v.boolean, "PEM: a subject/issuer comment above each certificate"),
+  p("RenewalCertificateId", "integer", v.integer, "id of the certificate this one renews"),
+  p("FileExtension", "string", v.nonempty, "file extension of the downloadable certificate"),
+  p("forceEnroll", "boolean", v.boolean, "query forceEnroll: enroll even where the server would refuse a repeat",
+    { at = "query" }),
   p("format", "string", v.one_of { "PEM", "DER" }, "x-certificateformat: PEM (default) or DER",
     { at = "header", header = "x-certificateformat", default = "PEM" }),
+}, OWNER_FIELDS)))
+
+-- Rules across enroll's fields (DESIGN §2: checked before anything is sent).
+-- Each returns the error text, or nil.
+local V2_ONLY = { "InstallIntoExistingCertificateStores", "JobTime", "AlternativeKeyType", "AlternativeKeyLength" }
+local ENROLL_RULES = {
+  function(values)
+    if values.CSR then return nil end
+    local format = values.format or "PFX"
+    if format == "DER" then return "format \"DER\" is for a CSR enrollment (set CSR)" end
+    if format ~= "STORE" and format ~= "REPLACE" and (values.Password == nil or values.Password == "") then
+      return "Password is required for format \"" .. format .. "\""
+    end
+  end,
+  function(values)
+    if values.RenewalCertificateId == 0 then return "RenewalCertificateId must be a certificate id or nil, not 0" end
+  end,
+  function(values)
+    if values.CSR or values.Stores then return nil end
+    for _, name in ipairs(V2_ONLY) do
+      if values[name] ~= nil then return name .. " needs Stores (API version 2)" end
+    end
+  end,
+  function(values)
+    if values.EnrollmentPatternId ~= nil and values.EnrollmentPattern ~= nil then
+      return "give EnrollmentPatternId or EnrollmentPattern, not both"
+    end
+  end,
+  function(values)
+    if values.OwnerRoleId ~= nil and values.OwnerRoleName ~= nil then
+      return "give OwnerRoleId or OwnerRoleName, not both"
+    end
+  end,
+  function(values)
+    if values.KeyType == "RSA" and values.Curve ~= nil then return "Curve is for KeyType \"ECC\", not RSA" end
+  end,
 }
 
 local ENTRIES = {
@@ -145,14 +220,29 @@ local ENTRIES = {
     name = "enroll", method = "POST", path = "/Enrollment/PFX", group = "Enrollment", kind = "call",
     hand = true, answer = "object", outcome = "stores",
     summary = "Enroll for a certificate (server-generated key, or your CSR); with Stores, deploy it too",
-    params = PFX_FIELDS, args = { "req" },
+    params = PFX_FIELDS, args = { "req" }, one_of = { TEMPLATE_CHOICE }, rules = ENROLL_RULES,
     returns = "the answer: CertificateInformation (KeyfactorId, Pkcs12Blob or Certificates, ...); "
       .. "with Stores also SuccessfulStores",
-    example = 'local e = assert(kf:enroll{Template = "WebServer", Subject = "CN=web1.example.com",\n'
-      .. '  Password = "pfx-secret", SANs = {dns = {"web1.example.com"}}})\n'
+    example = 'local e = assert(kf:enroll{EnrollmentPattern = "WebServer", Subject = "CN=web1.example.com",\n'
+      .. '  Password = "pfx-secret", SANs = {dns = {"web1.example.com"}}, KeyType = "ECC"})\n'
       .. "print(e.CertificateInformation.KeyfactorId)",
     csr = { path = "/Enrollment/CSR", params = CSR_FIELDS },
     stores_headers = { "x-keyfactor-api-version: 2" },
+  },
+  {
+    name = "enrollment_patterns", method = "GET", path = "/EnrollmentPatterns", group = "Enrollment",
+    kind = "iterator", prefix = "", answer = "array",
+    summary = "Iterate over enrollment patterns (Command 25), a page at a time",
+    params = list_params(), args = { "opts" },
+    returns = "an iterator over patterns {Id, Name, Template = {Id, TemplateName, ...}, Policies, ...}",
+    example = 'for pattern in kf:enrollment_patterns{query = \'Name -eq "WebServer"\'} do\n'
+      .. "  print(pattern.Id, pattern.Name, pattern.Template.TemplateName)\nend",
+  },
+  {
+    name = "enrollment_pattern", method = "GET", path = "/EnrollmentPatterns/{id}", group = "Enrollment",
+    kind = "call", answer = "object", summary = "One enrollment pattern (Command 25)",
+    params = { req(p("id", "integer", v.integer, "enrollment pattern id", { at = "path" })) }, args = { "id" },
+    returns = "the pattern table", example = "print(kf:enrollment_pattern(1).Policies.KeyInfo.RSA.BitLengths[1])",
   },
   {
     name = "deploy", method = "POST", path = "/Enrollment/PFX/Deploy", group = "Enrollment", kind = "call",

@@ -24,15 +24,19 @@ local LARGE_PAGE = 200
 -- `opts`: query, page_size, sort, ascending (default true), plus `extra`
 -- parameters copied as they are.
 function pager.params(prefix, opts, page, extra)
+  -- prefix "": the bare names of Command 25's newer endpoints (QueryString, ...)
+  local function name(suffix)
+    return prefix == "" and suffix:sub(1, 1):upper() .. suffix:sub(2) or prefix .. "." .. suffix
+  end
   local q = {
-    [prefix .. ".pageReturned"] = page,
-    [prefix .. ".returnLimit"] = opts.page_size,
+    [name("pageReturned")] = page,
+    [name("returnLimit")] = opts.page_size,
   }
-  if opts.query then q[prefix .. ".queryString"] = opts.query end
+  if opts.query then q[name("queryString")] = opts.query end
   if opts.sort then
-    q[prefix .. ".sortField"] = opts.sort
+    q[name("sortField")] = opts.sort
     -- Keyfactor: 0 = ascending, 1 = descending
-    q[prefix .. ".sortAscending"] = opts.ascending == false and 1 or 0
+    q[name("sortAscending")] = opts.ascending == false and 1 or 0
   end
   for k, v in pairs(extra or {}) do q[k] = v end
   return q

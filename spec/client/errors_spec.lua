@@ -119,7 +119,7 @@ describe("errors", function()
       assert.is_true(#body > 0)
       assert.are.equal("string", type(body[1]))
       assert.are.equal(200, status)
-      assert.are.equal("10.5.0.0", headers["x-keyfactor-product-version"])
+      assert.are.equal("25.1.1.0", headers["x-keyfactor-product-version"])
     end)
 
     it("POSTs a body table as JSON, with extra headers", function()

@@ -42,8 +42,8 @@ local CASES = {
 
   -- kf:enroll (PFX)
   { "enroll: no request", function(kf) kf:enroll() end, { "kf:enroll", "must be a table" } },
-  { "enroll: Template missing", function(kf) kf:enroll { Subject = "CN=a", Password = "p" } end,
-    { "kf:enroll: Template is required" } },
+  { "enroll: neither pattern nor Template", function(kf) kf:enroll { Subject = "CN=a", Password = "p" } end,
+    { "kf:enroll: EnrollmentPatternId, EnrollmentPattern (a pattern name) or Template is required" } },
   { "enroll: Subject missing", function(kf) kf:enroll { Template = "WebServer", Password = "p" } end,
     { "kf:enroll: Subject is required" } },
   { "enroll: Subject of the wrong type",
@@ -81,8 +81,8 @@ local CASES = {
     { "kf:enroll: CSR must not be empty" } },
   { "enroll CSR: CSR of the wrong type", function(kf) kf:enroll { CSR = 1, Template = "WebServer" } end,
     { "kf:enroll: CSR must be a string" } },
-  { "enroll CSR: Template missing", function(kf) kf:enroll { CSR = "-----BEGIN" } end,
-    { "kf:enroll: Template is required" } },
+  { "enroll CSR: neither pattern nor Template", function(kf) kf:enroll { CSR = "-----BEGIN" } end,
+    { "kf:enroll: EnrollmentPatternId, EnrollmentPattern (a pattern name) or Template is required" } },
   { "enroll CSR: PFX-only field",
     function(kf) kf:enroll { CSR = "-----BEGIN", Template = "WebServer", Password = "p" } end,
     { "kf:enroll: Password is not a known field" } },

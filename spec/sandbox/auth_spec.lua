@@ -30,10 +30,10 @@ describe("sandbox auth", function()
     assert.matches("^https://127%.0%.0%.1:%d+/KeyfactorAPI$", sb.url)
   end)
 
-  it("answers /Status/Endpoints with the product version", function()
+  it("answers /Status/Endpoints with the product version (Command 25.1 by default)", function()
     local status, body, headers = sb:http("GET", "/Status/Endpoints", { headers = { Accept = "*/*" } })
     assert.equals(200, status)
-    assert.equals("10.5.0.0", headers["x-keyfactor-product-version"])
+    assert.equals("25.1.1.0", headers["x-keyfactor-product-version"])
     assert.equals("string", type(body[1]))
   end)
 

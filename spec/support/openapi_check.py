@@ -16,6 +16,7 @@ not one):
 - `nullable: true` admits null.  In the 2022 v1 document plain strings also
   admit null: that document never marks strings nullable although the real
   server sends null for them (a known quirk of it; the v2 one marks them).
+  Strings of format uuid do not: they are .NET Guids, which cannot be null.
 - `{type: object}` with neither properties nor additionalProperties is .NET's
   `object`, which any JSON value satisfies.
 - Formats are checked: int32/int64 ranges, uuid, date-time (ISO 8601 with a
@@ -104,7 +105,8 @@ def convert(s, strings_nullable):
     t = s.get("type")
     if t == "object" and not s.get("properties") and "additionalProperties" not in s:
         return {}
-    if s.get("nullable") or (strings_nullable and t == "string"):
+    # a uuid string is a .NET Guid, a value type: never null unless marked
+    if s.get("nullable") or (strings_nullable and t == "string" and s.get("format") != "uuid"):
         if t:
             out["type"] = [t, "null"]
         if "enum" in out:

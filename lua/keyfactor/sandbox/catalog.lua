@@ -52,8 +52,10 @@ local function render_ca()
     Standalone = false, Remote = false, Delegate = false, DelegateEnrollment = false,
     RFCEnforcement = false, EnforceUniqueDN = false, SubscriberTerms = false,
     UseAllowedRequesters = false, AllowedEnrollmentTypes = 3, KeyRetention = 0,
-    -- Agent is the gateway of a remote CA (a GUID); this CA is local, so none.
-    KeyRetentionDays = 0, Agent = util.null, Properties = "{}", AllowedRequesters = util.array(),
+    -- Agent is the gateway of a remote CA: a .NET Guid, never null; a local
+    -- CA has none, which the server writes as the empty GUID.
+    KeyRetentionDays = 0, Agent = "00000000-0000-0000-0000-000000000000", Properties = "{}",
+    AllowedRequesters = util.array(),
     LastScan = util.null,
   }
 end

@@ -26,7 +26,7 @@ end
 -- info: request_id, template, key_pem (retained key or nil), requester, metadata.
 function certificates.create(sandbox, cert, info)
   local subject = cert:getSubject()
-  local key_type, key_type_name, key_bits = pki.key_info(cert)
+  local key_type, key_type_name, key_bits, curve = pki.key_info(cert)
   local not_before, not_after = cert:getLifetime()
   local record = {
     thumbprint = pki.thumbprint(cert),
@@ -45,7 +45,7 @@ function certificates.create(sandbox, cert, info)
     request_id = info.request_id,
     state = 1,
     sans = pki.sans_of(cert),
-    key_type = key_type, key_type_name = key_type_name, key_bits = key_bits,
+    key_type = key_type, key_type_name = key_type_name, key_bits = key_bits, curve = curve,
     signing_alg = cert:getSignatureName(),
     metadata = info.metadata or {},
     requester = info.requester,
@@ -129,7 +129,7 @@ function certificates.render(sandbox, cert, opts)
     CertState = cert.state, CertStateString = STATE_NAMES[cert.state],
     KeySizeInBits = cert.key_bits, KeyType = cert.key_type, KeyTypeString = cert.key_type_name,
     KeyUsage = 160, SigningAlgorithm = cert.signing_alg,
-    Curve = cert.key_type == 3 and "1.2.840.10045.3.1.7" or util.null,
+    Curve = cert.key_type == 3 and (cert.curve or "1.2.840.10045.3.1.7") or util.null,
     RevocationEffDate = revoked and util.iso(cert.revocation_date) or util.null,
     RevocationReason = revoked and cert.revocation_reason or util.null,
     RevocationComment = revoked and cert.revocation_comment or util.null,

@@ -7,12 +7,20 @@ local check = require "keyfactor.sandbox.check"
 local certificates = require "keyfactor.sandbox.certificates"
 local jobs = require "keyfactor.sandbox.jobs"
 local metadata_fields = require "keyfactor.sandbox.metadata"
+local patterns = require "keyfactor.sandbox.patterns"
+local query = require "keyfactor.sandbox.query"
 local csr_mod = require "openssl.x509.csr"
+local x509 = require "openssl.x509"
 
 local enrollment = {}
 
-local PFX_FORMATS = { pfx = "PFX", zip = "Zip", store = "STORE" }
+-- x-certificateformat of PFX enrollment: Command 25 adds PEM, JKS and
+-- REPLACE to the 2022 generation's PFX, Zip and STORE.
+local PFX_FORMATS = { pfx = "PFX", zip = "Zip", store = "STORE", pem = "PEM", jks = "JKS", replace = "REPLACE" }
+local PFX_FORMATS_2022 = { pfx = "PFX", zip = "Zip", store = "STORE" }
 local CSR_FORMATS = { pem = "PEM", der = "DER" }
+local KEPT = { STORE = true, REPLACE = true }   -- formats that keep the key on the server, no file
+local CHAIN_ORDERS = { endentityfirst = "EndEntityFirst", rootfirst = "RootFirst" }
 
 -- Field kinds of the request bodies (check.lua checks every one present).
 local COMMON_FIELDS = {
@@ -34,17 +42,77 @@ for k, v in pairs{ Stores = check.array_of(check.object_of(STORE_ENTRY)), Instal
     EnrollmentPatternId = "int" } do
   PFX_V2_FIELDS[k] = v
 end
+-- Command 25's v1 requests (EnrollmentPFXEnrollmentRequest and
+-- EnrollmentCSREnrollmentRequest in command-25-models.md); the 2022 server
+-- binds only the fields above and ignores these.
+local V25_FIELDS = { KeyType = "string", KeyLength = "int", Curve = "string", OwnerRoleId = "int",
+  OwnerRoleName = "string", IncludeSubjectHeader = "bool", ChainOrder = "string", UseLegacyEncryption = "bool",
+  MicrosoftTargetCSP = "string", FileExtension = "string", EnrollmentPatternId = "int" }
+local PFX_25_FIELDS = util.copy(PFX_FIELDS)
+for k, v in pairs(V25_FIELDS) do PFX_25_FIELDS[k] = v end
+for k, v in pairs{ AlternativeKeyType = "string", AlternativeKeyLength = "int", MicrosoftTargetCSP = "string",
+    FileExtension = "string" } do
+  PFX_V2_FIELDS[k] = v
+end
 local CSR_FIELDS = with_common{ CSR = "string" }
+local CSR_25_FIELDS = util.copy(CSR_FIELDS)
+for k, v in pairs{ OwnerRoleId = "int", OwnerRoleName = "string", IncludeSubjectHeader = "bool",
+    EnrollmentPatternId = "int", PrivateKey = "string", RenewalCertificateId = "int", FileExtension = "string" } do
+  CSR_25_FIELDS[k] = v
+end
 local RENEW_FIELDS = { CertificateId = "int", Thumbprint = "string", CertificateAuthority = "string",
   Template = "string", Timestamp = "date" }
 
-local function check_template(body)
-  local name = check.string(body, "Template", true)
+local function is_2022(sandbox) return sandbox.generation == "2022" end
+
+-- The template of a request, and the enrollment pattern whose policy holds
+-- (Command 25: EnrollmentPatternId, or a Template and its default pattern;
+-- the 2022 generation knows templates only).
+local function check_template(sandbox, body)
+  local pattern_id = not is_2022(sandbox) and check.int(body, "EnrollmentPatternId", false) or nil
+  local name = check.string(body, "Template", false)
+  if pattern_id then
+    local pattern = state.enrollment_pattern(pattern_id)
+    if not pattern then util.bad_request("Enrollment pattern with id " .. pattern_id .. " was not found") end
+    local template = state.template_by_id(pattern.template)
+    if name and state.template(name) ~= template then
+      util.bad_request("Template '" .. name .. "' is not the template of enrollment pattern '" .. pattern.Name .. "'")
+    end
+    return template, pattern
+  end
+  if not name then
+    util.fail(400, "missing_field", is_2022(sandbox) and "Template is required"
+      or "EnrollmentPatternId is required (or, as older servers take it, Template)")
+  end
   local template = state.template(name)
   if not template then
     util.bad_request("Template '" .. name .. "' was not found or is not available for enrollment")
   end
+  for _, pattern in ipairs(state.enrollment_patterns) do
+    if pattern.template == template.Id then return template, pattern end
+  end
   return template
+end
+
+-- The security role that will own the certificate (OwnerRoleId or
+-- OwnerRoleName): it must exist and the requester must hold it.
+local function check_owner(sandbox, req, body)
+  local id = check.int(body, "OwnerRoleId", false)
+  local name = check.string(body, "OwnerRoleName", false)
+  if not id and not name then return nil end
+  local found
+  for _, role in ipairs(sandbox.state.security_roles) do
+    if (id and role.Id == id) or (not id and role.Name:lower() == name:lower()) then found = role end
+  end
+  if not found then
+    util.bad_request(id and ("Security role with id " .. id .. " was not found")
+      or ("Security role '" .. name .. "' was not found"))
+  end
+  for _, identity in ipairs(found.Identities or {}) do
+    if tostring(identity.AccountName):lower() == req.user.name:lower() then return found end
+  end
+  util.bad_request(string.format("The owner role '%s' cannot be assigned: %s does not hold it",
+    found.Name, req.user.name))
 end
 
 local function check_ca(body)
@@ -55,7 +123,7 @@ local function check_ca(body)
 end
 
 -- Fields shared by PFX and CSR enrollment.
-local function check_common(body)
+local function check_common(sandbox, req, body)
   check_ca(body)
   check.date(body, "Timestamp", false)
   check.bool(body, "IncludeChain")
@@ -66,8 +134,11 @@ local function check_common(body)
   end
   check.object(body, "AdditionalEnrollmentFields")
   local days = body.ValidityDays   -- a sandbox extension: a number (COMMON_FIELDS)
+  local template, pattern = check_template(sandbox, body)
   return {
-    template = check_template(body),
+    template = template, pattern = pattern,
+    owner = not is_2022(sandbox) and check_owner(sandbox, req, body) or nil,
+    subject_header = not is_2022(sandbox) and body.IncludeSubjectHeader == true,
     sans = pki.check_sans(body.SANs),
     metadata = metadata,
     include_chain = body.IncludeChain == true,
@@ -101,7 +172,7 @@ function enrollment.issue(sandbox, request)
     local csr = csr_mod.new(request.csr_pem)
     public, name = csr:getPublicKey(), csr:getSubject()
   else
-    key = pki.new_key(request.key_kind)
+    key = pki.new_key(request.key_kind, request.key_size)
     public = key
   end
   local cert = pki.issue(sandbox.ca, { subject = request.subject, subject_name = name,
@@ -110,6 +181,7 @@ function enrollment.issue(sandbox, request)
     request_id = request.id, template = request.template, requester = request.requester,
     metadata = request.metadata, key_pem = request.retain_key and key and key:toPEM("private") or nil,
   })
+  record.owner_role = request.owner_role
   request.status = "issued"
   request.cert_id = record.id
   return record, cert, key
@@ -122,6 +194,7 @@ end
 local function pending_info(request)
   return {
     KeyfactorId = 0, KeyfactorRequestId = request.id, Pkcs12Blob = "", Password = util.null,
+    SerialNumber = util.null, IssuerDN = util.null, Thumbprint = util.null,   -- no certificate yet
     RequestDisposition = "PENDING",
     DispositionMessage = "The request is pending approval by a certificate manager.",
     EnrollmentContext = util.null,
@@ -131,12 +204,62 @@ end
 ---------------------------------------------------------------- PFX
 local NO_WORKFLOW = "00000000-0000-0000-0000-000000000000"
 
+-- The workflow fields Command 25 adds to CertificateInformation (v1 and
+-- v2; the 2022 v1 answer has none); `pkcs12` adds the PFX answer's own two.
+local function workflow_fields(info, pkcs12)
+  info.WorkflowInstanceId, info.WorkflowReferenceId = NO_WORKFLOW, 0
+  if pkcs12 then info.StoreIdsInvalidForRenewal, info.ChainFailedToBuild = util.array(), false end
+  return info
+end
+
 -- API version 2 (PFXEnrollmentManagementResponse): the v1 answer's fields
 -- plus the workflow ones, and the stores a job was created for.
 local function v2_answer(info, metadata, successful)
-  info.WorkflowInstanceId, info.WorkflowReferenceId = NO_WORKFLOW, 0
-  info.StoreIdsInvalidForRenewal, info.ChainFailedToBuild = util.array(), false
+  workflow_fields(info, true)
   return { CertificateInformation = info, Metadata = metadata, SuccessfulStores = successful or util.array() }
+end
+
+-- The key the request asks for, under its pattern's policy; the 2022
+-- generation's v1 request has no key fields (RSA 2048).
+local function key_spec(sandbox, body, v2, common)
+  if is_2022(sandbox) and not v2 then return { kind = "RSA", size = 2048 } end
+  local whose = common.pattern and ("enrollment pattern '" .. common.pattern.Name .. "'")
+    or ("template '" .. common.template.CommonName .. "'")
+  local alternative = v2 and check.string(body, "AlternativeKeyType", false)
+  if alternative then
+    util.bad_request("The alternative key type '" .. alternative .. "' is not allowed by " .. whose)
+  end
+  return patterns.key_spec(body, whose)
+end
+
+-- The certificate and, with IncludeChain, the CA, in ChainOrder.
+local function chain_of(sandbox, cert, include_chain, order)
+  local list = { cert }
+  if include_chain then
+    list[2] = sandbox.ca.cert
+    if order == "RootFirst" then list = { list[2], list[1] } end
+  end
+  return list
+end
+
+-- The file of a PFX enrollment in `format` (Pkcs12Blob holds it, base64):
+-- a PKCS#12; PEM: the key as encrypted PKCS#8 then the certificates (with
+-- IncludeSubjectHeader, each after its subject and issuer lines); JKS: a
+-- Java KeyStore whose one entry is named after the friendly name or the CN.
+local function pfx_file(sandbox, format, cert, key, password, body, common, record)
+  local ca = common.include_chain and sandbox.ca.cert or nil
+  if format == "PEM" then
+    local order = CHAIN_ORDERS[(check.string(body, "ChainOrder", false) or "EndEntityFirst"):lower()]
+    local out = { pki.encrypted_key_pem(key, password) }
+    for _, c in ipairs(chain_of(sandbox, cert, common.include_chain, order)) do
+      out[#out + 1] = (common.subject_header and pki.subject_header(c) or "") .. c:toPEM()
+    end
+    return table.concat(out)
+  elseif format == "JKS" then
+    local alias = check.string(body, "CustomFriendlyName", false) or record.issued_cn or "1"
+    return pki.jks(cert, key, password, ca and { ca } or nil, alias:lower())
+  end
+  return pki.pkcs12(cert, key, password, ca)
 end
 
 -- The stores of a v2 enrollment: Stores, plus with
@@ -156,42 +279,44 @@ local function v2_targets(sandbox, body, renewal)
 end
 
 local function enroll_pfx(sandbox, req)
-  local format = check.format_header(req, PFX_FORMATS)
+  local format = check.format_header(req, is_2022(sandbox) and PFX_FORMATS_2022 or PFX_FORMATS)
   local v2 = (req.headers:get("x-keyfactor-api-version") or ""):match("^2") ~= nil
-  local body = check.body(req, v2 and PFX_V2_FIELDS or PFX_FIELDS)
-  local common = check_common(body)
+  local body = check.body(req, v2 and PFX_V2_FIELDS or is_2022(sandbox) and PFX_FIELDS or PFX_25_FIELDS)
+  local chain_order = (v2 or not is_2022(sandbox)) and check.string(body, "ChainOrder", false)
+  if chain_order and not CHAIN_ORDERS[chain_order:lower()] then
+    util.bad_request("ChainOrder '" .. chain_order .. "' is not valid (use EndEntityFirst or RootFirst)")
+  end
+  local common = check_common(sandbox, req, body)
   local subject = check.string(body, "Subject", true)
   check_subject(subject)
-  local password = check.string(body, "Password", format ~= "STORE")
-  if format ~= "STORE" and password == "" then util.fail(400, "missing_field", "Password is required") end
+  local password = check.string(body, "Password", not KEPT[format])
+  if not KEPT[format] and password == "" then util.fail(400, "missing_field", "Password is required") end
   local renewal = check.int(body, "RenewalCertificateId", false)
   if renewal == 0 then util.bad_request("RenewalCertificateId must be omitted or null when not renewing, not 0") end
   if renewal then certificates.find(sandbox, renewal) end
   check.string(body, "CustomFriendlyName", false)
   local targets = v2 and v2_targets(sandbox, body, renewal) or {}
   local run_at = v2 and check.date(body, "JobTime", false) or nil
-  local key_type = v2 and check.string(body, "KeyType", false)
-  if key_type and not ({ RSA = true, ECC = true })[key_type:upper()] then
-    util.bad_request("KeyType '" .. key_type .. "' is not valid (use RSA or ECC)")
-  end
+  local key = key_spec(sandbox, body, v2, common)
   local template = common.template
   local request = new_request(sandbox, req, {
     kind = "PFX", format = format, template = template.CommonName, subject = subject,
     sans = common.sans, metadata = common.metadata, days = common.days,
-    key_kind = key_type and key_type:upper() == "ECC" and "EC" or "RSA",
+    key_kind = key.kind, key_size = key.size, owner_role = common.owner and common.owner.Id,
     -- Keys of approval requests are always kept, so the approved certificate can
     -- be deployed; so are those of certificates going into stores now.
-    retain_key = format == "STORE" or template.RequiresApproval or #targets > 0,
+    retain_key = KEPT[format] or template.RequiresApproval or #targets > 0,
   })
+  local v25 = not is_2022(sandbox)
   if template.RequiresApproval then
     local info = pending_info(request)
     if v2 then return v2_answer(info, common.metadata) end
-    return { CertificateInformation = info, Metadata = common.metadata }
+    return { CertificateInformation = v25 and workflow_fields(info, true) or info, Metadata = common.metadata }
   end
-  local record, cert, key = enrollment.issue(sandbox, request)
+  local record, cert, private = enrollment.issue(sandbox, request)
   local blob = ""
-  if format ~= "STORE" then
-    blob = util.base64(pki.pkcs12(cert, key, password, common.include_chain and sandbox.ca.cert or nil))
+  if not KEPT[format] then
+    blob = util.base64(pfx_file(sandbox, format, cert, private, password, body, common, record))
   end
   local info = {
     KeyfactorId = record.id, KeyfactorRequestId = request.id, SerialNumber = record.serial,
@@ -199,21 +324,21 @@ local function enroll_pfx(sandbox, req)
     Password = util.null, RequestDisposition = "ISSUED",
     DispositionMessage = issued_message(request), EnrollmentContext = util.null,
   }
-  if not v2 then return { CertificateInformation = info, Metadata = common.metadata } end
+  if not v2 then
+    return { CertificateInformation = v25 and workflow_fields(info, true) or info, Metadata = common.metadata }
+  end
   local scheduled = jobs.schedule(sandbox, req, record, targets, password, run_at)
   return v2_answer(info, common.metadata, scheduled.SuccessfulStores)
 end
 
 ---------------------------------------------------------------- CSR
-local function csr_certificates(sandbox, record, format, include_chain)
-  local pems = { record.pem }
-  if include_chain then pems[2] = sandbox.ca.pem end
+local function csr_certificates(sandbox, record, format, common)
   local out = util.array()
-  for i, pem in ipairs(pems) do
+  for i, c in ipairs(chain_of(sandbox, x509.new(record.pem, "PEM"), common.include_chain)) do
     if format == "DER" then
-      out[i] = (pem:match("%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-(.-)%-%-%-%-%-END"):gsub("%s", ""))
+      out[i] = util.base64(c:tostring("DER"))
     else
-      out[i] = pem
+      out[i] = (common.subject_header and pki.subject_header(c) or "") .. c:toPEM()
     end
   end
   return out
@@ -221,9 +346,10 @@ end
 
 local function enroll_csr(sandbox, req)
   local format = check.format_header(req, CSR_FORMATS)
-  local body = check.body(req, CSR_FIELDS)
+  local body = check.body(req, is_2022(sandbox) and CSR_FIELDS or CSR_25_FIELDS)
+  if not is_2022(sandbox) then query.bool_param(req.params, "forceEnroll") end   -- checked; no duplicate policy here
   local csr_text = check.string(body, "CSR", true)
-  local common = check_common(body)
+  local common = check_common(sandbox, req, body)
   local csr = pki.parse_csr(csr_text)
   local template = common.template
   local request = new_request(sandbox, req, {
@@ -231,24 +357,24 @@ local function enroll_csr(sandbox, req)
     subject = pki.dn_string(csr:getSubject()), csr_pem = csr:toPEM(),
     sans = pki.merge_sans(pki.sans_of(csr), common.sans),
     metadata = common.metadata, days = common.days, retain_key = false,
+    owner_role = common.owner and common.owner.Id,
   })
+  local v25 = not is_2022(sandbox)
   if template.RequiresApproval then
     local info = pending_info(request)
     info.KeyfactorId, info.Pkcs12Blob, info.Password = nil, nil, nil
     info.KeyfactorID, info.Certificates = 0, util.array()
-    return { CertificateInformation = info, Metadata = common.metadata }
+    return { CertificateInformation = v25 and workflow_fields(info) or info, Metadata = common.metadata }
   end
   local record = enrollment.issue(sandbox, request)
-  return {
-    CertificateInformation = {
-      KeyfactorID = record.id, KeyfactorRequestId = request.id, SerialNumber = record.serial,
-      IssuerDN = record.issuer_dn, Thumbprint = record.thumbprint,
-      Certificates = csr_certificates(sandbox, record, format, common.include_chain),
-      RequestDisposition = "ISSUED", DispositionMessage = "The certificate was issued.",
-      EnrollmentContext = util.null,
-    },
-    Metadata = common.metadata,
+  local info = {
+    KeyfactorID = record.id, KeyfactorRequestId = request.id, SerialNumber = record.serial,
+    IssuerDN = record.issuer_dn, Thumbprint = record.thumbprint,
+    Certificates = csr_certificates(sandbox, record, format, common),
+    RequestDisposition = "ISSUED", DispositionMessage = "The certificate was issued.",
+    EnrollmentContext = util.null,
   }
+  return { CertificateInformation = v25 and workflow_fields(info) or info, Metadata = common.metadata }
 end
 
 ---------------------------------------------------------------- Renew
@@ -277,7 +403,10 @@ local function renew(sandbox, req)
   local request = new_request(sandbox, req, {
     kind = "Renew", format = "STORE", template = template and template.CommonName or old.template,
     subject = old.issued_dn, sans = old.sans, metadata = util.copy(old.metadata or {}), days = 365,
-    key_kind = old.key_type == 3 and "EC" or "RSA", retain_key = true, renewed_id = old.id,
+    -- the successor's key is of the same type and size
+    key_kind = old.key_type == 3 and "EC" or "RSA",
+    key_size = old.key_type == 3 and (old.key_bits == 384 and "secp384r1" or nil) or old.key_bits,
+    retain_key = true, renewed_id = old.id,
   })
   if template and template.RequiresApproval then
     -- as an enrollment: no certificate yet (KeyfactorId 0) until approved

@@ -70,7 +70,7 @@ local function launch_command(opts, launcher, log_file)
   local args = { "--host", opts.host or "127.0.0.1", "--port", opts.port or 0,
     "--job-delay", opts.job_delay or 0.2 }
   if opts.data then args[#args + 1] = "--data"; args[#args + 1] = opts.data end
-  for _, name in ipairs { "token_lifetime", "watchdog" } do
+  for _, name in ipairs { "token_lifetime", "watchdog", "generation" } do
     if opts[name] then
       args[#args + 1] = "--" .. name:gsub("_", "-")
       args[#args + 1] = opts[name]
@@ -92,7 +92,8 @@ local function launch_command(opts, launcher, log_file)
 end
 
 -- Starts the launcher; returns a sandbox object once it serves.
--- opts: port, host, job_delay, data, token_lifetime, watchdog, lua (interpreter), launcher.
+-- opts: port, host, job_delay, data, token_lifetime, watchdog, generation
+-- ("25", the default, or "2022"), lua (interpreter), launcher.
 function sandbox.start(opts)
   opts = opts or {}
   local log_file = opts.log_file or os.tmpname()

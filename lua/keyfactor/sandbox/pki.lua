@@ -211,9 +211,11 @@ function pki.merge_sans(a, b)
 end
 
 ---------------------------------------------------------------- issuing
-function pki.new_key(kind)
-  if kind == "EC" then return pkey.new{ type = "EC", curve = "prime256v1" } end
-  return pkey.new{ type = "RSA", bits = 2048 }
+-- A new key: kind "RSA" (bits, default 2048) or "EC" (curve, an OpenSSL
+-- curve name, default prime256v1).
+function pki.new_key(kind, size)
+  if kind == "EC" then return pkey.new{ type = "EC", curve = size or "prime256v1" } end
+  return pkey.new{ type = "RSA", bits = size or 2048 }
 end
 
 -- Issues a certificate. spec: subject (DN string) or subject_name (x509.name),
@@ -303,6 +305,48 @@ function pki.encrypted_key_pem(key, password)
   return "-----BEGIN ENCRYPTED PRIVATE KEY-----\n" .. b64:gsub("\n$", "") .. "\n-----END ENCRYPTED PRIVATE KEY-----\n"
 end
 
+-- A Java KeyStore (JKS, version 2) holding one private-key entry `alias`:
+-- the key under Sun's key protector (SHA-1 keystream XOR, salted, with a
+-- SHA-1 check), its chain, and the store's SHA-1 integrity digest, as keytool
+-- writes them. Passwords are UTF-16BE in both digests.
+local OID_JKS_KEY_PROTECTOR = "2b060104012a02110101"   -- 1.3.6.1.4.1.42.2.17.1.1
+
+local function u32(n) return string.pack(">I4", n) end
+local function java_utf(s) return string.pack(">s2", s) end
+local function sha1(s) return digest.new("sha1"):final(s) end
+
+function pki.jks(cert, key, password, chain, alias)
+  local secret = password:gsub(".", "\0%0")      -- UTF-16BE (ASCII passwords)
+  local plain = util.unbase64(key:toPEM("private"):match("%-%-%-%-%-BEGIN PRIVATE KEY%-%-%-%-%-(.-)%-%-%-%-%-END"))
+  local salt = rand.bytes(20)
+  local stream, block = {}, salt
+  for _ = 1, (#plain + 19) // 20 do
+    block = sha1(secret .. block)
+    stream[#stream + 1] = block
+  end
+  stream = table.concat(stream)
+  local xored = {}
+  for i = 1, #plain do xored[i] = string.char(plain:byte(i) ~ stream:byte(i)) end
+  local protected = salt .. table.concat(xored) .. sha1(secret .. plain)
+  local encrypted = seq(seq(oid(OID_JKS_KEY_PROTECTOR), tlv(0x05, "")), octets(protected))
+  local certs = { cert }
+  for _, c in ipairs(chain or {}) do certs[#certs + 1] = c end
+  local parts = { u32(0xFEEDFEED), u32(2), u32(1),
+    u32(1), java_utf(alias), string.pack(">i8", os.time() * 1000), u32(#encrypted), encrypted, u32(#certs) }
+  for _, c in ipairs(certs) do
+    local der = c:tostring("DER")
+    parts[#parts + 1] = java_utf("X.509") .. u32(#der) .. der
+  end
+  local body = table.concat(parts)
+  return body .. sha1(secret .. "Mighty Aphrodite" .. body)
+end
+
+-- "subject=" and "issuer=" comment lines, as tools write them above a
+-- certificate in a PEM file (Command's IncludeSubjectHeader).
+function pki.subject_header(cert)
+  return "subject=" .. pki.dn_string(cert:getSubject()) .. "\nissuer=" .. pki.dn_string(cert:getIssuer()) .. "\n"
+end
+
 ---------------------------------------------------------------- facts
 function pki.thumbprint(cert)
   return cert:digest("sha1", "x"):upper()
@@ -318,12 +362,23 @@ function pki.der(cert)
   return cert:tostring("DER")
 end
 
--- Key type as Keyfactor's KeyType enum (1 RSA, 2 DSA, 3 ECC, 4 DH) and size.
+-- The named curves the sandbox issues: EC parameters PEM -> OID and size.
+local CURVE_OF_PARAMETERS = {
+  ["BggqhkjOPQMBBw=="] = { oid = "1.2.840.10045.3.1.7", bits = 256 },   -- P-256
+  ["BgUrgQQAIg=="] = { oid = "1.3.132.0.34", bits = 384 },              -- P-384
+}
+
+-- Key type as Keyfactor's KeyType enum (1 RSA, 2 DSA, 3 ECC, 4 DH), its
+-- name, size in bits and, for ECC, the curve's OID.
 function pki.key_info(cert)
   local key = cert:getPublicKey()
   local params = key:getParameters()
   if params.n then return 1, "RSA", params.n:toBinary():len() * 8 end
-  if params.group then return 3, "ECC", 256 end
+  if params.group then
+    local b64 = tostring(params.group:toPEM()):match("%-%-%-%-%-\n(.-)\n%-%-%-%-%-END")
+    local curve = CURVE_OF_PARAMETERS[b64 or ""] or { oid = "1.2.840.10045.3.1.7", bits = 256 }
+    return 3, "ECC", curve.bits, curve.oid
+  end
   return 0, "Unknown", 0
 end
 

@@ -199,22 +199,26 @@ function query.field(get, kind) return { get = get, kind = kind or "string" } en
 ---------------------------------------------------------------- paging
 -- Reads <prefix>.queryString/.pageReturned/.returnLimit/.sortField/.sortAscending
 -- from the request's (lower-cased) query params, filters, sorts and pages.
+-- Prefix "": the bare names QueryString, PageReturned, ... (Command 25's
+-- newer endpoints, e.g. /EnrollmentPatterns).
 function query.page(records, params, prefix, fields)
-  local p = prefix:lower() .. "."
-  local predicate = query.compile(params[p .. "querystring"], fields)
-  local page = query.int_param(params, prefix .. ".pageReturned", 1)
-  local limit = query.int_param(params, prefix .. ".returnLimit", 50)
-  if page < 1 then util.bad_request(prefix .. ".pageReturned must be at least 1") end
-  if limit < 1 then util.bad_request(prefix .. ".returnLimit must be at least 1") end
+  local function name(suffix)
+    return prefix == "" and suffix:sub(1, 1):upper() .. suffix:sub(2) or prefix .. "." .. suffix
+  end
+  local predicate = query.compile(params[name("queryString"):lower()], fields)
+  local page = query.int_param(params, name("pageReturned"), 1)
+  local limit = query.int_param(params, name("returnLimit"), 50)
+  if page < 1 then util.bad_request(name("pageReturned") .. " must be at least 1") end
+  if limit < 1 then util.bad_request(name("returnLimit") .. " must be at least 1") end
   local matched = {}
   for _, r in ipairs(records) do
     if predicate(r) then matched[#matched + 1] = r end
   end
-  local sort_field = params[p .. "sortfield"]
-  local descending = query.int_param(params, prefix .. ".sortAscending", 0) == 1
+  local sort_field = params[name("sortField"):lower()]
+  local descending = query.int_param(params, name("sortAscending"), 0) == 1
   if sort_field and sort_field ~= "" then
     local f = fields[sort_field:lower()]
-    if not f then util.bad_request(prefix .. ".sortField: unknown field '" .. sort_field .. "'") end
+    if not f then util.bad_request(name("sortField") .. ": unknown field '" .. sort_field .. "'") end
     query.sort(matched, f, descending)
   elseif descending then
     query.sort(matched, fields.id, true)

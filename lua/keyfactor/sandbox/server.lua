@@ -26,7 +26,13 @@ local watchdog = require "keyfactor.sandbox.watchdog"
 local server = {}
 
 local API = "/keyfactorapi"
-local PRODUCT_VERSION = "10.5.0.0"
+
+-- The Keyfactor Command generations the sandbox emulates (docs/SANDBOX.md):
+-- "25" (default; Command 25.1: enrollment patterns, key choices, owner
+-- roles) and "2022" (the 2022 API: templates only). A route marked
+-- `since = "25"` exists from that generation on.
+server.GENERATIONS = { ["2022"] = { product = "10.5.0.0", rank = 1 }, ["25"] = { product = "25.1.1.0", rank = 2 } }
+server.DEFAULT_GENERATION = "25"
 
 ---------------------------------------------------------------- routing
 -- The resource modules, each exporting `routes` (the contract is in router.lua).
@@ -35,16 +41,24 @@ local MODULES = {
   jobs, stores, require "keyfactor.sandbox.workflow", catalog,
   require "keyfactor.sandbox.agents", require "keyfactor.sandbox.metadata",
   require "keyfactor.sandbox.history", require "keyfactor.sandbox.retrieval",
-  require "keyfactor.sandbox.store_admin",
+  require "keyfactor.sandbox.store_admin", require "keyfactor.sandbox.patterns",
 }
 
 local function status_endpoints(sandbox)
-  return router.endpoints(sandbox.routes), 200, { ["x-keyfactor-product-version"] = PRODUCT_VERSION }
+  return router.endpoints(sandbox.routes), 200,
+    { ["x-keyfactor-product-version"] = server.GENERATIONS[sandbox.generation].product }
 end
 
-local function build_routes()
+local function build_routes(generation)
+  local rank = server.GENERATIONS[generation].rank
   local lists = {}
-  for i, m in ipairs(MODULES) do lists[i] = m.routes end
+  for i, m in ipairs(MODULES) do
+    local list = {}
+    for _, r in ipairs(m.routes) do
+      if not r.since or server.GENERATIONS[r.since].rank <= rank then list[#list + 1] = r end
+    end
+    lists[i] = list
+  end
   lists[#lists + 1] = { { method = "GET", path = "/Status/Endpoints", handler = status_endpoints,
     summary = "The endpoints this server offers" } }
   return router.new(table.unpack(lists))
@@ -178,7 +192,8 @@ local function make_temp_dir()
   return name
 end
 
--- opts: host, port, data (dir), job_delay, token_lifetime, watchdog (seconds).
+-- opts: host, port, data (dir), job_delay, token_lifetime, watchdog (seconds),
+-- generation ("25" or "2022").
 function server.new(opts)
   local dir = opts.data or make_temp_dir()
   datadir.prepare(dir)
@@ -188,7 +203,11 @@ function server.new(opts)
   }
   sandbox.ca = pki.load_or_create_ca(dir)
   sandbox.state = state.load(sandbox.persistent and dir or nil)
-  sandbox.routes = build_routes()
+  sandbox.generation = opts.generation or server.DEFAULT_GENERATION
+  if not server.GENERATIONS[sandbox.generation] then
+    error("unknown generation '" .. tostring(sandbox.generation) .. "' (use 25 or 2022)", 0)
+  end
+  sandbox.routes = build_routes(sandbox.generation)
   return sandbox
 end
 

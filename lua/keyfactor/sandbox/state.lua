@@ -17,6 +17,33 @@ state.templates = {
     KeySize = "2048", KeyType = "RSA", RequiresApproval = true },
 }
 
+-- Key algorithms every seed pattern allows (Policies.KeyInfo): RSA sizes, and
+-- ECDSA curves by OID (P-256, P-384), as Command lists them.
+state.RSA_BITS = { 2048, 3072, 4096 }
+state.CURVES = { { oid = "1.2.840.10045.3.1.7", names = { "P-256", "secp256r1", "prime256v1" }, bits = 256,
+                   openssl = "prime256v1" },
+                 { oid = "1.3.132.0.34", names = { "P-384", "secp384r1" }, bits = 384, openssl = "secp384r1" } }
+
+-- Enrollment patterns (Command 25): one per seed template, named like it
+-- (DESIGN 7.2); `template` is the template's Id.
+state.enrollment_patterns = {}
+for i, t in ipairs(state.templates) do
+  state.enrollment_patterns[i] = { Id = i, Name = t.CommonName, template = t.Id,
+    Description = "Enrollment with the " .. t.CommonName .. " template" }
+end
+
+function state.enrollment_pattern(id)
+  for _, pattern in ipairs(state.enrollment_patterns) do
+    if pattern.Id == id then return pattern end
+  end
+end
+
+function state.template_by_id(id)
+  for _, t in ipairs(state.templates) do
+    if t.Id == id then return t end
+  end
+end
+
 function state.template(name)
   if type(name) ~= "string" then return nil end
   for _, t in ipairs(state.templates) do
@@ -70,6 +97,19 @@ function state.seed_stores()
   }
 end
 
+-- Security roles (Command's v1 role record, command-25-models.md): the
+-- seed role Administrator holds SANDBOX\admin (DESIGN 7.2); enrollment
+-- checks owner roles against it.
+function state.seed_security_roles()
+  return {
+    { Id = 1, Name = "Administrator", Description = "Every permission", EmailAddress = util.null,
+      Enabled = true, Immutable = false, Valid = true, Private = false,
+      PermissionSetId = "00000000-0000-0000-0000-000000000000",
+      Identities = { { Id = 1, AccountName = "SANDBOX\\admin", IdentityType = "User", SID = "S-1-5-21-1000" } },
+      Permissions = { "/" } },
+  }
+end
+
 ---------------------------------------------------------------- mutable state
 function state.fresh()
   local s = {
@@ -80,6 +120,7 @@ function state.fresh()
     requests = {},       -- index == request id
     jobs = {},
     stores = state.seed_stores(),
+    security_roles = state.seed_security_roles(),
   }
   for _, st in ipairs(s.stores) do st.inventory = {} end
   return s
@@ -142,6 +183,8 @@ function state.load(dir)
     end
   end
   s.next_job, s.next_item = math.tointeger(s.next_job), math.tointeger(s.next_item)
+  s.security_roles = s.security_roles or state.seed_security_roles()   -- a state saved before roles
+  for _, role in ipairs(s.security_roles) do role.Id = math.tointeger(role.Id) end
   return s
 end
 
