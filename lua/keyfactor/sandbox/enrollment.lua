@@ -119,6 +119,12 @@ local function issued_message(request)
   return string.format("The private key was successfully retained. Certificate issued for request %d.", request.id)
 end
 
+-- The workflow instance that waits for the request's approval
+-- (workflow_instances.lua, which needs enrollment.issue: required here late).
+local function start_approval(sandbox, request)
+  return require("keyfactor.sandbox.workflow_instances").start(sandbox, request)
+end
+
 local function pending_info(request)
   return {
     KeyfactorId = 0, KeyfactorRequestId = request.id, Pkcs12Blob = "", Password = util.null,
@@ -185,7 +191,12 @@ local function enroll_pfx(sandbox, req)
   })
   if template.RequiresApproval then
     local info = pending_info(request)
-    if v2 then return v2_answer(info, common.metadata) end
+    local instance = start_approval(sandbox, request)
+    if v2 then
+      local answer = v2_answer(info, common.metadata)
+      info.WorkflowInstanceId, info.WorkflowReferenceId = instance.id, request.id
+      return answer
+    end
     return { CertificateInformation = info, Metadata = common.metadata }
   end
   local record, cert, key = enrollment.issue(sandbox, request)
@@ -234,6 +245,7 @@ local function enroll_csr(sandbox, req)
   })
   if template.RequiresApproval then
     local info = pending_info(request)
+    start_approval(sandbox, request)
     info.KeyfactorId, info.Pkcs12Blob, info.Password = nil, nil, nil
     info.KeyfactorID, info.Certificates = 0, util.array()
     return { CertificateInformation = info, Metadata = common.metadata }

@@ -70,6 +70,28 @@ function state.seed_stores()
   }
 end
 
+-- Security identities and roles (security.lua keeps them in the state as
+-- `security`): the seed users, and the role Administrator holding SANDBOX\admin.
+state.PERMISSION_SET_ID = "8c1d2e3f-0000-4a00-9b00-000000000001"   -- the global permission set
+function state.seed_security()
+  return {
+    identities = {
+      { id = 1, account = "SANDBOX\\admin", kind = "User", sid = "S-1-5-21-1004336348-1177238915-682003330-1001" },
+      { id = 2, account = "SANDBOX\\operator", kind = "User", sid = "S-1-5-21-1004336348-1177238915-682003330-1002" },
+    },
+    roles = {
+      { id = 1, name = "Administrator", description = "Every permission", email = "", enabled = true,
+        private = false, immutable = false, permission_set_id = state.PERMISSION_SET_ID,
+        permissions = { "AdminPortal:Read", "Agents:Modify", "Certificates:Read", "Certificates:Import",
+          "Certificates:Revoke", "Certificates:Recover", "Certificates:EditMetadata", "CertificateCollections:Modify",
+          "CertificateEnrollment:EnrollPFX", "CertificateEnrollment:EnrollCSR", "CertificateStoreManagement:Schedule",
+          "PkiManagement:Modify", "SecuritySettings:Modify", "WorkflowManagement:Modify" },
+        identities = { "SANDBOX\\admin" } },
+    },
+    next_identity = 3, next_role = 2,
+  }
+end
+
 ---------------------------------------------------------------- mutable state
 function state.fresh()
   local s = {
