@@ -9,6 +9,7 @@
 local errors = require "keyfactor.errors"
 local pager = require "keyfactor.pager"
 local show = require "keyfactor.show"
+local transport = require "keyfactor.transport"
 local v = require "keyfactor.validate"
 
 local calls = {}
@@ -106,7 +107,8 @@ function calls.prepare(entry, spec, ...)
         r.query = r.query or {}
         r.query[param.name] = bool_param(value)
       elseif at == "path" then
-        local text = type(value) == "number" and string.format("%d", value) or tostring(value)
+        -- a name in the path (a collection's) is percent-encoded; ids and GUIDs are left as they are
+        local text = type(value) == "number" and string.format("%d", value) or transport.escape(value)
         r.path = r.path:gsub("{" .. param.name .. "}", (text:gsub("%%", "%%%%")))
       end
     end

@@ -125,7 +125,8 @@ describe("job control", function()
     fixture.raises(function() kf:reschedule_jobs {} end, "kf:reschedule_jobs", "JobAuditIds or Query")
     fixture.raises(function() kf:acknowledge_jobs { JobAuditIds = { "1" } } end, "kf:acknowledge_jobs",
       "JobAuditIds[1]", "integer")
-    fixture.raises(function() kf:unschedule_jobs { JobIds = { "job-1" } } end, "kf:unschedule_jobs", "JobIds[1]", "GUID")
+    fixture.raises(function() kf:unschedule_jobs { JobIds = { "job-1" } } end, "kf:unschedule_jobs",
+      "JobIds[1]", "GUID")
     fixture.raises(function() kf:schedule_inventory { StoreIds = { web["web01.sandbox.local"].Id } } end,
       "kf:schedule_inventory", "Schedule is required")
     fixture.raises(function() kf:scheduled_jobs { page_size = "5" } end, "kf:scheduled_jobs", "page_size")

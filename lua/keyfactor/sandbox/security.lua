@@ -96,7 +96,7 @@ local function apply(sandbox, role, body)
   if name == "" then util.fail(400, "missing_field", "Name is required") end
   if check.string(body, "Description", true) == nil then util.fail(400, "missing_field", "Description is required") end
   for _, other in ipairs(sec.roles) do
-    if other ~= role and other.name:lower() == name:lower() then
+    if other.id ~= role.id and other.name:lower() == name:lower() then
       util.bad_request("A security role named '" .. name .. "' already exists")
     end
   end
