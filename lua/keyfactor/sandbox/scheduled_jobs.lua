@@ -21,19 +21,26 @@ local SCHEDULE = o{ Immediate = "bool", Interval = o{ Minutes = "int" }, Daily =
   Weekly = o{ Days = a("int"), Time = "date" }, Monthly = o{ Day = "int", Time = "date" },
   ExactlyOnce = o{ Time = "date" } }
 
+-- KeyfactorSchedule as answered: the member set, and Immediate (nullable) always.
+local function schedule_answer(schedule)
+  local out = util.copy(schedule)
+  if out.Immediate == nil then out.Immediate = util.null end
+  return out
+end
+
 -- One scheduled job: {answer, job or nil, store}.
 local function management_row(sandbox, job)
   local store = state.store_by_id(sandbox.state, job.store_id)
   local schedule = { Immediate = true }
   if job.run_at and job.run_at > job.created then schedule = { ExactlyOnce = { Time = util.iso(job.run_at) } } end
   return { { Id = job.id, ClientMachine = store and store.ClientMachine or util.null,
-    Target = store and store.StorePath or util.null, Schedule = schedule,
+    Target = store and store.StorePath or util.null, Schedule = schedule_answer(schedule),
     Requested = util.iso(job.created), JobType = "Management" }, job, store }
 end
 
 local function inventory_row(st)
   return { { Id = stores.render(st).CertStoreInventoryJobId, ClientMachine = st.ClientMachine, Target = st.StorePath,
-    Schedule = util.copy(st.InventorySchedule or stores.render(st).InventorySchedule),
+    Schedule = schedule_answer(st.InventorySchedule or stores.render(st).InventorySchedule),
     Requested = util.null, JobType = "Inventory" }, nil, st }
 end
 
