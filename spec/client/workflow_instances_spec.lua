@@ -120,7 +120,18 @@ describe("workflow instances", function()
     assert.is_true(seen[a] and seen[b])
   end)
 
-  it("checks its arguments before sending, naming the field", function()
+  it("a version 2 PFX enrollment that waits names its workflow instance", function()
+    local status, answer = sb:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "PFX",
+      ["x-keyfactor-api-version"] = "2" }, body = { Template = "WebServerApproval",
+      Subject = "CN=" .. fixture.unique("wfi-v2"), Password = "pw-0002" } })
+    assert.are.equal(200, status)
+    local info = answer.CertificateInformation
+    local instance = assert(kf:workflow_instance(info.WorkflowInstanceId))
+    assert.are.equal(info.KeyfactorRequestId, instance.ReferenceId)
+    assert.are.equal(info.KeyfactorRequestId, math.tointeger(info.WorkflowReferenceId))
+  end)
+
+    it("checks its arguments before sending, naming the field", function()
     local before = fixture.request_count(sb)
     fixture.raises(function() kf:workflow_instance("nope") end, "kf:workflow_instance", "id", "GUID")
     fixture.raises(function() kf:signal("6e1f3a20-0000-4b7c-9a00-000000000001", "Approve") end,
