@@ -409,6 +409,37 @@ describe("bin/keyfactor", function()
     assert.is_nil(still:find("request " .. d .. " ", 1, true))
   end)
 
+  it("instances, signal and jobs: approvals as workflow instances, jobs waiting to run", function()
+    local function request()
+      local r = assert(kf:enroll { Template = "WebServerApproval", Subject = "CN=" .. fixture.unique("cli-wfi"),
+                                   format = "Store" })
+      return r.CertificateInformation.KeyfactorRequestId
+    end
+    local a, d = request(), request()
+    local out, err, code = run("instances --assigned " .. quote("ReferenceId -ge " .. a))
+    assert.are.equal(0, code, err)
+    local ids = {}
+    for _, line in ipairs(lines(out)) do
+      local id, ref = line:match("^instance (%S+) request (%d+) at RequireApproval status 3: ")
+      assert.truthy(id, line)
+      ids[tonumber(ref)] = id
+    end
+    assert.truthy(ids[a] and ids[d], out)
+    out, err, code = run("signal " .. ids[a] .. " Approve --comment fine")
+    assert.are.equal(0, code, err)
+    assert.are.equal("sent RequireApproval.Approve to " .. ids[a] .. "\n", out)
+    assert.are.equal(2, assert(kf:workflow_request(a)).State)
+    local _, deny_err, deny_code = run("signal " .. ids[d] .. " RequireApproval.Deny")
+    assert.are.equal(0, deny_code, deny_err)
+    assert.are.equal(3, assert(kf:workflow_request(d)).State)
+    local _, bad, bad_code = run("signal " .. ids[d] .. " Approve")
+    assert.are.equal(1, bad_code)
+    assert.truthy(bad:find("not waiting for a signal", 1, true), bad)
+    out, err, code = run("jobs " .. quote('JobType -eq "Inventory" AND ClientMachine -eq "web01.sandbox.local"'))
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("^job %x+%-%S+ Inventory web01%.sandbox%.local:/etc/ssl/web01%.pem .*Minutes = 60"), out)
+  end)
+
   it("download writes the certificate, recover the PFX with its key", function()
     -- format Store: the server keeps the private key, so it can be recovered
     local info = fixture.enroll(kf, fixture.unique("cli-dl"), { Password = nil, format = "Store" })

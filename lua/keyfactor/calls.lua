@@ -9,6 +9,7 @@
 local errors = require "keyfactor.errors"
 local pager = require "keyfactor.pager"
 local show = require "keyfactor.show"
+local transport = require "keyfactor.transport"
 local v = require "keyfactor.validate"
 
 local calls = {}
@@ -33,6 +34,15 @@ local function compile(spec, args)
   c = { record = v.record(fields, required), by_name = by_name }
   compiled[spec] = c
   return c
+end
+
+-- `secret = "Value"` on a table param: every string under a key of that
+-- name, however deep (ProviderTypeParamValues[i].Value), is a secret.
+local function collect_secrets(value, key, out)
+  for k, item in pairs(value) do
+    if k == key and type(item) == "string" and item ~= "" then out[#out + 1] = item
+    elseif type(item) == "table" then collect_secrets(item, key, out) end
+  end
 end
 
 local function bool_param(value)
@@ -116,7 +126,10 @@ function calls.prepare(entry, spec, ...)
     local value = values[param.name]
     if value ~= nil then
       local at = param.at or "body"
-      if param.secret and type(value) == "string" then r.secrets[#r.secrets + 1] = value end
+      if param.secret == true and type(value) == "string" then r.secrets[#r.secrets + 1] = value end
+      if type(param.secret) == "string" and type(value) == "table" then
+        collect_secrets(value, param.secret, r.secrets)
+      end
       if at == "body" then
         r.body = r.body or {}
         r.body[param.field or param.name] = value
@@ -128,7 +141,8 @@ function calls.prepare(entry, spec, ...)
         r.query = r.query or {}
         r.query[param.name] = bool_param(value)
       elseif at == "path" then
-        local text = type(value) == "number" and string.format("%d", value) or tostring(value)
+        -- a name in the path (a collection's) is percent-encoded; ids and GUIDs are left as they are
+        local text = type(value) == "number" and string.format("%d", value) or transport.escape(value)
         r.path = r.path:gsub("{" .. param.name .. "}", (text:gsub("%%", "%%%%")))
       end
     end
@@ -271,6 +285,14 @@ function calls.all_pages(self, path, prefix)
   error(result, 0)
 end
 
+--- The option names of `entry.paths`, sorted.
+function calls.path_options(entry)
+  local names = {}
+  for option in pairs(entry.paths or {}) do names[#names + 1] = option end
+  table.sort(names)
+  return names
+end
+
 --- The method for `entry`; `check_open(self, where)` guards the client.
 function calls.method(entry, check_open)
   local where = "kf:" .. entry.name
@@ -280,7 +302,15 @@ function calls.method(entry, check_open)
       local r = calls.prepare(entry, nil, ...)
       local opts = r.values
       if opts.page_size and opts.page_size < 1 then v.raise(where, "opts.page_size must be at least 1") end
-      local iterator = calls.paged(self, r.path, entry.prefix, opts, r.query)
+      local path = r.path
+      -- entry.paths: a boolean option that picks another listing (assigned_to_me)
+      for option, other in pairs(entry.paths or {}) do
+        if opts[option] then
+          if path ~= r.path then v.raise(where, "choose one of " .. table.concat(calls.path_options(entry), ", ")) end
+          path = other
+        end
+      end
+      local iterator = calls.paged(self, path, entry.prefix, opts, r.query)
       if entry.mark then return show.marking(iterator, show[entry.mark]) end
       return iterator
     end

@@ -354,6 +354,8 @@ local ENTRIES = {
       req(p("Password", "string", v.nonempty, "password for the PKCS#12", { secret = true })),
       p("format", "string", v.one_of { "PFX", "PEM" }, "x-certificateformat: PFX (default) or PEM",
         { at = "header", header = "x-certificateformat", default = "PFX" }),
+      p("collectionId", "integer", v.integer, "read through this collection (collection-scoped accounts)",
+        { at = "query" }),
     }),
     one_of = { IDENTIFIED },
     returns = "{PFX = base64, FileName = ...}",
@@ -368,6 +370,8 @@ local ENTRIES = {
       p("ChainOrder", "string", v.one_of { "EndEntityFirst", "RootFirst" }, "chain order (with IncludeChain)"),
       p("format", "string", v.one_of { "P7B", "PEM", "DER" }, "x-certificateformat: P7B (default), PEM, DER",
         { at = "header", header = "x-certificateformat", default = "P7B" }),
+      p("collectionId", "integer", v.integer, "read through this collection (collection-scoped accounts)",
+        { at = "query" }),
     }),
     one_of = { IDENTIFIED },
     returns = "{Content = base64}",
@@ -380,8 +384,10 @@ local ENTRIES = {
     params = {
       req(p("id", "integer", v.integer, "certificate id", { field = "Id" })),
       req(p("fields", "table", METADATA, "metadata field -> value", { field = "Metadata" })),
+      p("collectionId", "integer", v.integer, "opts: through this collection (collection-scoped accounts)",
+        { at = "query" }),
     },
-    args = { "id", "fields" },
+    args = { "id", "fields", "opts" },
     returns = "true",
     example = 'assert(kf:set_metadata(42, {Owner = "web team", TicketNumber = 1234}))',
   },
@@ -702,6 +708,327 @@ local ENTRIES = {
     returns = "nothing", example = "kf:close()",
   },
 }
+
+---------------------------------------------------------------------------
+-- Calls automation needs (Command 10+ / 25): workflow instances, job
+-- control, PAM providers, security roles and identities, certificate
+-- collections. Kept as one block, spliced in before the "Other" group.
+---------------------------------------------------------------------------
+local INSTANCE_PATH = req(p("id", "GUID", v.guid, "workflow instance id", { at = "path" }))
+
+-- "<step unique name>.<signal name>", as the instance's Signals name them.
+local function signal_key(value, path)
+  v.nonempty(value, path)
+  if not value:match("^[^%.]+%.[^%.]+") then
+    v.fail(path, "must be \"<step unique name>.<signal name>\", e.g. \"RequireApproval.Approve\"")
+  end
+  return value
+end
+
+-- An integer id, or a name (collections answer to both).
+local function id_or_name(value, path)
+  if type(value) == "number" then return v.integer(value, path) end
+  return v.nonempty(value, path)
+end
+
+-- CSSCMSCoreEnumsDuplicateSubjectType: 0 none, 1 CN, 2 DN, 4 principal.
+local function DUPLICATION_FIELD(value, path)
+  local n = v.integer(value, path)
+  if n ~= 0 and n ~= 1 and n ~= 2 and n ~= 4 then v.fail(path, "must be 0, 1, 2 or 4, not " .. n) end
+  return n
+end
+
+local JOB_SELECTION_TEXT = "select the jobs with JobAuditIds or Query"
+
+local ROLE_IDENTITY = v.record({ AccountName = v.nonempty, SID = v.string }, { "AccountName" })
+local PAM_TYPE_PARAM = v.record { Id = v.integer, Name = v.string, DisplayName = v.string, InstanceLevel = v.boolean }
+local PAM_PARAM_VALUE = v.record {
+  Id = v.integer, Value = v.string, InstanceId = v.integer, InstanceGuid = v.string,
+  ProviderTypeParam = PAM_TYPE_PARAM,
+}
+local PAM_PARAM_VALUES = v.array(PAM_PARAM_VALUE)
+
+local function collection_fields(extra)
+  return with(extra, {
+    p("Description", "string", v.string, "what the collection holds"),
+    p("Query", "string", v.string, "the saved certificate query (Keyfactor query language)"),
+    p("DuplicationField", "integer", DUPLICATION_FIELD,
+      "0 none, 1 CN, 2 distinguished name, 4 principal: show only the newest of duplicates"),
+    p("ShowOnDashboard", "boolean", v.boolean, "shown on the dashboard"),
+    p("Favorite", "boolean", v.boolean, "a favourite"),
+  })
+end
+
+local function role_fields(extra)
+  return with(extra, {
+    p("EmailAddress", "string", v.string, "email address of the role"),
+    p("Enabled", "boolean", v.boolean, "the role is enabled"),
+    p("Private", "boolean", v.boolean, "the role is private"),
+    p("Permissions", "array of strings", v.array(v.nonempty), "\"Area:Permission\", e.g. \"Certificates:Read\""),
+    p("PermissionSetId", "GUID", v.guid, "permission set of the role"),
+    p("Identities", "array of identities", v.array(ROLE_IDENTITY), "{AccountName, SID}: who holds the role"),
+  })
+end
+
+local AUTOMATION = {
+  ---------------------------------------------------------------- Workflow instances
+  {
+    name = "workflow_instances", method = "GET", path = "/Workflow/Instances", group = "Workflow",
+    kind = "iterator", prefix = "pq", answer = "array",
+    paths = { assigned_to_me = "/Workflow/Instances/AssignedToMe", mine = "/Workflow/Instances/My" },
+    summary = "Iterate over workflow instances (approvals as Command 10+ runs them)",
+    params = list_params {
+      p("assigned_to_me", "boolean", v.boolean, "only those waiting on you: GET /Workflow/Instances/AssignedToMe",
+        { at = "local" }),
+      p("mine", "boolean", v.boolean, "only those you started: GET /Workflow/Instances/My", { at = "local" }),
+    },
+    returns = "an iterator over {Id, Status, CurrentStepUniqueName, Title, ReferenceId, Definition, ...}",
+    example = "for i in kf:workflow_instances{assigned_to_me = true} do print(i.Id, i.Title, i.ReferenceId) end",
+  },
+  {
+    name = "workflow_instance", method = "GET", path = "/Workflow/Instances/{id}", group = "Workflow",
+    kind = "call", answer = "object", summary = "One workflow instance, with the signals its step waits for",
+    params = { INSTANCE_PATH }, args = { "id" },
+    returns = "{Id, Status, CurrentStepUniqueName, Signals = {{SignalName, StepSignalId, SignalReceived}}, "
+      .. "ReferenceId, InitialData, CurrentStateData, ...}",
+    example = "local i = assert(kf:workflow_instance(id))\nprint(i.CurrentStepUniqueName, i.Signals[1].SignalName)",
+  },
+  {
+    name = "signal", method = "POST", path = "/Workflow/Instances/{id}/Signals", group = "Workflow",
+    kind = "call", answer = "none", summary = "Send a signal to a workflow instance (approve, deny, ...)",
+    params = {
+      INSTANCE_PATH,
+      req(p("key", "string", signal_key, "\"<step unique name>.<signal name>\"", { field = "SignalKey" })),
+      p("data", "table", v.table, "data sent with the signal, e.g. {Comment = \"...\"}", { field = "Data" }),
+    },
+    args = { "id", "key", "data" },
+    returns = "true",
+    example = 'local i = assert(kf:workflow_instance(id))\n'
+      .. 'assert(kf:signal(id, i.CurrentStepUniqueName .. ".Approve", {Comment = "ok"}))',
+  },
+  ---------------------------------------------------------------- Job control
+  {
+    name = "scheduled_jobs", method = "GET", path = "/OrchestratorJobs/ScheduledJobs", group = "Agents",
+    kind = "iterator", prefix = "pq", answer = "array",
+    summary = "Iterate over orchestrator jobs waiting to run",
+    params = list_params(), args = { "opts" },
+    returns = "an iterator over {Id, ClientMachine, Target, Schedule, Requested, JobType}",
+    example = "for j in kf:scheduled_jobs{query = 'JobType -eq \"Management\"'} do print(j.Id, j.Target) end",
+  },
+  {
+    name = "reschedule_jobs", method = "POST", path = "/OrchestratorJobs/Reschedule", group = "Agents",
+    kind = "call", answer = "none", summary = "Run finished (failed) jobs again, by job history id or query",
+    params = {
+      p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
+      p("Query", "string", v.nonempty, "job history query, e.g. 'Result -eq 3'"),
+    },
+    one_of = { { "JobAuditIds", "Query", text = JOB_SELECTION_TEXT } },
+    returns = "true",
+    example = "assert(kf:reschedule_jobs{JobAuditIds = {failed.JobHistoryId}})",
+  },
+  {
+    name = "unschedule_jobs", method = "POST", path = "/OrchestratorJobs/Unschedule", group = "Agents",
+    kind = "call", answer = "none", summary = "Take jobs that have not run yet off the schedule",
+    params = {
+      p("JobIds", "array of GUIDs", v.array(v.guid, { min = 1 }), "Id of the scheduled jobs"),
+      p("Query", "string", v.nonempty, "scheduled job query"),
+    },
+    one_of = { { "JobIds", "Query", text = "select the jobs with JobIds or Query" } },
+    returns = "true",
+    example = "assert(kf:unschedule_jobs{JobIds = {job.Id}})",
+  },
+  {
+    name = "acknowledge_jobs", method = "POST", path = "/OrchestratorJobs/Acknowledge", group = "Agents",
+    kind = "call", answer = "none",
+    summary = "Acknowledge finished jobs (failures seen to), by job history id or query",
+    params = {
+      p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
+      p("Query", "string", v.nonempty, "job history query"),
+    },
+    one_of = { { "JobAuditIds", "Query", text = JOB_SELECTION_TEXT } },
+    returns = "true",
+    example = "assert(kf:acknowledge_jobs{Query = 'Result -eq 3'})",
+  },
+  {
+    name = "schedule_inventory", method = "POST", path = "/CertificateStores/Schedule", group = "Stores",
+    kind = "call", answer = "none", summary = "Set the inventory schedule of certificate stores",
+    params = {
+      req(p("StoreIds", "array of GUIDs", v.array(v.guid, { min = 1 }), "store ids")),
+      req(p("Schedule", "table", SCHEDULE,
+        "{Immediate = true}, {Interval = {Minutes = 60}}, {Daily = {Time = ...}}, ...")),
+    },
+    returns = "true",
+    example = "assert(kf:schedule_inventory{StoreIds = {store_id}, Schedule = {Interval = {Minutes = 30}}})",
+  },
+  ---------------------------------------------------------------- PAM providers
+  {
+    name = "pam_provider_types", method = "GET", path = "/PamProviders/Types", group = "Security",
+    kind = "call", answer = "array", summary = "The PAM provider types (and their parameters)", params = {},
+    returns = "an array of {Id, Name, Parameters = {{Id, Name, DisplayName, DataType, InstanceLevel}}}",
+    example = "for _, t in ipairs(assert(kf:pam_provider_types())) do print(t.Id, t.Name) end",
+  },
+  {
+    name = "pam_providers", method = "GET", path = "/PamProviders", group = "Security",
+    kind = "iterator", prefix = "pq", answer = "array", summary = "Iterate over PAM providers",
+    params = list_params(), args = { "opts" },
+    returns = "an iterator over {Id, Name, Area, ProviderType, ProviderTypeParamValues, SecuredAreaId, Remote}",
+    example = "for pam in kf:pam_providers() do print(pam.Id, pam.Name) end",
+  },
+  {
+    name = "pam_provider", method = "GET", path = "/PamProviders/{id}", group = "Security", kind = "call",
+    answer = "object", summary = "One PAM provider", params = { INT_PATH }, args = { "id" },
+    returns = "the provider table", example = "print(kf:pam_provider(1).Name)",
+  },
+  {
+    name = "create_pam_provider", method = "POST", path = "/PamProviders", group = "Security", kind = "call",
+    answer = "object", summary = "Create a PAM provider",
+    params = {
+      req(p("Name", "string", v.nonempty, "provider name")),
+      req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
+      p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
+        "{Value, ProviderTypeParam = {Name = ...}}: the provider's parameters (values redacted from errors)",
+        { secret = "Value" }),
+      p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
+      p("Area", "integer", v.integer, "secured area kind (v1)"),
+      p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
+    },
+    returns = "the new provider",
+    example = 'local pam = assert(kf:create_pam_provider{Name = "vault", ProviderType = {Id = type_id},\n'
+      .. '  ProviderTypeParamValues = {{Value = "https://vault:8200", ProviderTypeParam = {Name = "Host"}}}})',
+  },
+  {
+    name = "update_pam_provider", method = "PUT", path = "/PamProviders", group = "Security", kind = "call",
+    answer = "object", summary = "Update a PAM provider",
+    params = {
+      req(p("Id", "integer", v.integer, "provider id")),
+      req(p("Name", "string", v.nonempty, "provider name")),
+      req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
+      p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
+        "the complete parameter list (values redacted from errors)", { secret = "Value" }),
+      p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
+      p("Area", "integer", v.integer, "secured area kind (v1)"),
+      p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
+    },
+    returns = "the updated provider",
+    example = 'assert(kf:update_pam_provider{Id = pam.Id, Name = "vault-2", ProviderType = {Id = type_id}})',
+  },
+  {
+    name = "delete_pam_provider", method = "DELETE", path = "/PamProviders/{id}", group = "Security", kind = "call",
+    answer = "none", summary = "Delete a PAM provider", params = { INT_PATH }, args = { "id" },
+    returns = "true", example = "assert(kf:delete_pam_provider(pam.Id))",
+  },
+  ---------------------------------------------------------------- Security roles and identities
+  {
+    name = "security_roles", method = "GET", path = "/Security/Roles", group = "Security",
+    kind = "iterator", prefix = "pq", answer = "array", summary = "Iterate over security roles",
+    params = list_params(), args = { "opts" },
+    returns = "an iterator over {Id, Name, Description, Enabled, Permissions, Identities, ...}",
+    example = "for r in kf:security_roles{query = 'Name -eq \"Administrator\"'} do print(r.Id, #r.Identities) end",
+  },
+  {
+    name = "security_role", method = "GET", path = "/Security/Roles/{id}", group = "Security", kind = "call",
+    answer = "object", summary = "One security role", params = { INT_PATH }, args = { "id" },
+    returns = "the role table", example = "print(kf:security_role(1).Name)",
+  },
+  {
+    name = "create_security_role", method = "POST", path = "/Security/Roles", group = "Security", kind = "call",
+    answer = "object", summary = "Create a security role",
+    params = role_fields {
+      req(p("Name", "string", v.nonempty, "role name")),
+      req(p("Description", "string", v.string, "what the role is for")),
+    },
+    returns = "the new role",
+    example = 'local role = assert(kf:create_security_role{Name = "CertBot", Description = "renewals",\n'
+      .. '  Permissions = {"Certificates:Read"}, Identities = {{AccountName = "DOMAIN\\\\svc-certs"}}})',
+  },
+  {
+    name = "update_security_role", method = "PUT", path = "/Security/Roles", group = "Security", kind = "call",
+    answer = "object", summary = "Update a security role (the lists given replace the old ones)",
+    params = role_fields {
+      req(p("Id", "integer", v.integer, "role id")),
+      req(p("Name", "string", v.nonempty, "role name")),
+      req(p("Description", "string", v.string, "what the role is for")),
+    },
+    returns = "the updated role",
+    example = 'assert(kf:update_security_role{Id = role.Id, Name = "CertBot", Description = "renewals",\n'
+      .. '  Permissions = {"Certificates:Read", "Certificates:Recover"}})',
+  },
+  {
+    name = "delete_security_role", method = "DELETE", path = "/Security/Roles/{id}", group = "Security",
+    kind = "call", answer = "none", summary = "Delete a security role", params = { INT_PATH }, args = { "id" },
+    returns = "true", example = "assert(kf:delete_security_role(role.Id))",
+  },
+  {
+    name = "security_identities", method = "GET", path = "/Security/Identities", group = "Security",
+    kind = "iterator", prefix = "pq", answer = "array",
+    summary = "Iterate over security identities (accounts and groups)",
+    params = list_params(), args = { "opts" },
+    returns = "an iterator over {Id, AccountName, IdentityType, Roles, Valid, SID}",
+    example = "for i in kf:security_identities() do print(i.Id, i.AccountName) end",
+  },
+  {
+    name = "create_security_identity", method = "POST", path = "/Security/Identities", group = "Security",
+    kind = "call", answer = "object", summary = "Add an account (or group) as a security identity",
+    params = { req(p("AccountName", "string", v.nonempty, "DOMAIN\\user")) },
+    returns = "the new identity {Id, AccountName, IdentityType, Roles, Valid, SID}",
+    example = 'local who = assert(kf:create_security_identity{AccountName = "DOMAIN\\\\svc-certs"})',
+  },
+  {
+    name = "delete_security_identity", method = "DELETE", path = "/Security/Identities/{id}", group = "Security",
+    kind = "call", answer = "none", summary = "Delete a security identity", params = { INT_PATH }, args = { "id" },
+    returns = "true", example = "assert(kf:delete_security_identity(who.Id))",
+  },
+  ---------------------------------------------------------------- Certificate collections
+  {
+    name = "collections", method = "GET", path = "/CertificateCollections", group = "Certificates",
+    kind = "iterator", prefix = "pq", answer = "array", summary = "Iterate over certificate collections",
+    params = list_params(), args = { "opts" },
+    returns = "an iterator over {Id, Name, Description, Query, EstimatedCertCount, ...}",
+    example = "for c in kf:collections() do print(c.Id, c.Name, c.Query) end",
+  },
+  {
+    name = "collection", method = "GET", path = "/CertificateCollections/{id}", group = "Certificates",
+    kind = "call", answer = "object", summary = "One certificate collection, by id or by name",
+    params = { req(p("id", "integer or string", id_or_name, "collection id, or its name", { at = "path" })) },
+    args = { "id" }, returns = "the collection table",
+    example = 'print(kf:collection("Web servers").Query)',
+  },
+  {
+    name = "create_collection", method = "POST", path = "/CertificateCollections", group = "Certificates",
+    kind = "call", answer = "object", summary = "Create a certificate collection (a saved query)",
+    params = collection_fields {
+      req(p("Name", "string", v.nonempty, "collection name")),
+      p("CopyFromId", "integer", v.integer, "copy the query and description of this collection"),
+    },
+    returns = "the new collection",
+    example = 'local c = assert(kf:create_collection{Name = "Web servers",\n'
+      .. '  Query = \'IssuedCN -endswith ".example.com"\'})',
+  },
+  {
+    name = "update_collection", method = "PUT", path = "/CertificateCollections", group = "Certificates",
+    kind = "call", answer = "object", summary = "Update a certificate collection",
+    params = collection_fields {
+      req(p("Id", "integer", v.integer, "collection id")),
+      req(p("Name", "string", v.nonempty, "collection name")),
+    },
+    returns = "the updated collection",
+    example = 'assert(kf:update_collection{Id = c.Id, Name = "Web servers", Query = \'IssuedCN -contains "web"\'})',
+  },
+  {
+    name = "delete_collection", method = "DELETE", path = "/CertificateCollections/{id}", group = "Certificates",
+    kind = "call", answer = "none", summary = "Delete a certificate collection", params = { INT_PATH },
+    args = { "id" }, returns = "true", example = "assert(kf:delete_collection(c.Id))",
+  },
+}
+
+-- The block above goes before the "Other" helpers, in documentation order.
+do
+  local at = #ENTRIES + 1
+  for i, entry in ipairs(ENTRIES) do
+    if entry.group == "Other" then at = i; break end
+  end
+  for i, entry in ipairs(AUTOMATION) do table.insert(ENTRIES, at + i - 1, entry) end
+end
 
 local BY_NAME = {}
 for _, entry in ipairs(ENTRIES) do

@@ -191,8 +191,13 @@ local function render_opts(req)
   }
 end
 
+-- collectionId: read through a collection (collections.lua requires this
+-- module, so it is required late).
+local function collections() return require "keyfactor.sandbox.collections" end
+
 local function get_one(sandbox, req, id)
   local cert = certificates.find(sandbox, check.path_int(id, "id"))
+  collections().check_certificate(sandbox, req, cert)
   return certificates.render(sandbox, cert, render_opts(req))
 end
 
@@ -201,8 +206,10 @@ local function list(sandbox, req)
   local include_revoked = query.bool_param(p, "pq.includeRevoked")
   local include_expired = query.bool_param(p, "pq.includeExpired")
   local candidates = {}
+  local in_collection = collections().filter(sandbox, req) or function() return true end
   for _, cert in ipairs(sandbox.state.certificates) do
-    if (include_revoked or cert.state ~= 2) and (include_expired or not certificates.is_expired(cert)) then
+    if (include_revoked or cert.state ~= 2) and (include_expired or not certificates.is_expired(cert))
+        and in_collection(cert) then
       candidates[#candidates + 1] = cert
     end
   end

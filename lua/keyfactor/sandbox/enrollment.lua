@@ -9,6 +9,7 @@ local jobs = require "keyfactor.sandbox.jobs"
 local metadata_fields = require "keyfactor.sandbox.metadata"
 local patterns = require "keyfactor.sandbox.patterns"
 local query = require "keyfactor.sandbox.query"
+local security = require "keyfactor.sandbox.security"
 local csr_mod = require "openssl.x509.csr"
 local x509 = require "openssl.x509"
 
@@ -100,19 +101,16 @@ local function check_owner(sandbox, req, body)
   local id = check.int(body, "OwnerRoleId", false)
   local name = check.string(body, "OwnerRoleName", false)
   if not id and not name then return nil end
-  local found
-  for _, role in ipairs(sandbox.state.security_roles) do
-    if (id and role.Id == id) or (not id and role.Name:lower() == name:lower()) then found = role end
-  end
+  local found = security.role(sandbox, id, not id and name or nil)
   if not found then
     util.bad_request(id and ("Security role with id " .. id .. " was not found")
       or ("Security role '" .. name .. "' was not found"))
   end
-  for _, identity in ipairs(found.Identities or {}) do
-    if tostring(identity.AccountName):lower() == req.user.name:lower() then return found end
+  for _, account in ipairs(found.identities or {}) do
+    if account:lower() == req.user.name:lower() then return found end
   end
   util.bad_request(string.format("The owner role '%s' cannot be assigned: %s does not hold it",
-    found.Name, req.user.name))
+    found.name, req.user.name))
 end
 
 local function check_ca(body)
@@ -189,6 +187,12 @@ end
 
 local function issued_message(request)
   return string.format("The private key was successfully retained. Certificate issued for request %d.", request.id)
+end
+
+-- The workflow instance that waits for the request's approval
+-- (workflow_instances.lua, which needs enrollment.issue: required here late).
+local function start_approval(sandbox, request)
+  return require("keyfactor.sandbox.workflow_instances").start(sandbox, request)
 end
 
 local function pending_info(request)
@@ -302,7 +306,7 @@ local function enroll_pfx(sandbox, req)
   local request = new_request(sandbox, req, {
     kind = "PFX", format = format, template = template.CommonName, subject = subject,
     sans = common.sans, metadata = common.metadata, days = common.days,
-    key_kind = key.kind, key_size = key.size, owner_role = common.owner and common.owner.Id,
+    key_kind = key.kind, key_size = key.size, owner_role = common.owner and common.owner.id,
     -- Keys of approval requests are always kept, so the approved certificate can
     -- be deployed; so are those of certificates going into stores now.
     retain_key = KEPT[format] or template.RequiresApproval or #targets > 0,
@@ -310,7 +314,12 @@ local function enroll_pfx(sandbox, req)
   local v25 = not is_2022(sandbox)
   if template.RequiresApproval then
     local info = pending_info(request)
-    if v2 then return v2_answer(info, common.metadata) end
+    local instance = start_approval(sandbox, request)
+    if v2 then
+      local answer = v2_answer(info, common.metadata)
+      info.WorkflowInstanceId, info.WorkflowReferenceId = instance.id, request.id
+      return answer
+    end
     return { CertificateInformation = v25 and workflow_fields(info, true) or info, Metadata = common.metadata }
   end
   local record, cert, private = enrollment.issue(sandbox, request)
@@ -357,11 +366,12 @@ local function enroll_csr(sandbox, req)
     subject = pki.dn_string(csr:getSubject()), csr_pem = csr:toPEM(),
     sans = pki.merge_sans(pki.sans_of(csr), common.sans),
     metadata = common.metadata, days = common.days, retain_key = false,
-    owner_role = common.owner and common.owner.Id,
+    owner_role = common.owner and common.owner.id,
   })
   local v25 = not is_2022(sandbox)
   if template.RequiresApproval then
     local info = pending_info(request)
+    start_approval(sandbox, request)
     info.KeyfactorId, info.Pkcs12Blob, info.Password = nil, nil, nil
     info.KeyfactorID, info.Certificates = 0, util.array()
     return { CertificateInformation = v25 and workflow_fields(info) or info, Metadata = common.metadata }

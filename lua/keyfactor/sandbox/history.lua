@@ -48,13 +48,24 @@ local fields = {
   certstoreid = field(function(r) return r[2].store_id end),
   certificatestoreid = field(function(r) return r[2].store_id end),
   certificateid = field(function(r) return r[2].cert_id end, "number"),
+  -- set by POST /OrchestratorJobs/Acknowledge (scheduled_jobs.lua)
+  acknowledged = field(function(r) return r[2].acknowledged == true end, "bool"),
 }
 
-local function list(sandbox, req)
+history.fields = fields
+
+--- {entry, job} of every finished job (not those pending or unscheduled);
+-- entry.JobHistoryId is the job audit id of Reschedule and Acknowledge.
+function history.rows(sandbox)
   local rows = {}
   for n, job in ipairs(sandbox.state.jobs) do
-    if job.status ~= "pending" then rows[#rows + 1] = { (entry(sandbox, n, job)), job } end
+    if job.status == "completed" or job.status == "failed" then rows[#rows + 1] = { (entry(sandbox, n, job)), job } end
   end
+  return rows
+end
+
+local function list(sandbox, req)
+  local rows = history.rows(sandbox)
   local page = query.page(rows, req.params, "pq", fields)
   for i, r in ipairs(page) do page[i] = r[1] end
   return page

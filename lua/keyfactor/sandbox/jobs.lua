@@ -62,6 +62,7 @@ local function add_job(sandbox, fields, run_at)
   s.jobs[#s.jobs + 1] = fields
   return fields
 end
+jobs.add = add_job
 
 local function complete(sandbox, job)
   local store = state.store_by_id(sandbox.state, job.store_id)

@@ -5,6 +5,7 @@ local util = require "keyfactor.sandbox.util"
 local query = require "keyfactor.sandbox.query"
 local check = require "keyfactor.sandbox.check"
 local certificates = require "keyfactor.sandbox.certificates"
+local collections = require "keyfactor.sandbox.collections"
 
 local metadata = {}
 
@@ -99,6 +100,7 @@ local SET_FIELDS = { Id = "int", Metadata = "object", CollectionId = "int" }
 local function set(sandbox, req)
   local body = check.body(req, SET_FIELDS)
   local cert = certificates.find(sandbox, check.int(body, "Id", true))
+  collections.check_certificate(sandbox, req, cert)
   local values = metadata.validate(check.object(body, "Metadata") or util.fail(400, "missing_field",
     "Metadata is required"), "Metadata")
   cert.metadata = cert.metadata or {}

@@ -7,6 +7,7 @@ local util = require "keyfactor.sandbox.util"
 local pki = require "keyfactor.sandbox.pki"
 local check = require "keyfactor.sandbox.check"
 local certificates = require "keyfactor.sandbox.certificates"
+local collections = require "keyfactor.sandbox.collections"
 local x509 = require "openssl.x509"
 local pkey = require "openssl.pkey"
 
@@ -80,6 +81,7 @@ local function recover(sandbox, req)
   if password == "" then util.fail(400, "missing_field", "Password is required") end
   check.int(body, "CollectionId", false)
   local cert = find(sandbox, body)
+  collections.check_certificate(sandbox, req, cert)
   if not cert.key_pem then
     util.bad_request(string.format("The private key of certificate %d cannot be recovered: "
       .. "it is not stored in Keyfactor", cert.id))
@@ -102,6 +104,7 @@ local function download(sandbox, req)
   local body = check.body(req, FIELDS)
   check.int(body, "CollectionId", false)
   local cert = find(sandbox, body)
+  collections.check_certificate(sandbox, req, cert)
   local list = chain(sandbox, cert, body)
   local content
   if format == "P7B" then

@@ -42,6 +42,9 @@ local MODULES = {
   require "keyfactor.sandbox.agents", require "keyfactor.sandbox.metadata",
   require "keyfactor.sandbox.history", require "keyfactor.sandbox.retrieval",
   require "keyfactor.sandbox.store_admin", require "keyfactor.sandbox.patterns",
+  -- Command 10+ automation: workflow instances, job control, PAM, security, collections
+  require "keyfactor.sandbox.workflow_instances", require "keyfactor.sandbox.scheduled_jobs",
+  require "keyfactor.sandbox.pam", require "keyfactor.sandbox.security", require "keyfactor.sandbox.collections",
 }
 
 local function status_endpoints(sandbox)

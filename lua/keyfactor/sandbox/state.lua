@@ -97,16 +97,25 @@ function state.seed_stores()
   }
 end
 
--- Security roles (Command's v1 role record, command-25-models.md): the
--- seed role Administrator holds SANDBOX\admin (DESIGN 7.2); enrollment
--- checks owner roles against it.
-function state.seed_security_roles()
+-- Security identities and roles (security.lua keeps them in the state as
+-- `security`): the seed users, and the role Administrator holding SANDBOX\admin.
+state.PERMISSION_SET_ID = "8c1d2e3f-0000-4a00-9b00-000000000001"   -- the global permission set
+function state.seed_security()
   return {
-    { Id = 1, Name = "Administrator", Description = "Every permission", EmailAddress = util.null,
-      Enabled = true, Immutable = false, Valid = true, Private = false,
-      PermissionSetId = "00000000-0000-0000-0000-000000000000",
-      Identities = { { Id = 1, AccountName = "SANDBOX\\admin", IdentityType = "User", SID = "S-1-5-21-1000" } },
-      Permissions = { "/" } },
+    identities = {
+      { id = 1, account = "SANDBOX\\admin", kind = "User", sid = "S-1-5-21-1004336348-1177238915-682003330-1001" },
+      { id = 2, account = "SANDBOX\\operator", kind = "User", sid = "S-1-5-21-1004336348-1177238915-682003330-1002" },
+    },
+    roles = {
+      { id = 1, name = "Administrator", description = "Every permission", email = "", enabled = true,
+        private = false, immutable = false, permission_set_id = state.PERMISSION_SET_ID,
+        permissions = { "AdminPortal:Read", "Agents:Modify", "Certificates:Read", "Certificates:Import",
+          "Certificates:Revoke", "Certificates:Recover", "Certificates:EditMetadata", "CertificateCollections:Modify",
+          "CertificateEnrollment:EnrollPFX", "CertificateEnrollment:EnrollCSR", "CertificateStoreManagement:Schedule",
+          "PkiManagement:Modify", "SecuritySettings:Modify", "WorkflowManagement:Modify" },
+        identities = { "SANDBOX\\admin" } },
+    },
+    next_identity = 3, next_role = 2,
   }
 end
 
@@ -120,7 +129,6 @@ function state.fresh()
     requests = {},       -- index == request id
     jobs = {},
     stores = state.seed_stores(),
-    security_roles = state.seed_security_roles(),
   }
   for _, st in ipairs(s.stores) do st.inventory = {} end
   return s
@@ -183,8 +191,6 @@ function state.load(dir)
     end
   end
   s.next_job, s.next_item = math.tointeger(s.next_job), math.tointeger(s.next_item)
-  s.security_roles = s.security_roles or state.seed_security_roles()   -- a state saved before roles
-  for _, role in ipairs(s.security_roles) do role.Id = math.tointeger(role.Id) end
   return s
 end
 

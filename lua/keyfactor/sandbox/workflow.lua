@@ -1,11 +1,13 @@
 -- Certificate request workflow: GET /Workflow/Certificates/Pending and
--- /Denied, GET /Workflow/Certificates/{id}, POST .../Approve and .../Deny.
+-- /Denied, GET /Workflow/Certificates/{id}, POST .../Approve and .../Deny
+-- (which also settle the request's workflow instance: workflow_instances.lua).
 local util = require "keyfactor.sandbox.util"
 local state = require "keyfactor.sandbox.state"
 local query = require "keyfactor.sandbox.query"
 local check = require "keyfactor.sandbox.check"
 local auth = require "keyfactor.sandbox.auth"
 local enrollment = require "keyfactor.sandbox.enrollment"
+local instances = require "keyfactor.sandbox.workflow_instances"
 
 local workflow = {}
 
@@ -80,6 +82,7 @@ local function approve(sandbox, req)
       table.insert(result.Failures, failure(id, "Certificate request " .. id .. " is not pending"))
     else
       enrollment.issue(sandbox, r)
+      instances.settle_request(sandbox, r, "Approve")
       table.insert(result.Successes, outcome(r, "Approved"))
     end
   end
@@ -101,6 +104,7 @@ local function deny(sandbox, req)
     else
       r.status = "denied"
       r.denial_comment = comment
+      instances.settle_request(sandbox, r, "Deny", comment)
       table.insert(result.Denials, outcome(r, comment))
     end
   end
