@@ -384,7 +384,7 @@ local REQUEST_OPTS = v.record {
     end
     return value
   end,
-  headers = v.map(v.string),
+  headers = v.headers,
   raw = v.boolean,
 }
 
