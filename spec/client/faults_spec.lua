@@ -378,6 +378,25 @@ describe("fault matrix", function()
     end)
   end)
 
+  -- The blocking driver: the only code that runs during a call is the
+  -- client's own callbacks; one closes the client before a retry.
+  -- (cqueues, kf:parallel, HAProxy and nginx: cqueues_spec, parallel_spec,
+  -- spec/hosts.)
+  describe("the client closed while a call waits", function()
+    it("GET closed between retries (by a debug callback): canceled, not sent again", function()
+      sb:fault { method = "GET", path = cert_path(), times = 3, status = 503 }
+      local own
+      own = fixture.client(sb, { retries = 2, debug = function(line)
+        if line:find("; retry ", 1, true) then own:close() end
+      end })
+      local cert, err = own:certificate(cert_id)
+      assert.is_nil(cert)
+      assert.are.equal("canceled", err.kind)
+      assert.is_false(err.retryable)
+      assert.are.equal(1, seen("GET", cert_path()))
+    end)
+  end)
+
   -- CR/LF in a header would end it and start another (or a second request
   -- on the API connection): refused whatever the source, before libcurl.
   describe("header injection", function()
