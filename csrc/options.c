@@ -100,6 +100,77 @@ struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field)
   return list;
 }
 
+/* ---- what may go into a request header ----------------------------------- */
+
+/* A byte a header value may not hold: the controls (CR and LF above all,
+ * which would end the header and start another) and DEL; HTAB is allowed. */
+static int is_forbidden_in_value(unsigned char c)
+{
+  return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+/* A token byte (RFC 9110 5.6.2): what a header name or a method is made of. */
+static int is_token_byte(unsigned char c)
+{
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+         || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* 1 when `value` may be sent as (part of) a header value. */
+int kf_header_value_ok(const char *value)
+{
+  const unsigned char *p = (const unsigned char *)value;
+  for (; *p != '\0'; p++)
+    if (is_forbidden_in_value(*p))
+      return 0;
+  return 1;
+}
+
+/* 1 when `s` is a non-empty token (a method, a header name). */
+int kf_token_ok(const char *s, size_t len)
+{
+  size_t i;
+  if (len == 0)
+    return 0;
+  for (i = 0; i < len; i++)
+    if (!is_token_byte((unsigned char)s[i]))
+      return 0;
+  return 1;
+}
+
+/* 1 when `line` is a header line libcurl may send as is: "Name: value",
+ * "Name:" (drops a default header) or "Name;" (an empty value). */
+int kf_header_line_ok(const char *line)
+{
+  size_t name = strcspn(line, ":;");
+  if (line[name] == '\0' || !kf_token_ok(line, name))
+    return 0;
+  if (line[name] == ';')
+    return line[name + 1] == '\0';
+  return kf_header_value_ok(line + name + 1);
+}
+
+/* Raises unless everything libcurl will turn into request headers for this
+ * request (the method, the header list, the user agent, the bearer token)
+ * is safe to send: whatever their source, a CR or LF must never reach the
+ * wire, where it would add headers or a whole second request.  The message
+ * never quotes a value, which may be a secret. */
+void kf_check_request_headers(lua_State *L, const kf_session *s, const char *method,
+                              const struct curl_slist *headers)
+{
+  const struct curl_slist *h;
+  int i = 1;
+  if (!kf_token_ok(method, strlen(method)))
+    luaL_error(L, "keyfactor.core: request method must be an HTTP token (letters, digits, !#$%%&'*+-.^_`|~)");
+  for (h = headers; h != NULL; h = h->next, i++)
+    if (!kf_header_line_ok(h->data))
+      luaL_error(L, "keyfactor.core: request header %d is not a \"Name: value\" line free of control characters", i);
+  if (s->user_agent != NULL && !kf_header_value_ok(s->user_agent))
+    luaL_error(L, "keyfactor.core: user_agent holds a control character");
+  if (s->bearer != NULL && !kf_header_value_ok(s->bearer))
+    luaL_error(L, "keyfactor.core: the bearer token holds a control character");
+}
+
 char *kf_strdup(const char *s)
 {
   char *copy;

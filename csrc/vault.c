@@ -13,11 +13,16 @@
  *
  * Why C: a Lua table or upvalue holding them is reachable by anything that
  * walks the client (pretty-printers, debuggers, a REPL's `kf`); bytes behind
- * a userdata are not.  Values are wiped when replaced or collected.
- * keyfactor.secrets computes the encoded forms.
+ * a userdata are not.  Values are wiped when replaced or collected, and
+ * live in pages of their own that a core dump leaves out (MADV_DONTDUMP,
+ * where the system has it).  keyfactor.secrets computes the encoded forms.
  */
+/* madvise(), MAP_ANONYMOUS: not in POSIX 2008, but in glibc, musl and the BSDs */
+#define _DEFAULT_SOURCE 1
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kfcore.h"
 
@@ -41,18 +46,57 @@ static kf_vault *check_vault(lua_State *L)
   return (kf_vault *)luaL_checkudata(L, 1, KF_VAULT_MT);
 }
 
-static void wipe(char *p, size_t len)
+/* ---- memory for secret bytes ---------------------------------------------- */
+
+/* Whole pages: madvise works on pages, and no other data shares them. */
+static size_t page_span(size_t len)
+{
+  long page = sysconf(_SC_PAGESIZE);
+  size_t size = page > 0 ? (size_t)page : 4096;
+  return (len + size - 1) / size * size;
+}
+
+/* `len` bytes in pages of their own, left out of core dumps where the
+ * system can do that; NULL when out of memory. */
+static char *secret_alloc(size_t len)
+{
+  size_t span = page_span(len);
+  void *p;
+#ifdef MAP_ANONYMOUS
+  p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+#else
+  if (posix_memalign(&p, page_span(1), span) != 0)
+    return NULL;
+#endif
+#ifdef MADV_DONTDUMP
+  (void)madvise(p, span, MADV_DONTDUMP);   /* best effort: a dump is rare, a failure harmless */
+#endif
+  return (char *)p;
+}
+
+/* Overwrites the bytes (through a volatile pointer, which the compiler
+ * may not drop as a dead store) and gives the pages back. */
+static void secret_free(char *p, size_t len)
 {
   volatile char *c = p;
-  while (len-- > 0)
+  size_t n = len;
+  if (p == NULL)
+    return;
+  while (n-- > 0)
     *c++ = '\0';
+#ifdef MAP_ANONYMOUS
+  munmap(p, page_span(len));
+#else
   free(p);
+#endif
 }
 
 static void drop(kf_vault *v, int i)
 {
   free(v->items[i].name);
-  wipe(v->items[i].bytes, v->items[i].len);
+  secret_free(v->items[i].bytes, v->items[i].len);
   memmove(v->items + i, v->items + i + 1, sizeof(secret) * (size_t)(v->n - i - 1));
   v->n--;
 }
@@ -83,12 +127,12 @@ static int add(kf_vault *v, const char *name, const char *bytes, size_t len, int
     v->cap = cap;
   }
   s.name = kf_strdup(name);
-  s.bytes = malloc(len);
+  s.bytes = secret_alloc(len);
   s.len = len;
   s.primary = primary;
   if (s.name == NULL || s.bytes == NULL) {
     free(s.name);
-    free(s.bytes);
+    secret_free(s.bytes, len);
     return 0;
   }
   memcpy(s.bytes, bytes, len);

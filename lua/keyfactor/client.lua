@@ -393,7 +393,7 @@ local REQUEST_OPTS = v.record {
     end
     return value
   end,
-  headers = v.map(v.string),
+  headers = v.headers,
   raw = v.boolean,
 }
 
@@ -454,11 +454,13 @@ function Client:parallel(fns, opts)
 end
 
 --- Releases the connection pool and every curl handle.  Calls on a closed
--- client raise an error.  Also `__close` (Lua 5.4 `<close>` variables).
+-- client raise an error; calls that were waiting (in other coroutines of an
+-- event loop, in kf:parallel) return `nil, err` of kind "canceled", and the
+-- host's loop goes on.  Also `__close` (Lua 5.4 `<close>` variables).
 function Client:close()
   if not self.closed then
     self.closed = true
-    self.session:close()
+    self.http:close()
   end
 end
 Client.__close = Client.close

@@ -39,7 +39,20 @@ function Driver:poll(session, timeout)
     end
     cqueues.poll(pollable, wait)
   end
+  -- kf:close() from another coroutine meanwhile: its requests are canceled
+  if session:closed() then return {} end
   return (session:step(0))
+end
+
+-- Called by kf:close() before the session's descriptor is closed: cqueues
+-- forgets it and wakes whoever polls it, so that neither its loop nor a
+-- later poll meets a closed descriptor ("Bad file descriptor").
+function Driver:release(session)
+  local pollable = self.pollables[session]
+  if pollable then
+    self.pollables[session] = nil
+    cqueues.cancel(pollable.pollfd)
+  end
 end
 
 function Driver:sleep(seconds)

@@ -16,6 +16,12 @@
 --                            that finished (maybe empty)
 --   d:sleep(seconds)         sleeps, letting the host run meanwhile
 --   d:wait(session, request) optional: waits until `request` is done
+--   d:release(session)       optional: the client is being closed (kf:close(),
+--                            maybe from another coroutine while a call
+--                            waits here): forget what is watched for it
+--
+-- A poll that finds the session closed returns no request: the waits see
+-- their requests canceled and end with `nil, err` of kind "canceled".
 --
 -- The C session tells a driver what to watch: `session:pollfd()` (one
 -- descriptor, readable when any of curl's sockets is ready),
@@ -33,7 +39,9 @@ driver.block = {
   name = "block",
   active = function() return true end,
   poll = function(_, session, timeout) return (session:step(timeout)) end,
-  wait = function(_, session, request) session:wait(request) end,
+  wait = function(_, session, request)
+    if not request:done() then session:wait(request) end
+  end,
   sleep = function(_, seconds) core.sleep(seconds) end,
 }
 
@@ -75,6 +83,7 @@ end
 local FRESH = MIN_DELAY
 
 function Polling:poll(session, timeout)
+  if session:closed() then return {} end
   local now = core.now()
   -- no look for a while: a new wait, not the quiet middle of an old one
   if now - self.last_look > 2 * self.delay + 0.01 then self.delay, self.quiet_since = MIN_DELAY, now end
@@ -93,6 +102,7 @@ function Polling:poll(session, timeout)
   local wait = math.min(self.delay, timeout)
   if due and due < wait then wait = math.max(due, MIN_DELAY) end
   self.nap(wait)
+  if session:closed() then return {} end   -- kf:close() while it napped
   local finished, events = session:step(0)
   self.last_look = core.now()
   self:progress(events, #finished)

@@ -55,11 +55,11 @@ end
 
 local OPTIONS = v.record({
   url = v.nonempty,
-  username = v.nonempty, password = v.string, token = v.nonempty, oauth = OAUTH,
+  username = v.nonempty, password = v.string, token = v.header_value, oauth = OAUTH,
   ca_file = v.nonempty, insecure = v.boolean, allow_http = v.boolean,
   timeout = seconds, connect_timeout = seconds, retries = v.integer,
-  api_version = v.nonempty, proxy = proxy, no_proxy = v.string, user_agent = v.nonempty,
-  headers = v.map(v.string), debug = callable, warn = callable,
+  api_version = v.nonempty, proxy = proxy, no_proxy = v.string, user_agent = v.header_value,
+  headers = v.headers, debug = callable, warn = callable,
   max_body = v.integer, http2 = v.boolean, resolve = v.array(v.string),
   driver = v.table,
 }, { "url" })

@@ -7,7 +7,9 @@
 --     kf> kf:dep<Tab>                -- completes kf: methods, and field names inside kf:deploy{...}
 --
 -- On a terminal the line is edited with GNU readline (Debian lua-readline),
--- with history in `~/.keyfactor_history` (or `$KEYFACTOR_HISTORY`); Ctrl-C
+-- with history in `~/.keyfactor_history` (or `$KEYFACTOR_HISTORY`; mode
+-- 0600, and a line that sets a password, client_secret or token is never
+-- kept in it); Ctrl-C
 -- cancels the line being typed or the call running (cqueues' signal
 -- listener), Ctrl-D ends.  Without readline, or when stdin is not a
 -- terminal, lines are read plainly.  Each line is compiled as
@@ -228,6 +230,37 @@ local function plain_loop(input, output, prompt, feed)
   end
 end
 
+-- ---- history ----------------------------------------------------------------
+
+-- Names whose value is a secret; a line that gives one a value (`Password =`,
+-- `["client_secret"] =`, `token:`, in any case) is kept out of the history.
+local SECRET_NAMES = { "password", "client_secret", "token" }
+
+--- True when `line` assigns one of the secret names (so it must not be
+-- saved in the history file).
+function repl.carries_secret(line)
+  local lower = line:lower()
+  for _, name in ipairs(SECRET_NAMES) do
+    local from = 1
+    while true do
+      local _, last = lower:find(name .. "[\"'%]%s]*[=:]", from)
+      if not last then break end
+      if lower:sub(last, last + 1) ~= "==" then return true end   -- a comparison is no secret
+      from = last + 1
+    end
+  end
+  return false
+end
+
+-- The history file, created 0600 (or tightened to it) before readline reads
+-- or appends to it: it holds what was typed at a prompt talking to a CA.
+local function private_history_file()
+  local path = os.getenv("KEYFACTOR_HISTORY") or ((os.getenv("HOME") or ".") .. "/.keyfactor_history")
+  local quoted = "'" .. path:gsub("'", "'\\''") .. "'"
+  os.execute("(umask 077 && touch -- " .. quoted .. " && chmod 600 -- " .. quoted .. ") 2>/dev/null")
+  return path
+end
+
 -- Lines are evaluated inside readline's line handler, and the handler is
 -- installed once: lua-readline's handler_remove closes its terminal stream
 -- before readline's own clean-up writes to it (a use after free that
@@ -240,7 +273,7 @@ local function readline_loop(rl, sig, output, prompt, feed)
   local finished = false
   local function handler(line)
     if line == nil then finished = true return end
-    if line:find("%S") then rl.add_history(line) end
+    if line:find("%S") and not repl.carries_secret(line) then rl.add_history(line) end
     feed(line)
   end
   rl.handler_install(prompt(), handler)
@@ -293,7 +326,7 @@ function repl.run(kf, opts)
     sig = ok and interrupts()
     if sig then
       rl = readline
-      rl.set_options { histfile = os.getenv("KEYFACTOR_HISTORY") or "~/.keyfactor_history", completion = true }
+      rl.set_options { histfile = private_history_file(), completion = true }
       rl.set_readline_name("keyfactor")
       local complete = completer(env)
       rl.set_complete_function(function(...)

@@ -181,6 +181,8 @@ function Scheduler:loop()
       self:wake_sleepers(ready)
     end
   end
+  -- closed while the last workers waited: they ended without starting more
+  if self.next <= self.total and self.session:closed() then self:cancel_rest(ready) end
 end
 
 --- Runs `fns` concurrently on `session`; see `kf:parallel`.

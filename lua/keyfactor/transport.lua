@@ -217,8 +217,13 @@ function Transport:begin(method, path, opts, start)
 end
 
 -- One attempt, to the finished request (the prefetched one if there is
--- one); nil, err when no token could be had.
+-- one); nil, err when no token could be had or the client was closed
+-- meanwhile (by another coroutine, a callback, ...).
 function Transport:attempt(call)
+  if self.session:closed() then
+    return nil, errors.new { kind = "canceled", method = call.method, path = call.path,
+      message = "the client was closed before the call could be sent" }
+  end
   local request = call.started
   if request then
     call.started = nil
@@ -286,6 +291,15 @@ end
 -- Returns decoded body, status, headers; or nil, err.
 function Transport:call(method, path, opts)
   return self:finish(self:begin(method, path, opts))
+end
+
+--- Closes the session: its requests are canceled, and every call waiting
+-- on them (in any coroutine) ends with `nil, err` of kind "canceled".  The
+-- driver lets go of the session's descriptor first.
+function Transport:close()
+  if self.session:closed() then return end
+  if self.driver.release then self.driver:release(self.session) end
+  self.session:close()
 end
 
 --- Lets a prefetched request progress without blocking.

@@ -134,6 +134,35 @@ function validate.map(item)
   end
 end
 
+-- Bytes no header may carry: the controls but HTAB (CR and LF would end the
+-- header and start another), and DEL.
+local HEADER_FORBIDDEN = "[%z\1-\8\10-\31\127]"
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+
+--- A non-empty string that may be sent in a request header (a user agent,
+-- a token).  The message never quotes the value: it may be a secret.
+function validate.header_value(value, path)
+  validate.nonempty(value, path)
+  if value:find(HEADER_FORBIDDEN) then fail(path, "must not contain control characters (CR, LF, ...)") end
+  return value
+end
+
+--- Extra request headers, name -> value: names are HTTP tokens, values
+-- free of control characters.
+function validate.headers(value, path)
+  if type(value) ~= "table" then fail(path, "must be a table, not " .. type(value)) end
+  local out = {}
+  for k, v in pairs(value) do
+    if type(k) ~= "string" or not k:match(TOKEN) then
+      fail(path, "keys must be header names (letters, digits and !#$%&'*+-.^_`|~)")
+    end
+    if type(v) ~= "string" then fail(join(path, k), "must be a string, not " .. type(v)) end
+    if v:find(HEADER_FORBIDDEN) then fail(join(path, k), "must not contain control characters (CR, LF, ...)") end
+    out[k] = v
+  end
+  return out
+end
+
 -- Edit distance (insertions, deletions, substitutions) between two short
 -- names, given up early past `limit`.
 local function distance(a, b, limit)

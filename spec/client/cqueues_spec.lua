@@ -84,3 +84,73 @@ describe("keyfactor.cqueues when curl closes sockets", function()
     for i = 1, 8 do assert.is_table(results[1][i], "call " .. i .. ": " .. tostring(results[2][i])) end
   end)
 end)
+
+-- kf:close() from another coroutine while calls of the client wait in the
+-- loop: the waits end with nil, err of kind "canceled" and the loop goes on
+-- (it used to raise "session is closed" in the waiting call, then stop with
+-- "unable to update event disposition: Bad file descriptor").
+describe("keyfactor.cqueues when the client is closed while calls wait", function()
+  local sb
+  fixture.live(function(s) sb = s end)
+  before_each(function() sb:clear_faults() end)
+
+  -- Runs `call(kf)` in a loop; another coroutine closes kf after `after`
+  -- seconds and then ticks on.  Returns the call's results, the ticks seen
+  -- after the close, and the loop's result.
+  local function closed_while_waiting(kf, call, after)
+    local loop = cqueues.new()
+    local results, closed, ticks_after = nil, false, 0
+    loop:wrap(function() results = table.pack(call(kf)) end)
+    loop:wrap(function()
+      cqueues.sleep(after)
+      kf:close()
+      closed = true
+      while not results or ticks_after < 5 do
+        ticks_after = ticks_after + 1
+        cqueues.sleep(0.01)
+      end
+    end)
+    local ok, err = loop:loop()
+    assert.is_true(closed)
+    return results, ticks_after, ok, err
+  end
+
+  it("a call waiting for its answer: nil, err of kind canceled; the loop goes on", function()
+    sb:fault { method = "GET", path = STATUS, times = 1, delay_ms = 2000 }
+    local kf = kf_cqueues.attach(fixture.client(sb, { retries = 0 }))
+    local t0 = require("keyfactor.core").now()
+    local results, ticks, ok, err = closed_while_waiting(kf, function(k) return k:status() end, 0.2)
+    assert.is_true(ok, tostring(err))
+    assert.is_nil(results[1])
+    assert.are.equal("canceled", results[2].kind)
+    assert.is_true(ticks >= 5)
+    assert.is_true(require("keyfactor.core").now() - t0 < 1.5, "the call ended with the close")
+  end)
+
+  it("a call sleeping before a retry: canceled, and not sent again", function()
+    sb:fault { method = "GET", path = STATUS, times = 1, status = 503, retry_after = 1 }
+    local kf = kf_cqueues.attach(fixture.client(sb, { retries = 2 }))
+    local mark = fixture.log_mark(sb)
+    local results, _, ok, err = closed_while_waiting(kf, function(k) return k:status() end, 0.3)
+    assert.is_true(ok, tostring(err))
+    assert.are.equal("canceled", results[2].kind)
+    assert.are.equal(1, fixture.seen_since(sb, mark, "GET", STATUS))
+  end)
+
+  it("kf:parallel waiting in the loop: every unfinished call canceled, the loop goes on", function()
+    sb:fault { method = "GET", path = STATUS, times = 8, delay_ms = 2000 }
+    local kf = kf_cqueues.attach(fixture.client(sb, { retries = 0 }))
+    local results, ticks, ok, err = closed_while_waiting(kf, function(k)
+      local fns = {}
+      for i = 1, 8 do fns[i] = function(c) return c:status() end end
+      return k:parallel(fns, { concurrency = 4, progress = false })
+    end, 0.3)
+    assert.is_true(ok, tostring(err))
+    assert.is_true(ticks >= 5)
+    local values, errs = results[1], results[2]
+    for i = 1, 8 do
+      assert.is_nil(values[i], "call " .. i)
+      assert.are.equal("canceled", errs[i].kind, "call " .. i .. ": " .. tostring(errs[i]))
+    end
+  end)
+end)

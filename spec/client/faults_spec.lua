@@ -378,6 +378,101 @@ describe("fault matrix", function()
     end)
   end)
 
+  -- The blocking driver: the only code that runs during a call is the
+  -- client's own callbacks; one closes the client before a retry.
+  -- (cqueues, kf:parallel, HAProxy and nginx: cqueues_spec, parallel_spec,
+  -- spec/hosts.)
+  describe("the client closed while a call waits", function()
+    it("GET closed between retries (by a debug callback): canceled, not sent again", function()
+      sb:fault { method = "GET", path = cert_path(), times = 3, status = 503 }
+      local own
+      own = fixture.client(sb, { retries = 2, debug = function(line)
+        if line:find("; retry ", 1, true) then own:close() end
+      end })
+      local cert, err = own:certificate(cert_id)
+      assert.is_nil(cert)
+      assert.are.equal("canceled", err.kind)
+      assert.is_false(err.retryable)
+      assert.are.equal(1, seen("GET", cert_path()))
+    end)
+  end)
+
+  -- CR/LF in a header would end it and start another (or a second request
+  -- on the API connection): refused whatever the source, before libcurl.
+  describe("header injection", function()
+    local CRLF = "v\r\nX-Injected: 1"
+
+    it("the headers and user_agent options: a Lua error naming the option, nothing sent", function()
+      local before = fixture.request_count(sb)
+      fixture.raises(function() fixture.client(sb, { headers = { ["X-Tenant"] = CRLF } }) end,
+        "keyfactor.new: options.headers.X-Tenant must not contain control characters")
+      fixture.raises(function() fixture.client(sb, { headers = { ["X-Bad\r\nName"] = "v" } }) end,
+        "keyfactor.new: options.headers keys must be header names")
+      fixture.raises(function() fixture.client(sb, { user_agent = "agent\nX-Injected: 1" }) end,
+        "keyfactor.new: options.user_agent must not contain control characters")
+      assert.are.equal(before, fixture.request_count(sb))
+    end)
+
+    it("the bearer token option: a Lua error that does not quote the token", function()
+      local message = fixture.raises(function() fixture.client(sb, { token = "secret-tok\r\nX-Injected: 1" }) end,
+        "keyfactor.new: options.token must not contain control characters")
+      assert.is_nil(message:find("secret-tok", 1, true))
+    end)
+
+    it("kf:request headers (name or value): a Lua error, nothing sent", function()
+      local before = fixture.request_count(sb)
+      fixture.raises(function() kf:request("GET", "/Status/Endpoints", { headers = { ["X-A"] = CRLF } }) end,
+        "kf:request: opts.headers.X-A must not contain control characters")
+      fixture.raises(function() kf:request("GET", "/Status/Endpoints", { headers = { ["X-A\nB"] = "v" } }) end,
+        "kf:request: opts.headers keys must be header names")
+      fixture.raises(function() kf:request("GET\r\nX-Injected: 1", "/Status/Endpoints") end,
+        "must be an HTTP token")
+      assert.are.equal(before, fixture.request_count(sb))
+    end)
+
+    it("an OAuth access_token with CR/LF: nil, err of kind auth; the API never called", function()
+      sb:fault { method = "POST", path = "/oauth2/token", times = 1, status = 200,
+        body = { access_token = "tok\r\nContent-Length: 0\r\n\r\nDELETE /KeyfactorAPI/Certificates/1 HTTP/1.1",
+                 token_type = "Bearer", expires_in = 3600 } }
+      local oauth = fixture.client(sb, { oauth = { token_url = sb.token_url,
+        client_id = sb.client_id, client_secret = sb.client_secret } })
+      local cert, err = oauth:certificate(cert_id)
+      oauth:close()
+      assert.is_nil(cert)
+      assert.are.equal("auth", err.kind)
+      assert.matches("access_token", err.message)
+      assert.are.equal(0, seen("GET", cert_path()))
+      assert.are.equal(0, seen("DELETE", "/KeyfactorAPI/Certificates/1"))
+    end)
+
+    it("the C core refuses what reaches it by any other way (one check where it builds the headers)", function()
+      local core = require "keyfactor.core"
+      local session = core.session { headers = { "X-A: " .. CRLF } }
+      fixture.raises(function() session:start { method = "GET", url = sb.url .. "/Status/Endpoints" } end,
+        "keyfactor.core: request header 1 is not")
+      session:close()
+      session = core.session {}
+      fixture.raises(function()
+        session:start { method = "GET", url = sb.url .. "/Status/Endpoints", headers = { "X-Ok: 1", "X-B:\rv" } }
+      end, "keyfactor.core: request header 2 is not")
+      fixture.raises(function() session:start { method = "GET", url = sb.url, headers = { "No colon" } } end,
+        "keyfactor.core: request header 1 is not")
+      session:close()
+      session = core.session { user_agent = "ua\r\nX-Injected: 1" }
+      fixture.raises(function() session:start { method = "GET", url = sb.url } end,
+        "keyfactor.core: user_agent holds a control character")
+      session:close()
+      -- the client's own session, its bearer token replaced from C's side
+      local bearer = fixture.client(sb, { token = "placeholder" })
+      bearer.session:set_credentials("bearer", "s3cr3t\nX-Injected: 1")
+      local before = fixture.request_count(sb)
+      local message = fixture.raises(function() bearer:status() end, "the bearer token holds a control character")
+      assert.is_nil(message:find("s3cr3t", 1, true))
+      bearer:close()
+      assert.are.equal(before, fixture.request_count(sb))
+    end)
+  end)
+
   it("every error above is a keyfactor error with a one-line tostring", function()
     sb:fault { method = "GET", path = cert_path(), times = 3, status = 503 }
     local _, err = get()

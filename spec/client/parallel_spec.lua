@@ -160,6 +160,31 @@ describe("kf:parallel", function()
     assert.is_true(#plain >= 5)
     assert.are.same(plain, ahead)
   end)
+
+  -- The host runs other things while the scheduler naps (HAProxy, nginx):
+  -- one of them closes the client.  The run ends with every unfinished call
+  -- canceled (it used to raise "session is closed" out of kf:parallel).
+  it("ends with canceled calls when the host closes the client while they wait", function()
+    local core = require "keyfactor.core"
+    local driver = require "keyfactor.driver"
+    local closer
+    local host = driver.polling { name = "host", sleep = function(seconds)
+      core.sleep(seconds)
+      if closer and core.now() >= closer.at then closer.kf:close() end
+    end }
+    local own = fixture.client(sb, { driver = host, retries = 0 })
+    sb:fault { method = "GET", path = "/KeyfactorAPI/Status/Endpoints", times = 6, delay_ms = 2000 }
+    local fns = {}
+    for i = 1, 6 do fns[i] = function(k) return k:status() end end
+    closer = { kf = own, at = core.now() + 0.3 }
+    local t0 = core.now()
+    local values, errs = own:parallel(fns, { concurrency = 3, progress = false })
+    assert.is_true(core.now() - t0 < 1.5, "the run ended with the close")
+    for i = 1, 6 do
+      assert.is_nil(values[i])
+      assert.are.equal("canceled", errs[i] and errs[i].kind, "call " .. i .. ": " .. tostring(errs[i]))
+    end
+  end)
 end)
 
 describe("keyfactor.cqueues", function()

@@ -26,6 +26,32 @@ describe("keyfactor.secrets", function()
       assert.are.equal(42, vault:redact(42))
     end)
 
+    -- A core dump of the process must not hold them: the vault keeps its
+    -- bytes in pages marked MADV_DONTDUMP ("dd" in /proc/self/smaps), which
+    -- the kernel and gcore leave out of a dump.
+    local smaps = io.open("/proc/self/smaps", "r")
+    if smaps then smaps:close() end
+    local linux = smaps and it or pending
+    linux("keeps its bytes in pages a core dump leaves out (MADV_DONTDUMP)", function()
+      local secret = "vault-dd-" .. tostring(math.random(1e9)) .. "-" .. tostring(os.time())
+      local vault = secrets.new()
+      vault:add("password", secret, secrets.base64("admin:" .. secret))
+      local mem = assert(io.open("/proc/self/mem", "rb"))
+      local from, to, in_dd, dd_pages = nil, nil, 0, 0
+      for line in io.lines("/proc/self/smaps") do
+        local a, b = line:match("^(%x+)%-(%x+) ")
+        if a then
+          from, to = tonumber(a, 16), tonumber(b, 16)
+        elseif line:match("^VmFlags:.* dd") and to - from <= 1024 * 1024 then
+          dd_pages = dd_pages + 1
+          local bytes = mem:seek("set", from) and mem:read(to - from)
+          if bytes and bytes:find(secret, 1, true) then in_dd = in_dd + 1 end
+        end
+      end
+      mem:close()
+      assert.is_true(in_dd >= 1, "the secret is in no MADV_DONTDUMP mapping (" .. dd_pages .. " of them)")
+    end)
+
     it("redacts the encoded forms", function()
       local vault = secrets.new()
       local pw = "P\195\164ss/w\"rd <&> x+y"   -- non-ASCII, slash, quote, HTML characters, plus, space

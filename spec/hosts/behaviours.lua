@@ -139,6 +139,21 @@ function behaviours.define(start, names)
     assert.equal(before + 2, #fixture.requests(sb, "GET", "/Certificates/" .. slow))
   end)
 
+  -- kf:close() by another host task while a call of that client waits: the
+  -- call ends with kind "canceled" (it used to raise "session is closed"),
+  -- and the host goes on answering, the shared client too.
+  it("ends a waiting call with kind canceled when " .. names.task .. " closes its client", function()
+    delay_next()
+    local status, body = h:get("/close?id=" .. slow, 10)
+    assert.equal(200, status)
+    assert.equal("canceled", body:match("^kind=(%w+)"), body)
+    assert.is_true(tonumber(body:match("ms=([%d.]+)")) < DELAY_MS * 0.75, body)
+    assert.equal(PLAIN * 2, plain_requests(h, { "/plain", "/lua" }))
+    status, body = h:get("/call?id=" .. fast, 10)
+    assert.equal(200, status)
+    assert.equal(tostring(fast), body:match("^id=(%d+)"), body)
+  end)
+
   it("blocks in " .. names.fallback .. ", where the host cannot yield, and says so once", function()
     delay_next()
     local before = #fixture.requests(sb, "GET", "/Certificates/" .. slow)

@@ -72,4 +72,72 @@ describe("sandbox against hostile request bodies", function()
     assert.matches("^HTTP/1.1 413", line)
     still_serving()
   end)
+
+  -- Numbers out of range (issue 25 item 5): ValidityDays 1e308 reached
+  -- luaossl and came back as a 500, leaving a pending request behind.
+  it("answers 400 with Keyfactor's error body to an out-of-range number, and keeps no trace", function()
+    local before = sb:state()
+    for _, case in ipairs {
+      { "/Enrollment/PFX", { ["x-certificateformat"] = "PFX" }, "ValidityDays", 1e308 },
+      { "/Enrollment/PFX", { ["x-certificateformat"] = "PFX" }, "ValidityDays", -1e308 },
+      { "/Enrollment/PFX", { ["x-certificateformat"] = "PFX" }, "ValidityDays", 36501 },
+      { "/Enrollment/PFX", { ["x-certificateformat"] = "PFX", ["x-keyfactor-api-version"] = "2" },
+        "KeyLength", 1e15 },
+      { "/Enrollment/CSR", { ["x-certificateformat"] = "PEM" }, "ValidityDays", 1e308 },
+    } do
+      local path, headers, field, value = case[1], case[2], case[3], case[4]
+      local body = { Template = "WebServer", Subject = "CN=range.example.com", Password = "p", [field] = value }
+      if path:find("CSR") then
+        local p = io.popen("openssl req -new -newkey rsa:2048 -nodes -keyout /dev/null -subj /CN=range.example.com"
+          .. " 2>/dev/null")
+        body = { Template = "WebServer", CSR = p:read("a"), [field] = value }
+        p:close()
+      end
+      local status, answer, _, raw = sb:http("POST", path, { headers = headers, body = body })
+      assert.equals(400, status, raw)
+      assert.matches("^0x", answer.ErrorCode)
+      assert.matches(field .. " must be a number from", answer.Message)
+      assert.is_nil(raw:find("[^\t\n\r\32-\126]"), "a byte outside printable ASCII in: " .. raw)
+    end
+    local after = sb:state()
+    assert.equals(before.requests, after.requests)
+    assert.equals(#before.certificates, #after.certificates)
+    -- the bounds themselves are accepted (an expired and a century-long certificate)
+    for _, days in ipairs { -36500, 36500 } do
+      local status, _, _, raw = sb:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "PFX" },
+        body = { Template = "WebServer", Subject = "CN=range.example.com", Password = "p", ValidityDays = days } })
+      assert.equals(200, status, raw)
+    end
+    still_serving()
+  end)
+
+  -- Whatever fails inside an enrollment after it recorded its request (a
+  -- luaossl error, a bug): what it added to the state is taken back.
+  it("takes back what a failing enrollment added to the state", function()
+    -- Debian keeps basexx (needed by util) under the 5.1-5.3 paths only, as the launcher knows.
+    package.path = package.path .. ";/usr/share/lua/5.3/?.lua;/usr/share/lua/5.1/?.lua"
+    local state = require "keyfactor.sandbox.state"
+    local enrollment = require "keyfactor.sandbox.enrollment"
+    local s = state.fresh()
+    local fake = { state = s }
+    local failing = enrollment.all_or_nothing(function(sb_, req)
+      state.add_request(sb_.state, { status = "pending", subject = req.subject })
+      state.add_certificate(sb_.state, { serial = "01" })
+      sb_.state.jobs[#sb_.state.jobs + 1] = { id = sb_.state.next_job }
+      sb_.state.next_job = sb_.state.next_job + 1
+      error("luaossl: something went wrong")
+    end)
+    local ok, err = pcall(failing, fake, { subject = "CN=x" })
+    assert.is_false(ok)
+    assert.matches("something went wrong", err)
+    assert.same(state.fresh().requests, s.requests)
+    assert.equals(0, #s.certificates)
+    assert.equals(0, #s.jobs)
+    assert.equals(1, s.next_job)
+    local fine = enrollment.all_or_nothing(function(sb_)
+      return state.add_request(sb_.state, { status = "pending" }).id, 201
+    end)
+    assert.same({ 1, 201 }, { fine(fake, {}) })
+    assert.equals(1, #s.requests)
+  end)
 end)

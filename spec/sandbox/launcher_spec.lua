@@ -185,4 +185,68 @@ describe("sandbox launcher", function()
     assert.matches("ok: " .. sb.url:gsub("%p", "%%%0"), out)
     sb:stop()
   end)
+
+  -- Without --data: $TMPDIR/keyfactor-sandbox.XXXXXX holds the CA key and
+  -- keyfactor.env (the admin password); it used to stay behind after every
+  -- stop.  Each case runs with a TMPDIR of its own.
+  describe("the temporary data directory", function()
+    local tmpdir
+    before_each(function()
+      local p = io.popen("mktemp -d")
+      tmpdir = p:read("l")
+      p:close()
+    end)
+    after_each(function() os.execute("rm -rf '" .. tmpdir .. "'") end)
+
+    local function entries()
+      local names = {}
+      local p = io.popen("ls -A '" .. tmpdir .. "'")
+      for name in p:lines() do names[#names + 1] = name end
+      p:close()
+      return names
+    end
+
+    local function exists(path) return os.execute("test -e '" .. path .. "'") == true end
+
+    for _, signal in ipairs { "TERM", "INT" } do
+      it("is removed on SIG" .. signal, function()
+        local sb = sandbox.start{ port = 0, tmpdir = tmpdir }
+        assert.is_true(exists(sb.env_file))
+        os.execute("kill -" .. signal .. " " .. sb.pid)
+        local ok = sb.pipe:close()
+        sb.pipe = nil
+        assert.is_true(ok)
+        assert.is_false(exists(sb.dir))
+        assert.matches("^" .. tmpdir:gsub("%p", "%%%0") .. "/keyfactor%-sandbox%.", sb.dir)
+        assert.are.same({}, entries())
+      end)
+    end
+
+    it("is removed when the sandbox cannot start (an error after it was made)", function()
+      local sb = sandbox.start{ port = 0 }
+      local port = tonumber(sb.base:match(":(%d+)$"))
+      local ok = pcall(sandbox.start, { port = port, tmpdir = tmpdir })   -- the port is taken
+      sb:stop()
+      assert.is_false(ok)
+      assert.are.same({}, entries())
+    end)
+
+    it("left by a killed sandbox is removed by the next one; a live one's is kept", function()
+      local killed = sandbox.start{ port = 0, tmpdir = tmpdir }
+      local left = killed.dir
+      os.execute("kill -KILL " .. killed.pid)
+      killed:stop()
+      assert.is_true(exists(left .. "/keyfactor.env"))
+      local live = sandbox.start{ port = 0, tmpdir = tmpdir }
+      -- both look old enough to be abandoned; only the lock and pid tell
+      os.execute("touch -d '1 hour ago' '" .. left .. "/sandbox.lock' '" .. live.dir .. "/sandbox.lock'")
+      local next = sandbox.start{ port = 0, tmpdir = tmpdir }
+      assert.is_false(exists(left))
+      assert.is_true(exists(live.dir .. "/keyfactor.env"))
+      assert.equals(200, (live:http("GET", "/Status/Endpoints")))
+      next:stop()
+      live:stop()
+      assert.are.same({}, entries())
+    end)
+  end)
 end)

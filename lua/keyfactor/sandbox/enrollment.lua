@@ -120,8 +120,26 @@ local function check_ca(body)
   end
 end
 
+-- Numeric fields that reach luaossl (days become an ASN.1 time, a length a
+-- key size), bounded first: out of range is a 400 naming the field, not a
+-- luaossl error answered 500.
+local NUMERIC_RANGES = {
+  ValidityDays = { -36500, 36500 },   -- a sandbox extension: up to a century either way
+  KeyLength = { 256, 16384 },
+}
+
+local function check_ranges(body)
+  for name, range in pairs(NUMERIC_RANGES) do
+    local v = body[name]
+    if type(v) == "number" and not (v >= range[1] and v <= range[2]) then   -- NaN fails too
+      util.bad_request(string.format("%s must be a number from %d to %d", name, range[1], range[2]))
+    end
+  end
+end
+
 -- Fields shared by PFX and CSR enrollment.
 local function check_common(sandbox, req, body)
+  check_ranges(body)
   check_ca(body)
   check.date(body, "Timestamp", false)
   check.bool(body, "IncludeChain")
@@ -433,12 +451,30 @@ local function renew(sandbox, req)
   }
 end
 
+-- A failed enrollment leaves no trace: the requests, certificates and jobs
+-- the handler added before it failed are taken back, then the error is
+-- answered (no phantom pending request, no certificate without an answer).
+function enrollment.all_or_nothing(handler)
+  return function(sandbox, req, ...)
+    local s = sandbox.state
+    local mark = { next_job = s.next_job, next_item = s.next_item }
+    for _, list in ipairs { "requests", "certificates", "jobs" } do mark[list] = #s[list] end
+    local results = table.pack(pcall(handler, sandbox, req, ...))
+    if results[1] then return table.unpack(results, 2, results.n) end
+    for _, list in ipairs { "requests", "certificates", "jobs" } do
+      for i = #s[list], mark[list] + 1, -1 do s[list][i] = nil end
+    end
+    s.next_job, s.next_item = mark.next_job, mark.next_item
+    error(results[2], 0)
+  end
+end
+
 enrollment.routes = {
-  { method = "POST", path = "/Enrollment/PFX", handler = enroll_pfx,
+  { method = "POST", path = "/Enrollment/PFX", handler = enrollment.all_or_nothing(enroll_pfx),
     summary = "Enroll with a server-generated key (PFX)" },
-  { method = "POST", path = "/Enrollment/CSR", handler = enroll_csr,
+  { method = "POST", path = "/Enrollment/CSR", handler = enrollment.all_or_nothing(enroll_csr),
     summary = "Enroll from a CSR" },
-  { method = "POST", path = "/Enrollment/Renew", handler = renew,
+  { method = "POST", path = "/Enrollment/Renew", handler = enrollment.all_or_nothing(renew),
     summary = "Renew a certificate" },
 }
 

@@ -85,6 +85,7 @@ local function launch_command(opts, launcher, log_file)
     env = string.format("LUA_PATH=%s LUA_CPATH=%s",
       shell_quote(package.path .. ";;"), shell_quote(package.cpath .. ";;"))
   end
+  if opts.tmpdir then env = env .. " TMPDIR=" .. shell_quote(opts.tmpdir) end
   local inner = string.format("echo $$; exec %s %s %s %s %s 2>>%s",
     CLEAN_ENV, env, launcher:find("/", 1, true) and shell_quote(lua) or "", shell_quote(launcher),
     table.concat(quoted, " "), shell_quote(log_file))
@@ -93,7 +94,8 @@ end
 
 -- Starts the launcher; returns a sandbox object once it serves.
 -- opts: port, host, job_delay, data, token_lifetime, watchdog, generation
--- ("25", the default, or "2022"), lua (interpreter), launcher.
+-- ("25", the default, or "2022"), lua (interpreter), launcher,
+-- tmpdir (its TMPDIR: where a sandbox without data makes its directory).
 function sandbox.start(opts)
   opts = opts or {}
   local log_file = opts.log_file or os.tmpname()

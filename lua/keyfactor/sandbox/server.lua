@@ -188,29 +188,29 @@ local function tls_context(key, cert, ca)
   return ctx
 end
 
-local function make_temp_dir()
-  local name = os.tmpname()
-  os.remove(name)
-  assert(os.execute("mkdir -m 700 '" .. name:gsub("'", "") .. "'"), "cannot create " .. name)
-  return name
-end
-
 -- opts: host, port, data (dir), job_delay, token_lifetime, watchdog (seconds),
 -- generation ("25" or "2022").
+-- Without opts.data the state lives in memory and the CA in a temporary
+-- directory, removed on every way out (datadir.discard).
 function server.new(opts)
-  local dir = opts.data or make_temp_dir()
-  datadir.prepare(dir)
-  local sandbox = {
-    opts = opts, dir = dir, persistent = opts.data ~= nil, lock = datadir.lock(dir),
-    tokens = {}, faults = {}, request_log = {},
-  }
-  sandbox.ca = pki.load_or_create_ca(dir)
-  sandbox.state = state.load(sandbox.persistent and dir or nil)
-  sandbox.generation = opts.generation or server.DEFAULT_GENERATION
-  if not server.GENERATIONS[sandbox.generation] then
-    error("unknown generation '" .. tostring(sandbox.generation) .. "' (use 25 or 2022)", 0)
+  datadir.clean_abandoned()
+  local sandbox = { opts = opts, persistent = opts.data ~= nil, tokens = {}, faults = {}, request_log = {} }
+  sandbox.dir = opts.data or datadir.make_temporary()
+  local ok, err = pcall(function()
+    sandbox.generation = opts.generation or server.DEFAULT_GENERATION
+    if not server.GENERATIONS[sandbox.generation] then
+      error("unknown generation '" .. tostring(sandbox.generation) .. "' (use 25 or 2022)", 0)
+    end
+    datadir.prepare(sandbox.dir)
+    sandbox.lock = datadir.lock(sandbox.dir)
+    sandbox.ca = pki.load_or_create_ca(sandbox.dir)
+    sandbox.state = state.load(sandbox.persistent and sandbox.dir or nil)
+    sandbox.routes = build_routes(sandbox.generation)
+  end)
+  if not ok then
+    datadir.discard(sandbox)
+    error(err, 0)
   end
-  sandbox.routes = build_routes(sandbox.generation)
   return sandbox
 end
 
@@ -218,6 +218,13 @@ end
 -- once the socket accepts connections.
 function server.run(opts, announce)
   local sandbox = server.new(opts)
+  local ok, err = pcall(server.serve, sandbox, opts, announce)
+  datadir.discard(sandbox)
+  if not ok then error(err, 0) end
+  return sandbox
+end
+
+function server.serve(sandbox, opts, announce)
   local key, cert = pki.server_certificate(sandbox.ca, opts.host)
   local cq = cqueues.new()
   local srv
@@ -230,6 +237,7 @@ function server.run(opts, announce)
     util.log("signal %s: stopping", tostring(signo))
     if srv then srv:close() end
     state.persist(sandbox, true)
+    datadir.discard(sandbox)
     -- Open keep-alive connections would hold the loop for minutes: leave now.
     os.exit(0, true)
   end)

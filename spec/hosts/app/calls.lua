@@ -13,6 +13,17 @@ function calls.certificate(kf, id, pid)
   return ("id=%s ms=%.3f pid=%s"):format(tostring(cert.Id), (clock() - t0) * 1000, tostring(pid))
 end
 
+--- kf:certificate(id) on a client that another host task closes while the
+-- call waits: "kind=<err.kind> ms=<elapsed>", "id=<Id>" if it answered, or
+-- "raised=<error>".
+function calls.closed_while_waiting(kf, id)
+  local t0 = clock()
+  local ok, cert, err = pcall(kf.certificate, kf, id)
+  if not ok then return "raised=" .. tostring(cert) end
+  if cert then return "id=" .. tostring(cert.Id) end
+  return ("kind=%s ms=%.3f"):format(tostring(err.kind), (clock() - t0) * 1000)
+end
+
 --- kf:parallel of `n` GETs of certificate `id` at concurrency `c`, the
 -- first one for certificate `slow` if given: "ok=<right answers> of=<n> ms=<elapsed>".
 function calls.parallel(kf, id, n, c, slow)

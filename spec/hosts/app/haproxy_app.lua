@@ -4,6 +4,8 @@
 --   /parallel?id=N&n=M[&c=C][&slow=S]  a Lua service: kf:parallel of M such
 --                     calls (at concurrency C; the first for certificate S)
 --   /pages?n=N        a Lua service: kf:certificates, one per page, N items
+--   /close?id=N       a Lua service: kf:certificate(N) on its own client,
+--                     which a task closes 0.3 s later
 --   /spawn?id=N       an action registering a task that makes the call;
 --   /result           the last task's answer ("pending" before)
 --   /fetch?id=N       a sample fetch making the call (HAProxy cannot yield there)
@@ -12,8 +14,9 @@ local keyfactor = require "keyfactor"
 local kf_haproxy = require "keyfactor.haproxy"     -- before the core.register_* below
 local calls = require "calls"
 
-local kf = keyfactor.new { url = os.getenv("KF_URL"), ca_file = os.getenv("KF_CA"),
+local OPTIONS = { url = os.getenv("KF_URL"), ca_file = os.getenv("KF_CA"),
   username = os.getenv("KF_USER"), password = os.getenv("KF_PASS"), retries = 1, timeout = 30 }
+local kf = keyfactor.new(OPTIONS)
 if os.getenv("KF_MODE") ~= "blocking" then kf_haproxy.attach(kf) end
 
 local PID = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
@@ -41,6 +44,15 @@ end)
 
 core.register_service("kf_pages", "http", function(applet)
   reply(applet, calls.pages(kf, param(applet.qs, "n") or 3))
+end)
+
+core.register_service("kf_close", "http", function(applet)
+  local own = kf_haproxy.attach(keyfactor.new(OPTIONS))
+  core.register_task(function()
+    core.msleep(300)
+    own:close()
+  end)
+  reply(applet, calls.closed_while_waiting(own, param(applet.qs, "id")))
 end)
 
 local result = "pending"

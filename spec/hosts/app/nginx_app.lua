@@ -4,6 +4,8 @@
 --   /parallel?id=N&n=M[&c=C][&slow=S]  content: kf:parallel of M such calls
 --                       (at concurrency C; the first for certificate S)
 --   /pages?n=N          content: kf:certificates, one per page, N items
+--   /close?id=N         content: kf:certificate(N) on its own client, which a
+--                       timer closes 0.3 s later
 --   /spawn?id=N         a timer makes the call; /result its answer ("pending" before)
 --   /fetch?id=N         set_by_lua makes the call (nginx cannot yield there)
 -- Answers: see calls.lua.
@@ -13,14 +15,15 @@ local calls = require "calls"
 
 local app = {}
 
-local kf
+local kf, options
 
 --- init_by_lua, in the master: one client for every worker.  With
 -- KF_WARM_ID the master also makes a call, so its pool holds a connection
 -- when nginx forks.
 function app.init()
-  kf = keyfactor.new { url = os.getenv("KF_URL"), ca_file = os.getenv("KF_CA"),
+  options = { url = os.getenv("KF_URL"), ca_file = os.getenv("KF_CA"),
     username = os.getenv("KF_USER"), password = os.getenv("KF_PASS"), retries = 1, timeout = 30 }
+  kf = keyfactor.new(options)
   if os.getenv("KF_MODE") ~= "blocking" then kf_ngx.attach(kf) end
   local warm = tonumber(os.getenv("KF_WARM_ID"))
   if warm then assert(kf:certificate(warm)) end
@@ -37,6 +40,12 @@ function app.parallel()
 end
 
 function app.pages() ngx.print(calls.pages(kf, tonumber(ngx.var.arg_n) or 3)) end
+
+function app.close()
+  local own = kf_ngx.attach(keyfactor.new(options))
+  assert(ngx.timer.at(0.3, function() own:close() end))
+  ngx.print(calls.closed_while_waiting(own, tonumber(ngx.var.arg_id)))
+end
 
 function app.spawn()
   local id = tonumber(ngx.var.arg_id)
