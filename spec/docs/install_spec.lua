@@ -37,7 +37,8 @@ describe("README install section", function()
       for _, rock in ipairs(dependencies(rockspec)) do
         local package = DEBIAN[rock]
         assert.truthy(package, rockspec .. ": no Debian name known for " .. rock .. " (add it above)")
-        assert.truthy(apt[package], "README's apt-get lines miss " .. package .. " (" .. rockspec .. " needs " .. rock .. ")")
+        assert.truthy(apt[package],
+          "README's apt-get lines miss " .. package .. " (" .. rockspec .. " needs " .. rock .. ")")
       end
     end
   end)
