@@ -145,6 +145,7 @@ docs:
 	lua5.4 docs/gen-reference.lua build/docs/calls.md
 	@ldoc -c config.ld . 2>&1 | tee build/docs/ldoc.log
 	@cat docs/tables.css >> doc/html/ldoc.css
+	lua5.4 docs/topic-summaries.lua doc/html/index.html README.md build/docs/calls.md docs/SANDBOX.md docs/ARCHITECTURE.md
 	@! grep -vE "^(reading configuration|output written)" build/docs/ldoc.log || { echo "docs: LDoc warned (above)"; exit 1; }
 	@echo "reference: doc/html/index.html"
 

@@ -1,11 +1,15 @@
 --- lua-keyfactor: the Keyfactor Command REST API from Lua.
 --
---   local keyfactor = require "keyfactor"
---   local kf = keyfactor.new{ url = "https://kf.example.com/KeyfactorAPI",
---                             username = "DOMAIN\\user", password = "..." }
---   local cert, err = kf:certificate(42, {includeLocations = true})
+--     local keyfactor = require "keyfactor"
+--     local kf = keyfactor.new{ url = "https://kf.example.com/KeyfactorAPI",
+--                               username = "DOMAIN\\user", password = "..." }
+--     local cert, err = kf:certificate(42, {includeLocations = true})
 --
--- See keyfactor.client for the calls, keyfactor.errors for failures.
+--     local kf = keyfactor.from_env()     -- as kfutil connects: its config file, KEYFACTOR_*
+--
+-- `keyfactor.new` and `keyfactor.from_env` make a client; its `kf:` calls are
+-- in the topic "The calls" (generated from the endpoint table, as the REPL's
+-- `help`); keyfactor.errors describes failures.
 -- @module keyfactor
 
 local core = require "keyfactor.core"
@@ -22,6 +26,8 @@ local keyfactor = {
 }
 
 --- An interactive Lua prompt with `kf` preloaded (see keyfactor.repl).
+-- @param kf a client, global `kf` at the prompt
+-- @tparam[opt] table opts as keyfactor.repl.run: `input`, `output`, `prompt`, `env`, `readline`
 function keyfactor.repl(kf, opts) return require("keyfactor.repl").run(kf, opts) end
 
 local OAUTH = v.record({
@@ -70,26 +76,6 @@ local function warn(config, message)
   if config.warn then config.warn(message) else io.stderr:write("keyfactor: warning: ", message, "\n") end
 end
 
---- Makes a client.  Options (all but `url` optional):
---   url              base URL including the API path (https://host/KeyfactorAPI)
---   username, password   HTTP Basic ("DOMAIN\\user"), or
---   token            a bearer token, or
---   oauth            {token_url, client_id, client_secret, scopes, audience}
---   ca_file          PEM file of CAs to trust; insecure = true skips
---                    verification (warns once per process)
---   allow_http       permit credentials over plain http:// (refused otherwise)
---   timeout, connect_timeout   seconds (60, 10)
---   retries          extra attempts for retryable failures (2)
---   proxy            proxy URL; false or "" for none.  Unset, libcurl's
---                    environment variables apply (https_proxy, ALL_PROXY, NO_PROXY)
---   no_proxy         hosts reached directly ("localhost,.corp"; curl's NOPROXY)
---   api_version ("1"), user_agent, headers (name -> value)
---   max_body         largest response body accepted, bytes (64 MiB)
---   resolve          {"host:port:address", ...} pins names to addresses (curl's RESOLVE)
---   debug            function(line): one line per request, secrets redacted
---   driver           how calls wait (keyfactor.driver); attach() of keyfactor.cqueues,
---                    keyfactor.haproxy, keyfactor.ngx sets it
---   warn             function(message) for warnings (default: stderr)
 -- The scheme of a URL option, checked: http(s) only, no user:password@
 -- (credentials go in their own options, where the http rule sees them and
 -- no URL that gets printed carries them).
@@ -113,6 +99,47 @@ local function check_ca_file(where, path, name)
   f:close()
 end
 
+--- Makes a client.  Every option but `url` may be left out; a wrong option
+-- raises a Lua error naming it (`keyfactor.new: options.timout is not a known
+-- field (did you mean timeout?)`).
+--
+--     local kf = keyfactor.new{ url = "https://kf.example.com/KeyfactorAPI",
+--                               username = "CORP\\svc-certs", password = os.getenv("KF_PASSWORD"),
+--                               ca_file = "/etc/ssl/corp-ca.pem", timeout = 120 }
+--     local kf <close> = keyfactor.new{ url = ..., oauth = { token_url = ..., client_id = ...,
+--                                                            client_secret = ... } }
+--
+-- @tparam table opts the options below
+-- @tparam string opts.url base URL including the API path (`https://host/KeyfactorAPI`);
+-- https, or http with `allow_http` when credentials are given; no `user:password@`
+-- @tparam[opt] string opts.username HTTP Basic user, with `password`: `"DOMAIN\\user"` (a Lua string)
+-- @tparam[opt] string opts.password HTTP Basic password (kept in C memory, never printed)
+-- @tparam[opt] string opts.token a ready bearer token (instead of username)
+-- @tparam[opt] table opts.oauth OAuth2 client credentials (instead of username):
+-- `{token_url, client_id, client_secret, scopes = {...}, audience}`; the token is
+-- cached, refreshed before it expires and once after a 401
+-- @tparam[opt] string opts.ca_file PEM file of CAs to trust (read at once: a missing file raises)
+-- @tparam[opt=false] boolean opts.insecure skip TLS verification (warns once per process)
+-- @tparam[opt=false] boolean opts.allow_http permit credentials over plain `http://`
+-- @tparam[opt=60] number opts.timeout seconds a request may take (0 to 86400)
+-- @tparam[opt=10] number opts.connect_timeout seconds to connect (0 to 86400)
+-- @tparam[opt=2] integer opts.retries extra attempts for retryable failures
+-- @tparam[opt] string|false opts.proxy proxy URL; `false` or `""` for none. Unset, libcurl's
+-- environment variables apply (`https_proxy`, `ALL_PROXY`, `NO_PROXY`)
+-- @tparam[opt] string opts.no_proxy hosts reached directly (`"localhost,.corp"`; curl's NOPROXY)
+-- @tparam[opt="1"] string opts.api_version `x-keyfactor-api-version` sent with each call
+-- @tparam[opt] string opts.user_agent User-Agent (`lua-keyfactor/VERSION`)
+-- @tparam[opt] table opts.headers extra headers, name -> value
+-- @tparam[opt=67108864] integer opts.max_body largest response body accepted, bytes (64 MiB)
+-- @tparam[opt] boolean opts.http2 false: HTTP/1.1 only
+-- @tparam[opt] table opts.resolve `{"host:port:address", ...}` pins names to addresses (curl's RESOLVE)
+-- @tparam[opt] function opts.debug receives one line per request (`POST /Enrollment/PFX 200 123.3ms`),
+-- secrets redacted
+-- @tparam[opt] table opts.driver how calls wait (keyfactor.driver); the `attach` of
+-- keyfactor.cqueues, keyfactor.haproxy and keyfactor.ngx sets it
+-- @tparam[opt] function opts.warn receives warnings (default: stderr)
+-- @return the client `kf`: every call of "The calls" is a method (`kf:enroll{...}`),
+-- `kf:close()` (or `<close>`) frees its connections
 function keyfactor.new(opts)
   local config = v.check("keyfactor.new", OPTIONS, opts, "options")
   local scheme = url_scheme(config.url, "options.url")

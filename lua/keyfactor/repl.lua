@@ -105,8 +105,7 @@ function repl.help(kf, what)
     return table.concat(out, "\n")
   end
   if not entry then return "no call named " .. tostring(what) .. " (help() lists them)" end
-  local out = { string.format("kf:%s(%s) -- %s", entry.name, table.concat(entry.args or {}, ", "),
-    entry.summary or "") }
+  local out = { string.format("%s -- %s", endpoints.call_text(entry), entry.summary or "") }
   if entry.method and entry.path then out[#out + 1] = "  " .. entry.method .. " " .. entry.path end
   if entry.params and #entry.params > 0 then
     out[#out + 1] = "  fields:"
