@@ -145,6 +145,7 @@ docs:
 	lua5.4 docs/gen-reference.lua build/docs/calls.md
 	@ldoc -c config.ld . 2>&1 | tee build/docs/ldoc.log
 	@cat docs/tables.css >> doc/html/ldoc.css
+	lua5.4 docs/topic-summaries.lua doc/html/index.html README.md build/docs/calls.md docs/SANDBOX.md docs/ARCHITECTURE.md
 	@! grep -vE "^(reading configuration|output written)" build/docs/ldoc.log || { echo "docs: LDoc warned (above)"; exit 1; }
 	@echo "reference: doc/html/index.html"
 
@@ -164,17 +165,23 @@ clean:
 # tree (Debian's lua-cjson, lua-http, ... are not rocks luarocks can see, so
 # --deps-mode=none); the installed launchers run with no LUA_PATH set; both
 # rocks remove cleanly, leaving no file of theirs in the tree.
+# The client rock is also installed for Lua 5.3 from the same checkout after
+# the 5.4 build (rocks.mk keeps one core per Lua), and its launcher run.
 ROCKTREE := $(CURDIR)/build/rocktree
+ROCKTREE53 := $(CURDIR)/build/rocktree-5.3
 ROCKS    := luarocks --lua-version=5.4 --tree=$(ROCKTREE)
+ROCKS53  := luarocks --lua-version=5.3 --tree=$(ROCKTREE53)
 rock-check:
-	rm -rf $(ROCKTREE)
+	rm -rf $(ROCKTREE) $(ROCKTREE53)
 	$(ROCKS) make --deps-mode=none keyfactor-0.1.0-1.rockspec
 	$(ROCKS) make --deps-mode=none keyfactor-sandbox-0.1.0-1.rockspec
+	$(ROCKS53) make --deps-mode=none keyfactor-0.1.0-1.rockspec
 	@$(ROCKS) show keyfactor | grep -q '^	keyfactor\.core ' || { echo "rock-check: no keyfactor.core in the client rock"; exit 1; }
 	@! $(ROCKS) show keyfactor | grep -q '^	keyfactor\.sandbox' || { echo "rock-check: the client rock holds sandbox modules"; exit 1; }
 	@! $(ROCKS) show keyfactor-sandbox | grep -E '^	keyfactor\.' | grep -vq '^	keyfactor\.sandbox' || { echo "rock-check: the sandbox rock holds client modules"; exit 1; }
-	cd /tmp && env -u LUA_PATH -u LUA_CPATH lua5.4 $(CURDIR)/.ci/installed-smoke.lua $(ROCKTREE)
+	cd /tmp && env -u LUA_PATH -u LUA_CPATH lua5.4 $(CURDIR)/.ci/installed-smoke.lua $(ROCKTREE) $(ROCKTREE53)
 	$(ROCKS) remove keyfactor-sandbox
 	$(ROCKS) remove keyfactor
-	@left=$$(find $(ROCKTREE) -type f ! -name manifest); test -z "$$left" || { echo "rock-check: left behind: $$left"; exit 1; }
-	@echo "rock-check: both rocks installed, ran from $(ROCKTREE)/bin and removed cleanly"
+	$(ROCKS53) remove keyfactor
+	@left=$$(find $(ROCKTREE) $(ROCKTREE53) -type f ! -name manifest); test -z "$$left" || { echo "rock-check: left behind: $$left"; exit 1; }
+	@echo "rock-check: both rocks installed (the client also for 5.3), ran from $(ROCKTREE)/bin and removed cleanly"

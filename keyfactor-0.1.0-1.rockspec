@@ -32,7 +32,9 @@ build = {
   build_variables = {
     CFLAGS = "$(CFLAGS)", LIBFLAG = "$(LIBFLAG)", LUA_INCDIR = "$(LUA_INCDIR)",
   },
+  -- LUA_INCDIR again at install: it names the core built for this Lua
+  -- (rocks.mk keeps one per Lua, so a 5.3 install never takes the 5.4 one).
   install_variables = {
-    LUADIR = "$(LUADIR)", LIBDIR = "$(LIBDIR)", BINDIR = "$(BINDIR)",
+    LUADIR = "$(LUADIR)", LIBDIR = "$(LIBDIR)", BINDIR = "$(BINDIR)", LUA_INCDIR = "$(LUA_INCDIR)",
   },
 }

@@ -12,7 +12,11 @@ LUA_INCDIR ?= /usr/include/lua5.4
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
-CORE       := build/rock/keyfactor/core.so
+# The core is built per Lua (keyed by the headers it is compiled against):
+# `luarocks --lua-version=5.3 make` after a 5.4 build in the same checkout
+# must compile a 5.3 core, not find the 5.4 one up to date.
+LUA_KEY    := $(subst /,_,$(patsubst /%,%,$(LUA_INCDIR)))
+CORE       := build/rock/$(LUA_KEY)/keyfactor/core.so
 # Every client module; the sandbox's are in lua/keyfactor/sandbox/.
 CLIENT_LUA := $(wildcard lua/keyfactor/*.lua)
 SANDBOX_LUA := $(wildcard lua/keyfactor/sandbox/*.lua)

@@ -7,6 +7,7 @@
  *   core.getpid() -> integer               this process (fork checks in specs)
  *   core.curl_version() -> string
  *   core.stderr_is_tty() -> boolean        for the progress line of kf:parallel
+ *   core.file_mode(path) -> integer | nil, message   permission bits (config file check)
  *   core.decode_json(text) -> value | nil, message   (json.c)
  *   core.encode_json(value) -> text, core.array([t]) -> t, core.array_mt   (json_encode.c)
  *   core.vault() -> vault                  secrets kept in C (vault.c)
@@ -15,6 +16,8 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +54,21 @@ static int core_stderr_is_tty(lua_State *L)
   return 1;
 }
 
+/* The permission bits of a file, so keyfactor.from_env can warn about a
+ * credentials file others may read (Lua's io library cannot tell). */
+static int core_file_mode(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+  return 1;
+}
+
 static int core_curl_version(lua_State *L)
 {
   lua_pushstring(L, curl_version());
@@ -67,6 +85,7 @@ int luaopen_keyfactor_core(lua_State *L)
     {"curl_version", core_curl_version},
     {"stderr_is_tty", core_stderr_is_tty},
     {"getpid", core_getpid},
+    {"file_mode", core_file_mode},
     {"decode_json", kf_decode_json},
     {"encode_json", kf_encode_json},
     {"array", kf_json_array},

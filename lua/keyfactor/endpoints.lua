@@ -9,12 +9,17 @@
 -- What the client needs to make the method:
 --   params[i].check    validate.* checker for the field
 --   params[i].at       where it goes: "body" (default), "header", "path", "query", "whole"
---                      (the value is the whole body), "local" (checked, never sent)
+--                      (the value is the whole body), "local" (checked, never sent);
+--                      for helpers: "arg" (a positional argument), "opts" (a field of opts)
 --   params[i].header   header name for at = "header" (`x-certificateformat`)
 --   params[i].default  a value or a function() -> value used when the field is absent
 --   params[i].secret   redacted from errors
 --   args               the Lua arguments in order: a param name (a positional
---                      argument) or "req" / "opts" (a table of the other params)
+--                      argument) or "req" / "opts" (a table of the other params).
+--                      Derived from params when absent (endpoints.signature): the
+--                      "path"/"arg" params in order, then "req" if a field goes in the
+--                      body or a header, else "opts" if any goes in the query or stays local.
+--                      The help, the reference's headings and the methods all use it.
 --   headers            extra headers always sent ({"x-keyfactor-api-version: 2"})
 --   answer             the expected answer's shape: "object", "array", "none" (204), "any"
 --   outcome            DESIGN §6.2 rule: "stores", "approval" or nil
@@ -312,8 +317,15 @@ local ENTRIES = {
       p("verbose", "integer", v.integer, "opts: detail level", { at = "query" }),
       p("collectionId", "integer", v.integer, "opts: collection", { at = "query" }),
     },
-    returns = "the certificate table (tostring: one line)",
-    example = "print(kf:certificate(42, {includeLocations = true}))\n"
+    returns = "the certificate table (tostring: one line): Id, IssuedCN, IssuedDN, Thumbprint, SerialNumber, "
+      .. "NotBefore, NotAfter (ISO 8601 text), ...; with includeLocations, Locations: one entry per store "
+      .. "holding it, {CertStoreId, Alias, StoreMachine, StorePath, StoreType, ChainLevel} -- the store is "
+      .. "CertStoreId here, while kf:deploy's Stores entries name it StoreId",
+    example = "local c = assert(kf:certificate(42, {includeLocations = true}))\n"
+      .. "local targets = {}      -- deploy a renewal where the old one is\n"
+      .. "for _, loc in ipairs(c.Locations) do\n"
+      .. "  targets[#targets + 1] = {StoreId = loc.CertStoreId, Alias = loc.Alias}\n"
+      .. "end\n"
       .. 'print(kf:certificate{Thumbprint = "AB12..."})',
   },
   {
@@ -329,8 +341,13 @@ local ENTRIES = {
       p("verbose", "integer", v.integer, "detail level", { at = "query" }),
       p("collectionId", "integer", v.integer, "collection", { at = "query" }),
     },
-    returns = "an iterator over certificate tables (raises the error table if a page fails)",
-    example = 'for cert in kf:certificates{query = \'IssuedCN -contains "web"\'} do print(cert) end',
+    returns = "an iterator over certificate tables, as kf:certificate's (raises the error table if a page fails)",
+    example = 'for cert in kf:certificates{query = \'IssuedCN -contains "web"\'} do print(cert) end\n'
+      .. "-- expiring within 30 days (NotAfter is compared as an ISO 8601 UTC time)\n"
+      .. 'local soon = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() + 30 * 86400)\n'
+      .. 'for cert in kf:certificates{query = \'NotAfter -le "\' .. soon .. \'"\'} do\n'
+      .. "  print(cert.Id, cert.IssuedCN, cert.NotAfter)\n"
+      .. "end",
   },
   {
     name = "revoke", method = "POST", path = "/Certificates/Revoke", group = "Certificates", kind = "call",
@@ -662,11 +679,11 @@ local ENTRIES = {
     hand = true,
     summary = "Wait until certificates are in their stores; fail fast when a job failed",
     params = {
-      req(p("cert_id", "integer or array of integers", nil, "certificate id(s)")),
-      req(p("store_ids", "GUID or array of GUIDs (or cert id -> GUIDs)", nil, "stores")),
-      p("timeout", "number", v.number, "opts: seconds (default 60)"),
-      p("interval", "number", v.number, "opts: seconds between polls (default 1)"),
-      p("concurrency", "integer", v.integer, "opts: certificates polled at once (default 16)"),
+      req(p("cert_id", "integer or array of integers", nil, "certificate id(s)", { at = "arg" })),
+      req(p("store_ids", "GUID or array of GUIDs (or cert id -> GUIDs)", nil, "stores", { at = "arg" })),
+      p("timeout", "number", v.number, "opts: seconds (default 60)", { at = "opts" }),
+      p("interval", "number", v.number, "opts: seconds between polls (default 1)", { at = "opts" }),
+      p("concurrency", "integer", v.integer, "opts: certificates polled at once (default 16)", { at = "opts" }),
     },
     returns = "true, or nil, err (kind \"timeout\" with err.missing, or \"job\" with err.store, err.message)",
     example = "assert(kf:wait_deployed(42, {store1, store2}, {timeout = 120}))",
@@ -675,9 +692,10 @@ local ENTRIES = {
     name = "parallel", method = nil, path = nil, group = "Other", kind = "helper", hand = true,
     summary = "Run functions concurrently over one connection pool",
     params = {
-      req(p("fns", "array of functions", nil, "each called as fn(kf, i)")),
-      p("concurrency", "integer", v.integer, "opts: transfers at once (default 16)"),
-      p("progress", "boolean or function", nil, "opts: progress line, or function(done, total, failed)"),
+      req(p("fns", "array of functions", nil, "each called as fn(kf, i)", { at = "arg" })),
+      p("concurrency", "integer", v.integer, "opts: transfers at once (default 16)", { at = "opts" }),
+      p("progress", "boolean or function", nil, "opts: progress line, or function(done, total, failed)",
+        { at = "opts" }),
     },
     returns = "values, errors: two arrays in input order",
     example = "local values, errs = kf:parallel({\n  function(kf) return kf:certificate(1) end,\n"
@@ -687,12 +705,12 @@ local ENTRIES = {
     name = "request", method = "any", path = "any", group = "Other", kind = "helper", hand = true,
     summary = "Call any endpoint",
     params = {
-      req(p("method", "string", nil, "GET, POST, ...")),
-      req(p("path", "string", nil, "relative to the base URL")),
-      p("query", "table or string", nil, "opts: query parameters"),
-      p("body", "table or string", nil, "opts: table -> JSON"),
-      p("headers", "table", nil, "opts: name -> value"),
-      p("raw", "boolean", nil, "opts: the body undecoded"),
+      req(p("method", "string", nil, "GET, POST, ...", { at = "arg" })),
+      req(p("path", "string", nil, "relative to the base URL", { at = "arg" })),
+      p("query", "table or string", nil, "opts: query parameters", { at = "opts" }),
+      p("body", "table or string", nil, "opts: table -> JSON", { at = "opts" }),
+      p("headers", "table", nil, "opts: name -> value", { at = "opts" }),
+      p("raw", "boolean", nil, "opts: the body undecoded", { at = "opts" }),
     },
     returns = "decoded body, status, headers; or nil, err",
     example = 'local t = assert(kf:request("GET", "/Templates"))',
@@ -1030,15 +1048,33 @@ do
   for i, entry in ipairs(AUTOMATION) do table.insert(ENTRIES, at + i - 1, entry) end
 end
 
+--- The Lua arguments of a call, from its params: the positional ones (at
+-- "path" or "arg") in order, then "req" when a field goes into the body or a
+-- header, else "opts" when one goes into the query string, stays local or is
+-- an option ("opts").  `kf:certificate(id, opts)`, `kf:deploy(req)`.
+function endpoints.signature(params)
+  local args, table_arg = {}, nil
+  for _, param in ipairs(params) do
+    if param.at == "path" or param.at == "arg" then
+      args[#args + 1] = param.name
+    elseif param.at == "body" or param.at == "header" or param.at == "whole" then
+      table_arg = "req"
+    elseif table_arg == nil then
+      table_arg = "opts"
+    end
+  end
+  args[#args + 1] = table_arg
+  return args
+end
+
+--- How a call is written: `kf:wait_deployed(cert_id, store_ids, opts)`.
+function endpoints.call_text(entry)
+  return "kf:" .. entry.name .. "(" .. table.concat(entry.args, ", ") .. ")"
+end
+
 local BY_NAME = {}
 for _, entry in ipairs(ENTRIES) do
-  if not entry.args then
-    local has_table = false
-    for _, param in ipairs(entry.params) do
-      if param.at ~= "path" then has_table = true end
-    end
-    entry.args = has_table and { entry.kind == "iterator" and "opts" or "req" } or {}
-  end
+  entry.args = entry.args or endpoints.signature(entry.params)
   BY_NAME[entry.name] = entry
 end
 

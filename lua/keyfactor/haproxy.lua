@@ -15,9 +15,13 @@
 -- So this module wraps `core.register_task`, `_action`, `_service`,
 -- `_fetches`, `_converters` and `_init`: a function registered after it is
 -- loaded marks its coroutine as it runs.  A call from a marked task, action
--- or service yields; from anywhere else (fetches, converters, init, the file
--- body, a coroutine of the script's own, a function registered before this
--- module was loaded) it blocks the thread, and says so once in HAProxy's log.
+-- or service yields, and so does one from a task registered before the
+-- module was loaded (a script that requires it inside its task): HAProxy
+-- started that coroutine and called its function with no argument, which
+-- no stream function is.  From anywhere else (fetches, converters, init,
+-- the file body, a coroutine of the script's own, an action or service
+-- registered before this module was loaded) a call blocks the thread, and
+-- says so once in HAProxy's log, with what to change.
 -- @module keyfactor.haproxy
 
 local driver = require "keyfactor.driver"
@@ -60,20 +64,67 @@ local function wrap_registration(name, mark)
   end
 end
 
---- True when the running coroutine belongs to a task, an action or a
--- service registered after this module was loaded: `core.msleep` yields
--- to HAProxy there.
+-- Whether HAProxy made coroutine `co` itself (for a task or a stream): it
+-- keeps a reference to each of its Lua threads in the registry; a coroutine
+-- of the script's own is not there (and yielding in it would return to the
+-- script's coroutine.resume, not to HAProxy).
+local function started_by_haproxy(co)
+  local ok, registry = pcall(debug.getregistry)
+  if not ok or type(registry) ~= "table" then return false end
+  for _, value in pairs(registry) do
+    if value == co then return true end
+  end
+  return false
+end
+
+-- The arguments of the outermost function running on the current
+-- coroutine, as a count of the non-nil ones: HAProxy calls a task's
+-- function with none (2.6), and every stream function (action, service,
+-- fetch, converter) with its txn, applet or sample.
+local function outermost_arguments()
+  local level = 2
+  while debug.getinfo(level + 1, "f") do level = level + 1 end
+  local given = 0
+  local info = debug.getinfo(level, "u")
+  for i = 1, (info and info.nparams or 0) do
+    if select(2, debug.getlocal(level, i)) ~= nil then given = given + 1 end
+  end
+  local i = -1
+  while debug.getlocal(level, i) do                   -- varargs
+    if select(2, debug.getlocal(level, i)) ~= nil then given = given + 1 end
+    i = i - 1
+  end
+  return given
+end
+
+-- A coroutine no wrapped registration marked: a task registered before this
+-- module was loaded (the module required inside the task) yields like any
+-- task; a stream function registered before it cannot be told from a
+-- sample fetch, so it blocks (and the log says why).
+local function classify(co)
+  if started_by_haproxy(co) and outermost_arguments() == 0 then return "yield" end
+  return "early"
+end
+
+--- True when the running coroutine belongs to a task (whenever it was
+-- registered), or to an action or a service registered after this module
+-- was loaded: `core.msleep` yields to HAProxy there.
 function kf_haproxy.can_yield()
   local co, main = coroutine.running()
-  return not main and marks[co] == "yield"
+  if main then return false end
+  if marks[co] == nil then marks[co] = classify(co) end
+  return marks[co] == "yield"
 end
 
 local function describe_context()
   local co, main = coroutine.running()
   if main then return "the Lua file body or an init function" end
   if marks[co] == "block" then return "a sample fetch, a converter or an init function" end
-  return "a coroutine HAProxy did not start for a task, action or service registered after "
-    .. "require \"keyfactor.haproxy\""
+  if marks[co] == "early" and started_by_haproxy(co) then
+    return "an action, service, fetch or converter registered before require \"keyfactor.haproxy\""
+      .. " (require it at the top of the script, before any core.register_*, so their calls yield)"
+  end
+  return "a coroutine of the script's own, not one HAProxy started (HAProxy can only resume its own)"
 end
 
 --- Makes `kf` yield to HAProxy while it waits.  Returns `kf`.

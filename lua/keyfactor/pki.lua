@@ -117,9 +117,16 @@ local KEY_OPTS = v.record {
 }
 
 --- Generates a private key (a luaossl pkey).
---   pki.key()                               -- EC P-256
---   pki.key{ type = "EC", curve = "secp384r1" }
---   pki.key{ type = "RSA", bits = 3072 }     -- bits 2048 (default), 3072, 4096
+--
+--     pki.key()                                -- EC P-256
+--     pki.key{ type = "EC", curve = "secp384r1" }
+--     pki.key{ type = "RSA", bits = 3072 }     -- bits 2048 (default), 3072, 4096
+--
+-- @tparam[opt] table opts the options below
+-- @tparam[opt="EC"] string opts.type "EC" or "RSA"
+-- @tparam[opt="prime256v1"] string opts.curve EC only: "prime256v1" (P-256), "secp384r1", "secp521r1"
+-- @tparam[opt=2048] integer opts.bits RSA only: 2048, 3072 or 4096
+-- @return the key (a luaossl pkey), for pki.csr, pki.key_pem, pki.write_key
 function pki.key(opts)
   opts = v.check("pki.key", KEY_OPTS, opts or {}, "opts")
   local kind = opts.type or "EC"
@@ -146,6 +153,8 @@ end
 --- The private key as unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY").
 -- luaossl cannot encrypt it with a passphrase, so this module does not
 -- offer that: protect the file instead (pki.write_key gives mode 0600).
+-- @param key a key from pki.key (a luaossl pkey)
+-- @treturn string the PEM text
 function pki.key_pem(key)
   return check_key("pki.key_pem", key, "key"):toPEM("private")
 end
@@ -239,13 +248,24 @@ local CSR_OPTS = v.record({
 
 --- Makes a signed PKCS#10 request and returns it as PEM, ready for
 -- `kf:enroll{CSR = pem, Template = ..., format = "PEM"}`.
---   pki.csr{ key = key,                       -- pki.key() or PEM text
---            subject = "CN=web1.example.com,O=Example,C=US",   -- or {CN = ..., O = ...}
---            dns = { "web1.example.com" }, ip = { "10.0.0.5" },
---            email = { "ops@example.com" }, uri = { "spiffe://example.com/web" },
---            digest = "sha256" }              -- or "sha384", "sha512"
+--
+--     pki.csr{ key = key,                                        -- pki.key() or PEM text
+--              subject = "CN=web1.example.com,O=Example,C=US",   -- or {CN = ..., O = ...}
+--              dns = { "web1.example.com" }, ip = { "10.0.0.5" },
+--              email = { "ops@example.com" }, uri = { "spiffe://example.com/web" },
+--              digest = "sha256" }                               -- or "sha384", "sha512"
+--
 -- A string subject keeps its order; a table one is written CN, OU, O, L,
 -- ST, C (values may be arrays for repeated attributes such as OU).
+-- @tparam table opts the options below
+-- @param opts.key the private key: a pki.key() or its PEM text
+-- @param opts.subject the subject: a DN string ("CN=a,O=b") or a table ({CN = "a", O = "b"})
+-- @tparam[opt] {string,...} opts.dns DNS names (SANs)
+-- @tparam[opt] {string,...} opts.ip IP addresses (SANs)
+-- @tparam[opt] {string,...} opts.email e-mail addresses (SANs)
+-- @tparam[opt] {string,...} opts.uri URIs (SANs)
+-- @tparam[opt="sha256"] string opts.digest "sha256", "sha384" or "sha512"
+-- @treturn string the CSR as PEM ("BEGIN CERTIFICATE REQUEST")
 function pki.csr(opts)
   local where = "pki.csr"
   opts = v.check(where, CSR_OPTS, opts, "opts")
@@ -279,8 +299,10 @@ end
 local PEM_BLOCK = "%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-.-%-%-%-%-%-END CERTIFICATE%-%-%-%-%-"
 
 --- Every certificate of a PEM text (a chain file, a bundle), in order, as
--- luaossl certificates.  Other PEM blocks (keys) are skipped.  Returns
--- nil, message when a certificate block does not parse.
+-- luaossl certificates.  Other PEM blocks (keys) are skipped.
+-- @tparam string text PEM text with one or more "BEGIN CERTIFICATE" blocks
+-- @treturn table the array of luaossl certificates; or nil, message when a
+-- certificate block does not parse
 function pki.certificates_from_pem(text)
   if type(text) ~= "string" then v.raise("pki.certificates_from_pem", "text must be a string, not " .. type(text)) end
   local certs = {}
@@ -327,15 +349,20 @@ local function dn_string(name)
   return table.concat(parts, ", ")
 end
 
---- Facts about a certificate (PEM, DER, base64 DER, a luaossl certificate,
--- or a table from kf:certificate with ContentBytes):
---   { subject = "CN=web1.example.com, O=Example", issuer = "CN=SandboxCA, ...",
---     serial = "32F7F2...",                  -- upper-case hex, even length
---     not_before = 1700000000, not_after = 1731536000,   -- seconds since the epoch
---     days_left = 364,                       -- whole days until not_after (negative once expired)
---     dns = {...}, ip = {...}, email = {...}, uri = {...},
---     thumbprint = "41C4E6E5..." }           -- SHA-1 of the DER, as Keyfactor's Thumbprint
--- Returns nil, message when the data is not a certificate.
+--- Facts about a certificate, as a table.
+-- The certificate may be PEM, DER, base64 DER, a luaossl certificate, or a
+-- table from kf:certificate with ContentBytes:
+--
+--     { subject = "CN=web1.example.com, O=Example", issuer = "CN=SandboxCA, ...",
+--       serial = "32F7F2...",                            -- upper-case hex, even length
+--       not_before = 1700000000, not_after = 1731536000, -- seconds since the epoch
+--       days_left = 364,                                 -- whole days until not_after (negative once expired)
+--       dns = {...}, ip = {...}, email = {...}, uri = {...},
+--       thumbprint = "41C4E6E5..." }                     -- SHA-1 of the DER, as Keyfactor's Thumbprint
+--
+-- @param certificate PEM, DER, base64 DER, a luaossl certificate, or a
+-- Keyfactor certificate table with `ContentBytes`
+-- @treturn table the facts above; or nil, message when the data is not a certificate
 function pki.certificate_info(certificate)
   local cert, err = to_cert("pki.certificate_info", certificate)
   if not cert then return nil, err end
@@ -361,8 +388,11 @@ function pki.certificate_info(certificate)
 end
 
 --- True when `certificate` expires within `days` days from now (or has
--- expired).  `certificate` is anything pki.certificate_info takes, or a
--- Keyfactor certificate table with only `NotAfter` ("2027-11-25T13:24:19Z").
+-- expired).
+-- @param certificate anything pki.certificate_info takes, or a Keyfactor
+-- certificate table with only `NotAfter` ("2027-11-25T13:24:19Z")
+-- @tparam number days how close the expiry may be
+-- @treturn boolean true when it is due (data that is not a certificate raises)
 function pki.needs_renewal(certificate, days)
   days = v.check("pki.needs_renewal", v.number, days, "days")
   local not_after
@@ -394,10 +424,13 @@ local function der_sequence(der)
 end
 
 --- Opens a PKCS#12 file: the `Pkcs12Blob` of a PFX enrollment (base64) or
--- raw DER.  Returns `{key = PKCS#8 PEM, certificate = PEM, chain = {PEM, ...}}`
+-- raw DER.  The password never appears in a message.
+-- @tparam string blob base64 or DER
+-- @tparam string password the PFX password given at enrollment
+-- @treturn table `{key = PKCS#8 PEM, certificate = PEM, chain = {PEM, ...}}`
 -- (`chain` holds the other certificates, e.g. the CA with IncludeChain = true;
--- `key` is nil for a file without one), or nil, message for a wrong password
--- or data that is not PKCS#12.  The password never appears in a message.
+-- the key field is nil for a file without one); or nil, message for a wrong password
+-- or data that is not PKCS#12
 function pki.split_pkcs12(blob, password)
   local where = "pki.split_pkcs12"
   v.check(where, v.nonempty, blob, "blob")
@@ -452,8 +485,16 @@ local BUNDLE_OPTS = v.record({
 -- HAProxy's `crt` file and Postfix's `smtpd_tls_chain_files` take
 -- (HAProxy accepts any order).  nginx's `ssl_certificate` wants
 -- `order = {"certificate", "chain"}` with the key in its own file.
---   pki.bundle{ certificate = pem, chain = { ca_pem }, key = key_pem }
--- Parts may also be luaossl objects (or the table pki.split_pkcs12 returns).
+--
+--     pki.bundle{ certificate = pem, chain = { ca_pem }, key = key_pem }
+--     pki.bundle{ certificate = pem, chain = { ca_pem }, order = { "certificate", "chain" } }
+--
+-- @tparam table parts PEM texts or luaossl objects (the table pki.split_pkcs12 returns works as is)
+-- @param parts.certificate the certificate
+-- @param[opt] parts.chain an array of chain certificates
+-- @param[opt] parts.key the private key
+-- @tparam[opt] {string,...} parts.order the parts in the order wanted
+-- @treturn string the PEM text
 function pki.bundle(parts)
   local where = "pki.bundle"
   parts = v.check(where, BUNDLE_OPTS, parts, "parts")
@@ -488,8 +529,11 @@ end
 --- Writes `data` to `path` atomically: a temporary file in the same
 -- directory (made by mktemp(1), so mode 0600 from the start), chmod to
 -- `mode`, the data, then os.rename over `path` — readers see the old file or
--- the new one, never half of one.  `mode` is octal text, "0644" by default.
--- Not fsync'ed.  Returns true, or nil, message (the temporary file removed).
+-- the new one, never half of one.  Not fsync'ed.
+-- @tparam string path the file to (over)write
+-- @tparam string data its new contents
+-- @tparam[opt="0644"] string mode octal permission text
+-- @return true; or nil, message (the temporary file removed)
 function pki.write_file(path, data, mode)
   local where = "pki.write_file"
   v.check(where, v.nonempty, path, "path")
@@ -520,7 +564,10 @@ function pki.write_file(path, data, mode)
   return true
 end
 
---- Writes a private key (PEM text or a pki.key()) with mode 0600.
+--- Writes a private key with mode 0600 (as pki.write_file, atomically).
+-- @tparam string path the key file
+-- @param key PEM text or a pki.key()
+-- @return true; or nil, message
 function pki.write_key(path, key)
   if is_key(key) then key = key:toPEM("private") end
   return pki.write_file(path, key, "0600")

@@ -5,6 +5,8 @@
 --     kf> show(_)                    -- the whole of the last result
 --     kf> help "deploy"              -- endpoint, fields, example (or help(kf.deploy))
 --     kf> kf:dep<Tab>                -- completes kf: methods, and field names inside kf:deploy{...}
+--     kf> c = kf:certificate(42)
+--     kf> c.Not<Tab>                 -- completes a table's keys: c.NotAfter, c.NotBefore
 --
 -- On a terminal the line is edited with GNU readline (Debian lua-readline),
 -- with history in `~/.keyfactor_history` (or `$KEYFACTOR_HISTORY`; mode
@@ -14,9 +16,11 @@
 -- listener), Ctrl-D ends.  Without readline, or when stdin is not a
 -- terminal, lines are read plainly.  Each line is compiled as
 -- `return <line>` first, then as `<line>`; an unfinished statement reads
--- more lines.  Results print on one line (secrets redacted); `_` is the
--- last result.  Globals set at the prompt persist; `kf`, `keyfactor`,
--- `show`, `help` and `collect(iterator, n)` are preloaded.
+-- more lines after a `>> ` prompt, as `lua -i` does.  A misspelt method
+-- (`kf:stauts()`) is named with its near miss (`did you mean kf:status?`).
+-- Results print on one line (secrets redacted); `_` is the last result.
+-- Globals set at the prompt persist; `kf`, `keyfactor`, `show`, `help` and
+-- `collect(iterator, n)` are preloaded.
 -- @module keyfactor.repl
 
 local show = require "keyfactor.show"
@@ -103,8 +107,7 @@ function repl.help(kf, what)
     return table.concat(out, "\n")
   end
   if not entry then return "no call named " .. tostring(what) .. " (help() lists them)" end
-  local out = { string.format("kf:%s(%s) -- %s", entry.name, table.concat(entry.args or {}, ", "),
-    entry.summary or "") }
+  local out = { string.format("%s -- %s", endpoints.call_text(entry), entry.summary or "") }
   if entry.method and entry.path then out[#out + 1] = "  " .. entry.method .. " " .. entry.path end
   if entry.params and #entry.params > 0 then
     out[#out + 1] = "  fields:"
@@ -118,28 +121,55 @@ function repl.help(kf, what)
   return table.concat(out, "\n")
 end
 
--- Tab completion: `kf:` / `kf.` methods, field names inside `kf:name{`,
--- and globals of the prompt.
+-- The value a dotted name (`c`, `c.CertificateInformation`) has at the
+-- prompt, or nil; never calls anything but plain table lookups.
+local function resolve(env, dotted)
+  local value = env
+  for part in dotted:gmatch("[^.]+") do
+    if type(value) ~= "table" then return nil end
+    value = value[part]
+  end
+  return value
+end
+
+-- The names `value:` (functions) or `value.` (every string key) may be
+-- followed by: the table's own keys, those of its metatable's __index
+-- table, and for the client every call of the endpoint table.
+local function members(value, methods_only, endpoints)
+  local names, seen = {}, {}
+  local function add(n, item)
+    if type(n) == "string" and not seen[n] and not n:find("^_") and n:find("^[%a_][%w_]*$")
+      and (not methods_only or type(item) == "function") then
+      seen[n] = true
+      names[#names + 1] = n
+    end
+  end
+  if type(value) ~= "table" then return names end
+  for n, item in pairs(value) do add(n, item) end
+  local mt = getmetatable(value)
+  if type(mt) == "table" and type(mt.__index) == "table" then
+    for n, item in pairs(mt.__index) do add(n, item) end
+    if mt.__name == "keyfactor.client" and endpoints then
+      for _, e in ipairs(endpoints.list()) do add(e.name, function() end) end
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+-- Tab completion: after `name:` the methods of that value (the kf: calls
+-- for the client), after `name.` the keys of that table (a certificate's
+-- fields), field names inside `kf:name{`, and globals of the prompt.
 local function completer(env)
   local endpoints = catalog()
-  local function methods(kf)
-    local names, seen = {}, {}
-    local function add(n) if not seen[n] and not n:find("^_") then seen[n] = true names[#names + 1] = n end end
-    if endpoints then for _, e in ipairs(endpoints.list()) do add(e.name) end end
-    local mt = getmetatable(kf)
-    if type(mt) == "table" and type(mt.__index) == "table" then
-      for n, f in pairs(mt.__index) do if type(f) == "function" then add(n) end end
-    end
-    table.sort(names)
-    return names
-  end
   return function(line, from, to)
     local word = line:sub(from, to)
     local before = line:sub(1, from - 1)
     local matches = {}
-    local object, sep, prefix = word:match("^([%a_][%w_]*)([:.])([%w_]*)$")
-    if object and type(env[object]) == "table" and getmetatable(env[object]) then
-      for _, n in ipairs(methods(env[object])) do
+    local object, sep, prefix = word:match("^([%a_][%w_%.]*)([:.])([%w_]*)$")
+    local value = object and resolve(env, object)
+    if type(value) == "table" then
+      for _, n in ipairs(members(value, sep == ":", endpoints)) do
         if n:sub(1, #prefix) == prefix then matches[#matches + 1] = object .. sep .. n end
       end
       return matches
@@ -158,6 +188,23 @@ local function completer(env)
     table.sort(matches)
     return matches
   end
+end
+
+-- "attempt to call a nil value (method 'stauts')" said as what it means,
+-- with the near miss among the receiver's methods (found in the line typed:
+-- `kf:stauts()` -> kf's methods), as validation names an unknown field.
+local function explain_missing(message, code, env)
+  local kind, name = tostring(message):match("attempt to call a nil value %((%a+) '([%w_]+)'%)")
+  if kind ~= "method" and kind ~= "field" then return message end
+  local sep = kind == "method" and ":" or "."
+  local receiver = code:match("([%a_][%w_%.]*)%s*" .. sep:gsub("%p", "%%%0") .. "%s*" .. name .. "%f[^%w_]")
+  local value = receiver and resolve(env, receiver)
+  if type(value) ~= "table" then return message end
+  local known = {}
+  for _, n in ipairs(members(value, true, catalog())) do known[n] = true end
+  local near = require("keyfactor.validate").near_miss(name, known)
+  return string.format("%s%s%s is not a method%s", receiver, sep, name,
+    near and " (did you mean " .. receiver .. sep .. near .. "?)" or "")
 end
 
 local function interactive()
@@ -271,19 +318,29 @@ local function readline_loop(rl, sig, output, prompt, feed)
   local cqueues = require "cqueues"
   local stdin = { pollfd = function() return 0 end, events = function() return "r" end }
   local finished = false
-  local function handler(line)
+  local shown = prompt()
+  local handler
+  function handler(line)
     if line == nil then finished = true return end
     if line:find("%S") and not repl.carries_secret(line) then rl.add_history(line) end
     feed(line)
+    -- the continuation prompt (">> ") while a statement is unfinished:
+    -- readline shows the prompt it was installed with, so install anew
+    -- when it changes (allowed inside the line handler)
+    if prompt() ~= shown then
+      shown = prompt()
+      rl.handler_install(shown, handler)
+    end
   end
-  rl.handler_install(prompt(), handler)
+  rl.handler_install(shown, handler)
   while not finished do
     local ready = cqueues.poll(stdin, sig.listener)
     if ready == sig.listener and sig.pending() then
       output:write("^C\n")
       if rl.sigcleanup then rl.sigcleanup() end   -- what readline's own SIGINT handler does
       feed(nil)                                    -- drops an unfinished statement
-      rl.handler_install(prompt(), handler)        -- a fresh, empty line
+      shown = prompt()
+      rl.handler_install(shown, handler)           -- a fresh, empty line
     elseif ready == stdin then
       rl.read_char()
     end
@@ -351,8 +408,9 @@ function repl.run(kf, opts)
     if line == nil then pending = nil return end
     local code = pending and pending .. "\n" .. line or line
     local fn, err = load_env("return " .. code, "=repl", env)
+    local unfinished = not fn and err:find("<eof>", 1, true)   -- `#kf:status` is an unfinished expression
     if not fn then fn, err = load_env(code, "=repl", env) end
-    if not fn and err:find("<eof>", 1, true) then
+    if not fn and (unfinished or err:find("<eof>", 1, true)) then
       pending = code                 -- incomplete: read on
       return
     end
@@ -371,11 +429,11 @@ function repl.run(kf, opts)
     elseif results[2] == INTERRUPTED then
       emit("\ninterrupted")          -- after the "^C" the terminal echoed
     else
-      emit("error: " .. tostring(results[2]))
+      emit("error: " .. tostring(explain_missing(results[2], code, env)))
     end
   end
   local function current_prompt()
-    return pending and (prompt ~= "" and ">>  " or "") or prompt
+    return pending and (prompt ~= "" and ">> " or "") or prompt   -- as lua -i
   end
 
   if rl then

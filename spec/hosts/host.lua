@@ -149,6 +149,8 @@ function host.haproxy(opts)
   write_file(self.dir .. "/haproxy.cfg", render(read_file(host.ROOT .. "/spec/hosts/app/haproxy.cfg.in"), {
     ROOT = host.ROOT, PORT = self.port, NBTHREAD = opts.nbthread or 1,
     LUA_LOAD = opts.per_thread and "lua-load-per-thread" or "lua-load",
+    LATE_LOAD = opts.late and ((opts.per_thread and "lua-load-per-thread" or "lua-load")
+      .. ' "' .. host.ROOT .. '/spec/hosts/app/haproxy_late_app.lua"') or "",
   }))
   self.pid = spawn("haproxy -db -f " .. quote(self.dir .. "/haproxy.cfg"), self.log_file, self.env)
   self:wait_ready("/plain")

@@ -80,6 +80,31 @@ describe("keyfactor repl on a terminal", function()
     await("    ShortName = \"PKCS12\",")
   end)
 
+  it("prompts >> for unfinished input, names a misspelt method's near miss, completes a table's keys", function()
+    await("kf> ")
+    keys("C-l")
+    tmux("clear-history -t repl")
+    keys("'#kf:status' Enter")                -- unfinished: the call's parentheses are missing
+    await("\n>> ")
+    keys("'()' Enter")                        -- completes it, and it runs
+    local s = await("\nkf> ")
+    assert.truthy(s:find("\n>> %(%)\n%d+\nkf> "), s)
+    assert.is_nil(s:find("syntax error", 1, true), s)
+    keys("'kf:stauts()' Enter")
+    s = await("kf:stauts is not a method (did you mean kf:status?)")
+    assert.is_nil(s:find("attempt to call", 1, true), s)
+    keys("'c = kf:certificate(kf:enroll{Template = \"WebServer\", Subject = \"CN=tab.example.com\", "
+      .. "format = \"STORE\"}.CertificateInformation.KeyfactorId)' Enter")
+    keys("'c.NotA' Tab")
+    await("kf> c.NotAfter")
+    keys("C-u", "'c.' Tab Tab")               -- every key of the certificate, no client method
+    s = await("IssuedCN")
+    assert.is_nil(s:find("wait_deployed", 1, true), s)
+    keys("C-u", "'kf:wait_d' Tab")
+    await("kf> kf:wait_deployed")
+    keys("C-u")
+  end)
+
   it("Ctrl-C cancels the line being typed, a running loop and a call, and the prompt goes on", function()
     await("kf> ")
     keys("C-l")                               -- a clean screen for this test

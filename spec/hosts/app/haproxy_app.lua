@@ -9,6 +9,8 @@
 --   /spawn?id=N       an action registering a task that makes the call;
 --   /result           the last task's answer ("pending" before)
 --   /fetch?id=N       a sample fetch making the call (HAProxy cannot yield there)
+--   /late_spawn?id=N  hands N to the task of haproxy_late_app.lua (host.haproxy{late = true}),
+--   /late_result      and its last answer ("pending" before)
 -- Answers: see calls.lua.
 local keyfactor = require "keyfactor"
 local kf_haproxy = require "keyfactor.haproxy"     -- before the core.register_* below
@@ -65,4 +67,16 @@ core.register_service("kf_result", "http", function(applet) reply(applet, result
 
 core.register_fetches("kf_id", function(txn)
   return calls.certificate(kf, tonumber(txn.sf:url_param("id")), PID)
+end)
+
+-- The task of haproxy_late_app.lua, when loaded (it requires keyfactor.haproxy itself).
+local late = rawget(_G, "late_jobs")
+core.register_service("kf_late_spawn", "http", function(applet)
+  if not late then return reply(applet, "no late task loaded") end
+  late.result = "pending"
+  late.id = param(applet.qs, "id")
+  reply(applet, "spawned")
+end)
+core.register_service("kf_late_result", "http", function(applet)
+  reply(applet, late and late.result or "no late task loaded")
 end)
