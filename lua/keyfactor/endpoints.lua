@@ -282,9 +282,10 @@ local ENTRIES = {
       p("Timestamp", "ISO 8601 time", v.time, "request time (default now)", { default = now_iso }),
     },
     one_of = { { "CertificateId", "Thumbprint", text = "CertificateId or Thumbprint is required" } },
-    returns = "the answer {KeyfactorId, KeyfactorRequestId, Thumbprint, SerialNumber, RequestDisposition, "
-      .. "DispositionMessage}: the new id at the top level; KeyfactorId 0 (PENDING) while a template's "
-      .. "approval is awaited (see keyfactor.renewal for renewing and redeploying in one go)",
+    returns = "the answer, flat (no CertificateInformation): KeyfactorId (the new certificate's id), "
+      .. "KeyfactorRequestId, Thumbprint, SerialNumber, IssuerDN, RequestDisposition, DispositionMessage; "
+      .. "KeyfactorId 0 (PENDING) while a template's approval is awaited. The new certificate stays on the "
+      .. "server: deploy it, or kf:replace the old one with it (keyfactor.renewal renews and redeploys in one go)",
     example = "local r = assert(kf:renew{CertificateId = 42})\nprint(r.KeyfactorId)",
   },
   {

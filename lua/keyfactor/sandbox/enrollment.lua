@@ -415,6 +415,12 @@ local function find_by_thumbprint(sandbox, thumbprint)
   util.not_found("Certificate with thumbprint " .. thumbprint .. " was not found")
 end
 
+-- The size of a successor's key, as the old one's: RSA bits, or the EC curve.
+local function successor_key_size(old)
+  if old.key_type == 3 then return old.key_bits == 384 and "secp384r1" or "prime256v1" end
+  return old.key_bits
+end
+
 local function renew(sandbox, req)
   local body = check.body(req, RENEW_FIELDS)
   local id = check.int(body, "CertificateId", false)
@@ -433,7 +439,7 @@ local function renew(sandbox, req)
     subject = old.issued_dn, sans = old.sans, metadata = util.copy(old.metadata or {}), days = 365,
     -- the successor's key is of the same type and size
     key_kind = old.key_type == 3 and "EC" or "RSA",
-    key_size = old.key_type == 3 and (old.key_bits == 384 and "secp384r1" or nil) or old.key_bits,
+    key_size = successor_key_size(old),
     retain_key = true, renewed_id = old.id,
   })
   if template and template.RequiresApproval then
