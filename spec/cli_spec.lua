@@ -317,6 +317,32 @@ describe("bin/keyfactor", function()
     assert.truthy(out:find(": complete, renewed as %d+, in 1 of 1 store\n$"), out)
   end)
 
+  it("renew killed with SIGKILL between the renewal and the deploy: the rerun deploys that renewal, "
+     .. "renews nothing twice", function()
+    local cn = fixture.unique("cli-killed")
+    local id = expiring(cn, 10)
+    local p12 = store_of("app03.sandbox.local")
+    assert(kf:deploy { CertificateId = id, Stores = { { StoreId = p12, Alias = "killed" } } })
+    assert(kf:wait_deployed(id, { p12 }, { timeout = 30 }))
+    sb:fault { method = "POST", path = "/KeyfactorAPI/Enrollment/PFX/Deploy", delay_ms = 3000, times = 1 }
+    local args = "renew --expiring 30d --deploy --wait 20 --query " .. quote('IssuedCN -eq "' .. cn .. '"')
+    local p = io.popen(string.format("env -u LUA_PATH -u LUA_CPATH %s %s %s >/dev/null 2>&1 & echo $!", env, BIN,
+      args))
+    local pid = p:read("l")
+    p:close()
+    -- once the renewal is recorded on the old certificate, the deploy is on its way (held 3 s): kill
+    assert(fixture.poll(function()
+      local c = kf:certificate(id, { includeMetadata = true })
+      return c and tostring(c.Metadata.RenewalClaim):find("^renewed ")
+    end, 20, 0.05))
+    os.execute("sleep 0.3; kill -KILL " .. pid)
+    local out, err, code = run(args)
+    sb:clear_faults()
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find(": complete, renewal %d+, in 1 of 1 store\n$"), out)
+    assert.are.equal(2, #fixture.collect(kf:certificates { query = 'IssuedCN -eq "' .. cn .. '"' }))
+  end)
+
   it("--expiring needs a unit; passwords from a file or the environment; enroll refuses a PFX password "
      .. "without --out", function()
     local _, err, code = run("renew --expiring 1000000")

@@ -29,7 +29,9 @@
 -- `CertificateId`, `IssuedDN`, `NotAfter`, `State` = "complete", "pending",
 -- "incomplete" or "failed", `SuccessorId`, `RequestId` (a renewal waiting for
 -- approval), `Renewed` (true when this run renewed it), `Reasons` (why it is
--- not complete, in the server's or the job's own words), `Stores`: one entry
+-- not complete, in the server's or the job's own words), `RetryAt` (a
+-- renewal not started yet, e.g. claimed by another worker: when to try
+-- again, seconds on this host's clock), `Stores`: one entry
 -- per place `{CertStoreId, Alias, StoreMachine, StorePath, Deployed, Reason}`).
 --
 -- Answers met on the way: `kf:renew` answers `{KeyfactorId, KeyfactorRequestId,

@@ -326,4 +326,25 @@ describe("fleet", function()
     assert.equal(old.IssuedDN, assert(kf:certificate(mark.new)).IssuedDN)
     impatient:close()
   end)
+
+  it("compares a claim's age with the server's clock (its Date header), not a host clock that jumped", function()
+    local certs = enroll(1, "clock")
+    local id = certs[1].id
+    -- another worker's fresh claim, written on the server's time
+    local _, _, headers = kf:request("GET", "/Certificates/" .. id)
+    local server_now = assert(claim.http_date(headers.date))
+    assert(claim.set_mark(kf, id, claim.format("claimed", { of = id, after = id, at = server_now, by = "other",
+      token = "0123456789abcdef" })))
+    local real_time = os.time
+    -- this host's clock jumped ten leases ahead
+    os.time = function(t) return t and real_time(t) or real_time() + 10 * LEASE end -- luacheck: ignore 122
+    local ok, result = pcall(claim.renew_once, kf, id, { owner = "jumped", lease = LEASE, settle = 0.2 })
+    os.time = real_time -- luacheck: ignore 122
+    assert(ok, result)
+    assert.equal("deferred", result.result)
+    assert.equal("claimed by other", result.reason)
+    -- when the claim expires, on this host's (jumped) clock, which schedules the retry
+    assert.is_true(math.abs(result.retry_at - (real_time() + 10 * LEASE + LEASE + 1)) <= 2, tostring(result.retry_at))
+    assert.equal(1, #fixture.collect(kf:certificates { query = 'IssuedCN -eq "' .. certs[1].cn .. '"' }))
+  end)
 end)
