@@ -160,7 +160,8 @@ local PFX_FIELDS = with(PATTERN_FIELDS, with({
   p("JobTime", "ISO 8601 time", v.time, "with Stores: when the deployment jobs run"),
   p("AlternativeKeyType", "string", v.nonempty, "with Stores (v2): alternative key, ML-DSA-44, -65 or -87"),
   p("AlternativeKeyLength", "integer", v.integer, "with Stores (v2): alternative key size"),
-  p("CSR", "string", v.nonempty, "a PEM CSR: POST /Enrollment/CSR instead (key stays with you)"),
+  p("CSR", "string", v.nonempty, "a PEM CSR: POST /Enrollment/CSR instead (key stays with you; "
+    .. "then forceEnroll = true is also taken: the query parameter)"),
   p("format", "string", v.one_of { "PFX", "Zip", "PEM", "JKS", "STORE", "REPLACE", "DER" },
     "x-certificateformat: PFX (default), Zip, PEM, JKS, STORE (key kept for a later deploy), REPLACE; "
       .. "with CSR: PEM (default), DER",

@@ -89,6 +89,7 @@ local function check_template(sandbox, body)
   if not template then
     util.bad_request("Template '" .. name .. "' was not found or is not available for enrollment")
   end
+  if is_2022(sandbox) then return template end
   for _, pattern in ipairs(state.enrollment_patterns) do
     if pattern.template == template.Id then return template, pattern end
   end
