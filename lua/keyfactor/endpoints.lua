@@ -321,7 +321,7 @@ local ENTRIES = {
     },
     returns = "the certificate table (tostring: one line): Id, IssuedCN, IssuedDN, Thumbprint, SerialNumber, "
       .. "NotBefore, NotAfter (ISO 8601 text), ...; with includeLocations, Locations: one entry per store "
-      .. "holding it, {CertStoreId, Alias, StoreMachine, StorePath, StoreType, ChainLevel} -- the store is "
+      .. "holding it, {CertStoreId, Alias, StoreMachine, StorePath, StoreType, ChainLevel}; the store is "
       .. "CertStoreId here, while kf:deploy's Stores entries name it StoreId",
     example = "local c = assert(kf:certificate(42, {includeLocations = true}))\n"
       .. "local targets = {}      -- deploy a renewal where the old one is\n"

@@ -112,7 +112,7 @@ end
 -- @tparam table opts the options below
 -- @tparam string opts.url base URL including the API path (`https://host/KeyfactorAPI`);
 -- https, or http with `allow_http` when credentials are given; no `user:password@`
--- @tparam[opt] string opts.username HTTP Basic user, with `password`: `"DOMAIN\\user"` (a Lua string)
+-- @tparam[opt] string opts.username HTTP Basic user, with `password`: `DOMAIN\\user` (doubled in a Lua string literal)
 -- @tparam[opt] string opts.password HTTP Basic password (kept in C memory, never printed)
 -- @tparam[opt] string opts.token a ready bearer token (instead of username)
 -- @tparam[opt] table opts.oauth OAuth2 client credentials (instead of username):
@@ -269,6 +269,10 @@ end
 -- with kfutil's fields: host, port, api_path, username, password, domain,
 -- client_id, client_secret, token_url, scopes, audience, ca_cert_path,
 -- skip_tls_verify.  A file readable by group or others gets one warning.
+--
+--     { "servers": { "default": { "host": "kf.example.com", "username": "svc-certs",
+--                                 "password": "...", "domain": "CORP",
+--                                 "ca_cert_path": "/etc/ssl/corp-ca.pem" } } }
 --
 -- The variables: KEYFACTOR_HOSTNAME (host, or URL: one with a path, such as
 -- https://host/KeyfactorAPI, is the whole base URL), KEYFACTOR_PORT (443),

@@ -85,11 +85,10 @@ describe("kfutil's configuration file", function()
     local kf = keyfactor.from_env { env = env, retries = 0 }
     assert.are.equal(sb.url, kf.url)
     assert(kf:status())
+    -- an answer 3 s late is a timeout only with the 1 s of KEYFACTOR_CLIENT_TIMEOUT (the default is 60 s)
     sb:fault { method = "GET", path = "/KeyfactorAPI/Status/Endpoints", delay_ms = 3000, times = 1 }
-    local started = core.now()
     local _, err = kf:status()
     assert.are.equal("timeout", err.kind)
-    assert.is_true(core.now() - started < 2.5)
     kf:close()
     sb:clear_faults()
     env.KEYFACTOR_CLIENT_TIMEOUT = "soon"
