@@ -100,18 +100,21 @@ check-valgrind: deps build
 
 # Fuzzing the C entry points with libFuzzer (clang): header parsing,
 # response buffering, argument handling, JSON decoding and the encoder's
-# round trip.  `make fuzz` runs each harness for
+# round trip, and the check of request header lines (header_lines).  `make fuzz` runs each harness for
 # FUZZ_SECONDS over its corpus (fuzz/corpus/NAME: seeds, and every input
 # that once found a bug, kept as a regression case); `make fuzz-regress`
 # only replays the corpus.
 FUZZ_SECONDS ?= 60
-FUZZERS    := headers buffer options json
+FUZZERS    := headers buffer options json header_lines
 FUZZ_CC    := clang -g -O1 -fsanitize=fuzzer,address,undefined,float-cast-overflow -fno-sanitize-recover=all \
               -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INC) $(shell pkg-config --cflags libcurl 2>/dev/null)
 FUZZ_LIBS  := -l$(LUA) $(LDLIBS)
 build/fuzz/headers: fuzz/fuzz_headers.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -o $@ $< $(filter-out csrc/request.c,$(SRC)) $(FUZZ_LIBS)
+build/fuzz/header_lines: fuzz/fuzz_header_lines.c $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ $< $(SRC) $(FUZZ_LIBS)
 build/fuzz/buffer: fuzz/fuzz_buffer.c csrc/buffer.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -o $@ $< csrc/buffer.c

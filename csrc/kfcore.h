@@ -173,8 +173,8 @@ struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field);
 int kf_header_value_ok(const char *value);
 int kf_token_ok(const char *s, size_t len);
 int kf_header_line_ok(const char *line);
-void kf_check_request_headers(lua_State *L, const kf_session *s, const char *method,
-                              const struct curl_slist *headers);
+int kf_check_request_headers(lua_State *L, const kf_session *s, const char *method,
+                             const struct curl_slist *headers);
 char *kf_strdup(const char *s);
 void kf_free_secret(char **p);
 

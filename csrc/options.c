@@ -150,25 +150,36 @@ int kf_header_line_ok(const char *line)
   return kf_header_value_ok(line + name + 1);
 }
 
-/* Raises unless everything libcurl will turn into request headers for this
+/* Whether everything libcurl will turn into request headers for this
  * request (the method, the header list, the user agent, the bearer token)
  * is safe to send: whatever their source, a CR or LF must never reach the
- * wire, where it would add headers or a whole second request.  The message
- * never quotes a value, which may be a secret. */
-void kf_check_request_headers(lua_State *L, const kf_session *s, const char *method,
-                              const struct curl_slist *headers)
+ * wire, where it would add headers or a whole second request.  Returns 1,
+ * or 0 with the error message pushed (never quoting a value, which may be
+ * a secret) for the caller to raise once it has freed what it holds. */
+int kf_check_request_headers(lua_State *L, const kf_session *s, const char *method,
+                             const struct curl_slist *headers)
 {
   const struct curl_slist *h;
   int i = 1;
-  if (!kf_token_ok(method, strlen(method)))
-    luaL_error(L, "keyfactor.core: request method must be an HTTP token (letters, digits, !#$%%&'*+-.^_`|~)");
-  for (h = headers; h != NULL; h = h->next, i++)
-    if (!kf_header_line_ok(h->data))
-      luaL_error(L, "keyfactor.core: request header %d is not a \"Name: value\" line free of control characters", i);
-  if (s->user_agent != NULL && !kf_header_value_ok(s->user_agent))
-    luaL_error(L, "keyfactor.core: user_agent holds a control character");
-  if (s->bearer != NULL && !kf_header_value_ok(s->bearer))
-    luaL_error(L, "keyfactor.core: the bearer token holds a control character");
+  if (!kf_token_ok(method, strlen(method))) {
+    lua_pushliteral(L, "keyfactor.core: request method must be an HTTP token (letters, digits, !#$%&'*+-.^_`|~)");
+    return 0;
+  }
+  for (h = headers; h != NULL; h = h->next, i++) {
+    if (!kf_header_line_ok(h->data)) {
+      lua_pushfstring(L, "keyfactor.core: request header %d is not a \"Name: value\" line free of control characters", i);
+      return 0;
+    }
+  }
+  if (s->user_agent != NULL && !kf_header_value_ok(s->user_agent)) {
+    lua_pushliteral(L, "keyfactor.core: user_agent holds a control character");
+    return 0;
+  }
+  if (s->bearer != NULL && !kf_header_value_ok(s->bearer)) {
+    lua_pushliteral(L, "keyfactor.core: the bearer token holds a control character");
+    return 0;
+  }
+  return 1;
 }
 
 char *kf_strdup(const char *s)

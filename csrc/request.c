@@ -388,7 +388,11 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
     if (extra != NULL && (r->headers = merge_headers(s->headers, extra)) == NULL)
       return luaL_error(L, "keyfactor.core: out of memory building the headers");
   }
-  kf_check_request_headers(L, s, method, r->headers != NULL ? r->headers : s->headers);
+  if (!kf_check_request_headers(L, s, method, r->headers != NULL ? r->headers : s->headers)) {
+    curl_slist_free_all(r->headers);   /* no easy handle yet: gc would not free it */
+    r->headers = NULL;
+    return lua_error(L);
+  }
   r->easy = kf_session_acquire_easy(s);
   if (r->easy == NULL)
     return luaL_error(L, "keyfactor.core: out of memory creating a curl handle");

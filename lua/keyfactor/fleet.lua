@@ -18,33 +18,19 @@
 --
 -- Redis only hands work out.  Whether a certificate was renewed is decided in
 -- Keyfactor (keyfactor.fleet.claim), so a delivery that Redis repeats or
--- loses on a failover is harmless.  This is the one module that needs a Redis
--- client (Debian's lua-redis); the rest of the library does not.
+-- loses on a failover is harmless.  So a worker outlives its Redis: when the
+-- connection drops (a restart) or the stream and group vanish (a flush) it
+-- connects again with backoff, makes the group again and goes on; jobs lost
+-- with the data come back at the next `schedule`.  This is the one module
+-- that needs a Redis client (Debian's lua-redis, keyfactor.fleet.connection:
+-- AUTH, ACL users, db numbers, TLS); the rest of the library does not.
 -- @module keyfactor.fleet
 
 local core = require "keyfactor.core"
 local claim = require "keyfactor.fleet.claim"
 local renewal = require "keyfactor.renewal"
+local connection = require "keyfactor.fleet.connection"
 local v = require "keyfactor.validate"
-
--- Debian's lua-redis (redis-lua 2.0.5) installs its one pure-Lua file for Lua
--- 5.1-5.3; it runs unchanged on 5.4 (over LuaSocket, which has a 5.4 build).
-local function load_redis()
-  local ok, redis = pcall(require, "redis")
-  if ok then return redis end
-  local file = package.searchpath("redis", "/usr/share/lua/5.3/?.lua;/usr/share/lua/5.1/?.lua")
-  if not file then error(redis, 0) end
-  redis = dofile(file)
-  package.loaded.redis = redis
-  return redis
-end
-
-local redis = load_redis()
--- Stream commands postdate redis-lua 2.0.5; redis.command is its way to add
--- commands (plain requests, replies as nested arrays).
-for _, name in ipairs { "XADD", "XREADGROUP", "XAUTOCLAIM", "XGROUP", "XPENDING", "XLEN" } do
-  redis.commands[name:lower()] = redis.commands[name:lower()] or redis.command(name)
-end
 
 local fleet = { claim = claim }
 
@@ -113,8 +99,10 @@ local OPTIONS = v.record({
   deploy = v.boolean, password = v.string, wait = positive, recheck = positive,
 }, { "kf" })
 
---- A fleet member.  `opts`: kf (a client; required), redis (an open
--- redis-lua client, or {host, port}; default 127.0.0.1:6379), prefix
+--- A fleet member.  `opts`: kf (a client; required), redis (connection
+-- settings: {host, port, username, password, db, tls, timeout}, see
+-- keyfactor.fleet.connection; default 127.0.0.1:6379; or an open redis-lua
+-- client, which is then never reconnected), prefix
 -- ("kf:fleet"), name (this consumer's name in the group; default
 -- host:pid), concurrency (renewals at once, 8), batch (jobs taken per round,
 -- 4 x concurrency), reclaim_idle (seconds before another worker takes a job
@@ -128,14 +116,14 @@ local OPTIONS = v.record({
 function fleet.new(opts)
   opts = v.check("keyfactor.fleet.new", OPTIONS, opts, "opts")
   if opts.name and opts.name:find("%s") then v.raise("keyfactor.fleet.new", "opts.name must not contain spaces") end
-  local db = opts.redis
+  local db, settings = opts.redis, nil
   if type(db) ~= "table" or not db.network then
-    db = db or {}
-    db = redis.connect(db.host or "127.0.0.1", db.port or 6379)
+    settings = connection.check("keyfactor.fleet.new", db)
+    db = connection.open(settings)
   end
   local prefix = opts.prefix or "kf:fleet"
   local self = setmetatable({
-    kf = opts.kf, db = db, prefix = prefix,
+    kf = opts.kf, db = db, settings = settings, prefix = prefix,
     name = opts.name or (hostname() .. ":" .. process_id()),
     concurrency = opts.concurrency or 8,
     reclaim_idle = opts.reclaim_idle or 60,
@@ -147,10 +135,47 @@ function fleet.new(opts)
              stats = prefix .. ":stats", failed = prefix .. ":failed" },
   }, Fleet)
   self.batch = opts.batch or 4 * self.concurrency
-  -- the group, made once for everyone (BUSYGROUP: it exists already)
-  local ok, err = pcall(db.xgroup, db, "CREATE", self.keys.jobs, GROUP, "0", "MKSTREAM")
-  if not ok and not tostring(err):find("BUSYGROUP", 1, true) then error(err, 0) end
+  self:ensure_group()
   return self
+end
+
+--- Makes the consumer group (and its stream) unless it exists: once for
+-- everyone, and again after the server lost its data.
+function Fleet:ensure_group()
+  local ok, err = pcall(self.db.xgroup, self.db, "CREATE", self.keys.jobs, GROUP, "0", "MKSTREAM")
+  if not ok and not tostring(err):find("BUSYGROUP", 1, true) then error(err, 0) end
+end
+
+-- Backoff between attempts to get Redis back: 0.1 s doubling to 5 s.
+local RECONNECT_FIRST, RECONNECT_MAX = 0.1, 5
+
+--- After `err` (connection.lost): connects again, with backoff, until it
+-- works or `deadline` (core.now() seconds; nil: never) passes, then makes
+-- the group again.  Raises `err` for a client given open (it cannot be
+-- reopened) and when the deadline passed.
+function Fleet:recover(err, deadline)
+  if not self.settings then error(err, 0) end
+  local delay = RECONNECT_FIRST
+  while true do
+    self.log(string.format("%s: Redis: %s; connecting again in %.1fs", self.name, tostring(err), delay))
+    if deadline and core.now() + delay > deadline then error(err, 0) end
+    self.kf.http:sleep(delay)
+    pcall(self.db.quit, self.db)
+    local ok, db = pcall(connection.open, self.settings)
+    if ok then
+      self.db = db
+      local made, why = pcall(self.ensure_group, self)
+      if made then
+        self.log(string.format("%s: Redis: connected again", self.name))
+        return
+      end
+      err = why
+    else
+      err = db
+    end
+    if not connection.lost(err) then error(err, 0) end
+    delay = math.min(delay * 2, RECONNECT_MAX)
+  end
 end
 
 local epoch = claim.epoch
@@ -284,21 +309,32 @@ function Fleet:work(opts)
   local counts = { renewed = 0, already = 0, pending = 0, deferred = 0, failed = 0, complete = 0 }
   local started = core.now()
   local idle_since = started
-  while not opts.max_seconds or core.now() - started < opts.max_seconds do
-    self:promote()
-    local jobs = self:take(opts.block or 1)
-    for _, result in pairs(self:run(jobs)) do
-      counts[result.result] = counts[result.result] + 1
-      if result.complete then counts.complete = counts.complete + 1 end
-    end
-    if #jobs > 0 then idle_since = core.now() end
-    if opts.idle_exit then
-      local s = self:status()
-      if s.due + s.queued > 0 then
-        idle_since = core.now()
-      elseif core.now() - idle_since >= opts.idle_exit then
-        return counts
+  local deadline = opts.max_seconds and started + opts.max_seconds
+  while not deadline or core.now() < deadline do
+    -- one round; a lost connection or lost data (connection.lost) is
+    -- recovered from, anything else raised
+    local ok, err = pcall(function()
+      self:promote()
+      local jobs = self:take(opts.block or 1)
+      for _, result in pairs(self:run(jobs)) do
+        counts[result.result] = counts[result.result] + 1
+        if result.complete then counts.complete = counts.complete + 1 end
       end
+      if #jobs > 0 then idle_since = core.now() end
+      if opts.idle_exit then
+        local s = self:status()
+        if s.due + s.queued > 0 then
+          idle_since = core.now()
+        elseif core.now() - idle_since >= opts.idle_exit then
+          return true
+        end
+      end
+    end)
+    if ok and err then return counts end
+    if not ok then
+      if not connection.lost(err) then error(err, 0) end
+      self:recover(err, deadline)
+      idle_since = core.now()
     end
   end
   return counts

@@ -222,14 +222,15 @@ function validate.record(fields, required)
 end
 
 -- The error level, seen from the function that called user_level, of the
--- first caller outside the library's own modules (keyfactor/*.lua), so a
+-- first caller outside the library's own modules (keyfactor/*.lua and
+-- keyfactor/*/*.lua), so a
 -- message points at the user's line however deep the helper that raised it.
 local function user_level()
   local level = 3
   while true do
     local info = debug.getinfo(level, "S")
     if not info then return 2 end
-    if not info.source:match("[@/\\]keyfactor[/\\][%w_]+%.lua$") then return level - 1 end
+    if not info.source:match("[@/\\]keyfactor[/\\][%w_/\\]+%.lua$") then return level - 1 end
     level = level + 1
   end
 end

@@ -181,3 +181,71 @@ describe("sandbox hooks", function()
     assert.equals("5a4db0c5-0101-4e5a-9d00-000000000001", stores[1].Id)
   end)
 end)
+
+-- Who may use the hooks (issue 25 item 7): any local user could reset a
+-- --data sandbox.  Open without --data (throwaway, for tests); with --data
+-- the admin's credentials, or --open-hooks.
+describe("sandbox hooks access", function()
+  -- The hook's HTTP status for a curl with `user` ("name:password", or nil).
+  local function status(sb, method, path, user)
+    local p = io.popen(string.format("env -u LD_PRELOAD curl -s -m 30 -o /dev/null -w '%%{http_code}' --cacert '%s' %s"
+      .. " -X %s '%s%s'", sb.ca_file, user and ("-u '" .. user .. "'") or "", method, sb.base, path))
+    local code = tonumber(p:read("a"))
+    p:close()
+    return code
+  end
+  local ADMIN, OPERATOR = "SANDBOX\\admin:sandbox-admin", "SANDBOX\\operator:sandbox-operator"
+  local ENROLL_BODY = { Template = "WebServer", Subject = "CN=hooks.example.com", Password = "p" }
+
+  local function with_data(opts, use)
+    local dir = os.tmpname()
+    os.remove(dir)
+    opts.port, opts.data = 0, dir
+    local sb = sandbox.start(opts)
+    local ok, err = pcall(use, sb)
+    sb:stop()
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+  end
+
+  it("stay open without --data", function()
+    local sb = sandbox.start{ port = 0 }
+    local code = status(sb, "GET", "/_sandbox/requests")
+    sb:stop()
+    assert.equals(200, code)
+  end)
+
+  it("with --data want the admin: 401 without credentials, 403 for the operator, nothing reset", function()
+    with_data({}, function(sb)
+      assert.equals(200, (sb:http("POST", "/Enrollment/PFX", { headers = { ["x-certificateformat"] = "PFX" },
+        body = ENROLL_BODY })))
+      for _, case in ipairs {
+        { "POST", "/_sandbox/reset" }, { "POST", "/_sandbox/faults" }, { "DELETE", "/_sandbox/faults" },
+        { "GET", "/_sandbox/requests" }, { "GET", "/_sandbox/state" }, { "POST", "/_sandbox/expire-tokens" },
+      } do
+        assert.equals(401, status(sb, case[1], case[2]), case[1] .. " " .. case[2])
+        assert.equals(403, status(sb, case[1], case[2], OPERATOR), case[1] .. " " .. case[2])
+      end
+      assert.equals(401, status(sb, "POST", "/_sandbox/reset", "SANDBOX\\admin:wrong"))
+      -- the certificate is still there; the admin (as sandbox.lua's helpers) may use them
+      assert.equals(1, #sb:state().certificates)
+      assert.equals(200, status(sb, "POST", "/_sandbox/reset", ADMIN))
+      assert.equals(0, #sb:state().certificates)
+    end)
+  end)
+
+  it("with --data and --open-hooks are open", function()
+    with_data({ open_hooks = true }, function(sb)
+      assert.equals(200, status(sb, "POST", "/_sandbox/reset"))
+      assert.equals(200, status(sb, "GET", "/_sandbox/state"))
+    end)
+  end)
+
+  it("--open-hooks is a flag: a value is refused", function()
+    local p = io.popen("lua5.4 bin/keyfactor-sandbox --open-hooks=yes 2>&1; echo EXIT=$?")
+    local out = p:read("a")
+    p:close()
+    assert.matches("%-%-open%-hooks takes no value", out)
+    assert.matches("EXIT=2", out)
+  end)
+end)

@@ -1,5 +1,7 @@
 -- The /_sandbox/ test hooks: reset, the request log, faults, token expiry
--- and a summary of the state. No authentication: the sandbox is local.
+-- and a summary of the state.  Open for a throwaway sandbox (no --data);
+-- a --data sandbox keeps state worth protecting from any local user, so
+-- its hooks want the admin's credentials, unless started with --open-hooks.
 local util = require "keyfactor.sandbox.util"
 local state = require "keyfactor.sandbox.state"
 local auth = require "keyfactor.sandbox.auth"
@@ -86,6 +88,12 @@ local routes = {
   end,
 }
 
+-- Raises 401/403 unless the hooks are open to this request.
+local function check_access(sandbox, req)
+  if not sandbox.persistent or sandbox.opts.open_hooks then return end
+  auth.require_admin(auth.authenticate(sandbox, req.headers), "use the /_sandbox/ hooks of a --data sandbox")
+end
+
 function hooks.handle(sandbox, stream, req)
   local hook = routes[req.method .. " " .. req.lower_path:gsub("/$", "")]
   local b, refusal, message = http.read_body(stream, req.headers)
@@ -94,13 +102,14 @@ function hooks.handle(sandbox, stream, req)
     return http.abort(stream)
   end
   req.body = b
-  local ok, status, body = pcall(function()
+  local ok, status, body, headers = pcall(function()
+    check_access(sandbox, req)
     if not hook then util.not_found("No sandbox hook " .. req.method .. " " .. req.path) end
     return 200, util.encode(hook(sandbox, req))
   end)
-  if not ok then status, body = http.failure_answer(status) end
+  if not ok then status, body, headers = http.failure_answer(status) end
   state.persist(sandbox, req)
-  http.send(stream, status, body)
+  http.send(stream, status, body, nil, headers)
 end
 
 return hooks

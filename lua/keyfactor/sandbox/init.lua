@@ -70,6 +70,7 @@ local function launch_command(opts, launcher, log_file)
   local args = { "--host", opts.host or "127.0.0.1", "--port", opts.port or 0,
     "--job-delay", opts.job_delay or 0.2 }
   if opts.data then args[#args + 1] = "--data"; args[#args + 1] = opts.data end
+  if opts.open_hooks then args[#args + 1] = "--open-hooks" end
   for _, name in ipairs { "token_lifetime", "watchdog", "generation" } do
     if opts[name] then
       args[#args + 1] = "--" .. name:gsub("_", "-")
@@ -95,7 +96,8 @@ end
 -- Starts the launcher; returns a sandbox object once it serves.
 -- opts: port, host, job_delay, data, token_lifetime, watchdog, generation
 -- ("25", the default, or "2022"), lua (interpreter), launcher,
--- tmpdir (its TMPDIR: where a sandbox without data makes its directory).
+-- tmpdir (its TMPDIR: where a sandbox without data makes its directory), open_hooks
+-- (with data: the /_sandbox/ hooks open to all, see --open-hooks).
 function sandbox.start(opts)
   opts = opts or {}
   local log_file = opts.log_file or os.tmpname()
@@ -146,11 +148,12 @@ local function decode(s)
   return cjson.new().decode(s)
 end
 
--- Calls a /_sandbox/ hook with curl; returns the decoded JSON answer.
+-- Calls a /_sandbox/ hook with curl; returns the decoded JSON answer.  As
+-- the admin: a --data sandbox wants its credentials for the hooks.
 function Sandbox:hook(method, path, body)
   -- bounded: a wedged sandbox fails the caller instead of hanging it
   local cmd = { CLEAN_ENV, "curl", "-sS", "--max-time", "30", "--fail-with-body", "--cacert", shell_quote(self.ca_file),
-    "-X", method, shell_quote(self.base .. path) }
+    "-u", shell_quote(self.username .. ":" .. self.password), "-X", method, shell_quote(self.base .. path) }
   if body then
     cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary " .. shell_quote(body)
   end
