@@ -42,7 +42,7 @@ describe("keyfactor.secrets", function()
         local a, b = line:match("^(%x+)%-(%x+) ")
         if a then
           from, to = tonumber(a, 16), tonumber(b, 16)
-        elseif line:match("^VmFlags:.* dd") and to - from <= 1024 * 1024 then
+        elseif line:match("^VmFlags:.* dd") and to - from <= 64 * 1024 * 1024 then   -- merged pages of many vaults
           dd_pages = dd_pages + 1
           local bytes = mem:seek("set", from) and mem:read(to - from)
           if bytes and bytes:find(secret, 1, true) then in_dd = in_dd + 1 end
