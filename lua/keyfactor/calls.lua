@@ -45,11 +45,6 @@ local function collect_secrets(value, key, out)
   end
 end
 
-local function bool_param(value)
-  if type(value) == "boolean" then return value and "true" or "false" end
-  return value
-end
-
 -- A field name that says its value is a secret (for `extra` fields, which
 -- the table does not describe).
 local function secret_name(name)
@@ -139,7 +134,7 @@ function calls.prepare(entry, spec, ...)
         r.headers[#r.headers + 1] = param.header .. ": " .. value
       elseif at == "query" then
         r.query = r.query or {}
-        r.query[param.name] = bool_param(value)
+        r.query[param.name] = value
       elseif at == "path" then
         -- a name in the path (a collection's) is percent-encoded; ids and GUIDs are left as they are
         local text = type(value) == "number" and string.format("%d", value) or transport.escape(value)
@@ -154,7 +149,7 @@ function calls.prepare(entry, spec, ...)
       r.body[name] = value
     else
       r.query = r.query or {}
-      r.query[name] = bool_param(value)
+      r.query[name] = value
     end
   end
   r.extra = extra

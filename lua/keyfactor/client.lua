@@ -54,11 +54,6 @@ local function normalize_enrollment(answer)
   return answer
 end
 
-local function bool_param(value)
-  if value == nil then return nil end
-  return value and "true" or "false"
-end
-
 -- GET returning a JSON object/array, or nil, err (kind "decode" otherwise).
 local function get(self, path, shape, query)
   local value, status = self.http:call("GET", path, { query = query })
@@ -85,9 +80,8 @@ local ENROLL = endpoints.get("enroll")
 -- QueryString Name -eq): nil, err (kind "http", status 404) when none is.
 local function pattern_id(self, name)
   if type(name) == "number" then return name end
-  if name:find('"', 1, true) then v.raise("kf:enroll", "EnrollmentPattern must not contain a double quote") end
   local found, err = get(self, "/EnrollmentPatterns", "array",
-    { QueryString = 'Name -eq "' .. name .. '"', ReturnLimit = 50 })
+    { QueryString = query_language.clause("Name", "-eq", name), ReturnLimit = 50 })
   if not found then return nil, err end
   for _, pattern in ipairs(found) do
     -- the query language compares case-insensitively; the exact name wins
@@ -159,9 +153,9 @@ end
 
 local function certificate_params(opts)
   return {
-    includeLocations = bool_param(opts.includeLocations),
-    includeMetadata = bool_param(opts.includeMetadata),
-    includeHasPrivateKey = bool_param(opts.includeHasPrivateKey),
+    includeLocations = opts.includeLocations,
+    includeMetadata = opts.includeMetadata,
+    includeHasPrivateKey = opts.includeHasPrivateKey,
     verbose = opts.verbose, collectionId = opts.collectionId,
   }
 end
@@ -232,8 +226,8 @@ function Client:certificates(opts)
   if opts.page_size and opts.page_size < 1 then v.raise("kf:certificates", "opts.page_size must be at least 1") end
   local extra = certificate_params(opts)
   for name, value in pairs(r.extra or {}) do extra[name] = value end
-  extra["pq.includeRevoked"] = bool_param(opts.includeRevoked)
-  extra["pq.includeExpired"] = bool_param(opts.includeExpired)
+  extra["pq.includeRevoked"] = opts.includeRevoked
+  extra["pq.includeExpired"] = opts.includeExpired
   return show.marking(calls.paged(self, "/Certificates", "pq", opts, extra), show.certificate)
 end
 
@@ -275,8 +269,8 @@ local FAILED = 3
 local function failed_job(self, cert_id, missing)
   for _, store in ipairs(missing) do
     local jobs = self.http:call("GET", "/OrchestratorJobs/JobHistory", { query = {
-      ["pq.queryString"] = string.format('CertificateId -eq %d AND CertStoreId -eq "%s" AND Result -eq %d',
-        cert_id, store, FAILED),
+      ["pq.queryString"] = table.concat({ query_language.clause("CertificateId", "-eq", cert_id),
+        query_language.clause("CertStoreId", "-eq", store), query_language.clause("Result", "-eq", FAILED) }, " AND "),
       ["pq.returnLimit"] = 1,
     } })
     local job = type(jobs) == "table" and jobs[1]
@@ -441,10 +435,7 @@ local PARALLEL_OPTS = v.record {
 -- `errors[i]` its error (a returned `nil, err` or a raised error).
 function Client:parallel(fns, opts)
   check_open(self, "kf:parallel")
-  v.check("kf:parallel", v.array(function(fn, path)
-    if type(fn) ~= "function" then v.fail(path, "must be a function, not " .. type(fn)) end
-    return fn
-  end), fns, "fns")
+  v.check("kf:parallel", v.array(v.callable), fns, "fns")
   opts = v.check("kf:parallel", PARALLEL_OPTS, opts or {}, "opts")
   if opts.concurrency and opts.concurrency < 1 then v.raise("kf:parallel", "opts.concurrency must be at least 1") end
   if scheduler.current(self.session) then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end

@@ -34,7 +34,7 @@ local v = require "keyfactor.validate"
 
 local endpoints = {}
 
-local function now_iso() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+local now_iso = require("keyfactor.dates").iso
 
 local SANS = v.map(v.array(v.string))
 local METADATA = v.map(function(value, path)

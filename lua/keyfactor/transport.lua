@@ -35,7 +35,9 @@ local function format_value(v)
   return tostring(v)
 end
 
---- `{a = 1, b = "x y"}` -> "a=1&b=x%20y", keys sorted so URLs are stable.
+--- `{a = 1, b = "x y", c = true}` -> "a=1&b=x%20y&c=true", keys sorted so
+-- URLs are stable; integral numbers without a fraction, booleans as
+-- true/false.
 function transport.query_string(query)
   if type(query) == "string" then return query end
   local keys = {}

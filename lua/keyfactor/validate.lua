@@ -36,6 +36,8 @@ validate.boolean = typed("a boolean", function(v) return type(v) == "boolean" en
 validate.number = typed("a number", function(v) return type(v) == "number" end)
 validate.table = typed("a table", function(v) return type(v) == "table" end)
 
+validate.callable = typed("a function", function(v) return type(v) == "function" end)
+
 --- A non-empty string.
 function validate.nonempty(value, path)
   if type(value) ~= "string" then fail(path, "must be a string, not " .. type(value)) end
@@ -69,7 +71,7 @@ end
 -- number of seconds since the epoch (`os.time()`), formatted as such.
 function validate.time(value, path)
   if type(value) == "number" then
-    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(value))
+    return require("keyfactor.dates").iso(value)
   end
   if type(value) ~= "string" then
     fail(path, "must be an ISO 8601 UTC string or os.time() number, not " .. type(value))

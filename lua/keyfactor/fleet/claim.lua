@@ -41,6 +41,7 @@
 -- @module keyfactor.fleet.claim
 
 local core = require "keyfactor.core"
+local dates = require "keyfactor.dates"
 local query = require "keyfactor.query"
 
 local claim = {}
@@ -143,27 +144,11 @@ function claim.issued_for(kf, request_id)
     includeRevoked = true, includeExpired = true })
 end
 
---- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), without os.time's local time.
-function claim.epoch(iso)
-  local y, mo, d, h, mi, s = tostring(iso):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
-  if not y then return nil end
-  y, mo = tonumber(y), tonumber(mo)
-  if mo <= 2 then y, mo = y - 1, mo + 12 end
-  local days = 365 * y + math.floor(y / 4) - math.floor(y / 100) + math.floor(y / 400)
-    + math.floor((153 * (mo - 3) + 2) / 5) + tonumber(d) - 719469
-  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60 + tonumber(s)
-end
-
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
-  Nov = 11, Dec = 12 }
+--- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), or nil (keyfactor.dates).
+claim.epoch = dates.epoch
 
 --- Seconds since the epoch of an HTTP date ("Mon, 07 Dec 2026 04:56:39 GMT"), or nil.
-function claim.http_date(text)
-  local d, mon, y, h, mi, s = tostring(text):match("(%d+) (%a%a%a) (%d%d%d%d) (%d+):(%d+):(%d+)")
-  if not d or not MONTHS[mon] then return nil end
-  local iso = string.format("%04d-%02d-%02dT%02d:%02d:%02dZ", y, MONTHS[mon], d, h, mi, s)
-  return claim.epoch(iso)
-end
+claim.http_date = dates.http
 
 -- Reads the certificate with its metadata; notes the server's clock (its
 -- Date header) in `clock.offset` (server minus this host, seconds).
