@@ -2,11 +2,12 @@
 --
 -- `calls.prepare` checks a call's arguments against its entry (a mistake
 -- raises, naming the call and the field) and builds the request;
--- `calls.send` sends it and applies the answer's shape and the outcome rule,
+-- `calls.send` sends it and applies the answer's shape and the partial rule,
 -- so every call returns a value or `nil, err`, whatever the server sent.
 -- @module keyfactor.calls
 
 local errors = require "keyfactor.errors"
+local outcome = require "keyfactor.outcome"
 local pager = require "keyfactor.pager"
 local show = require "keyfactor.show"
 local transport = require "keyfactor.transport"
@@ -167,74 +168,18 @@ end
 function calls.shaped(value, shape, method, path, status)
   if shape == "none" then return true end
   if (shape == "object" or shape == "array") and type(value) ~= "table" then
-    return nil, errors.new { kind = "decode", status = status, method = method, path = path,
+    return nil, errors.decode { status = status, method = method, path = path,
       message = string.format("expected a JSON %s, got %s", shape, describe(value)) }
   end
   if value == false or value == nil then
-    return nil, errors.new { kind = "decode", status = status, method = method, path = path,
+    return nil, errors.decode { status = status, method = method, path = path,
       message = "expected an answer, got " .. tostring(value) }
   end
   return value
 end
 
-local function lower_set(list)
-  local set = {}
-  for _, item in ipairs(type(list) == "table" and list or {}) do set[tostring(item):lower()] = true end
-  return set
-end
-
-local function partial(method, path, answer, failed, what)
-  return nil, errors.new { kind = "partial", method = method, path = path, failed = failed, answer = answer,
-    message = string.format("%d %s failed: %s", #failed, what, table.concat(failed, ", ")) }
-end
-
--- DESIGN §6.2: an answer that lists failed items is a failure.
-local OUTCOMES = {}
-
--- The stores asked for (Stores[i].StoreId or StoreIds) must all be in
--- SuccessfulStores; FailedStores must be empty.
-function OUTCOMES.stores(answer, values, method, path)
-  local failed, seen = {}, {}
-  for _, id in ipairs(type(answer.FailedStores) == "table" and answer.FailedStores or {}) do
-    local text = type(id) == "table" and tostring(id.StoreId or id.Id or id.CertStoreId) or tostring(id)
-    failed[#failed + 1] = text
-    seen[text:lower()] = true
-  end
-  local requested = {}
-  for _, store in ipairs(values.Stores or {}) do requested[#requested + 1] = store.StoreId end
-  for _, id in ipairs(values.StoreIds or {}) do requested[#requested + 1] = id end
-  if #requested > 0 then
-    local ok = lower_set(answer.SuccessfulStores)
-    for _, id in ipairs(requested) do
-      if not ok[id:lower()] and not seen[id:lower()] then failed[#failed + 1] = id end
-    end
-  end
-  if #failed > 0 then return partial(method, path, answer, failed, "of the stores") end
-  return answer
-end
-
--- Approve / deny: Failures lists the requests that were not done.
-function OUTCOMES.approval(answer, _, method, path)
-  local failed = {}
-  for _, item in ipairs(type(answer.Failures) == "table" and answer.Failures or {}) do
-    failed[#failed + 1] = type(item) == "table" and (item.KeyfactorRequestId or item.CARowId) or item
-  end
-  if #failed > 0 then
-    local texts = {}
-    for i, id in ipairs(failed) do texts[i] = tostring(id) end
-    local _, err = partial(method, path, answer, texts, "of the requests")
-    err.failed = failed
-    local first = answer.Failures[1]
-    if type(first) == "table" and first.Comment then
-      err.message = err.message .. " (" .. tostring(first.Comment) .. ")"
-    end
-    return nil, err
-  end
-  return answer
-end
-
 --- Sends a prepared request `r` of `entry` and returns the answer, checked
--- (shape, outcome rule); or nil, err.
+-- (shape, partial rule); or nil, err.
 function calls.send(self, entry, r, opts)
   local method = entry.method
   local value, status = self.http:call(method, r.path, { body = r.body, headers = r.headers[1] and r.headers or nil,
@@ -242,8 +187,8 @@ function calls.send(self, entry, r, opts)
   if value == nil then return nil, status end
   local shaped, err = calls.shaped(value, entry.answer or "any", method, r.path, status)
   if shaped == nil then return nil, err end
-  local rule = (opts and opts.outcome ~= nil) and opts.outcome or entry.outcome
-  if rule and type(shaped) == "table" then return OUTCOMES[rule](shaped, r.values, method, r.path) end
+  local rule = (opts and opts.partial ~= nil) and opts.partial or entry.partial
+  if rule and type(shaped) == "table" then return outcome.partial(rule, shaped, r.values, method, r.path) end
   if entry.mark then return show[entry.mark](shaped) end
   return shaped
 end

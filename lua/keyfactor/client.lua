@@ -89,7 +89,7 @@ local function pattern_id(self, name)
   end
   local only = #found == 1 and type(found[1]) == "table" and found[1]
   if only and type(only.Name) == "string" and only.Name:lower() == name:lower() then return only.Id end
-  return nil, errors.new { kind = "http", status = 404, method = "GET", path = "/EnrollmentPatterns",
+  return nil, errors.http { status = 404, method = "GET", path = "/EnrollmentPatterns",
     message = "no enrollment pattern named " .. name }
 end
 
@@ -114,7 +114,7 @@ function Client:enroll(req)
   if values.Stores then
     for _, header in ipairs(ENROLL.stores_headers) do r.headers[#r.headers + 1] = header end
   end
-  local enrolled, err = calls.send(self, ENROLL, r, { outcome = values.Stores ~= nil and "stores" or false })
+  local enrolled, err = calls.send(self, ENROLL, r, { partial = values.Stores ~= nil and "stores" or false })
   if not enrolled then return nil, err end
   return normalize_enrollment(enrolled)
 end
@@ -205,7 +205,7 @@ function Client:certificate(id, opts)
     end
   end
   if not newest then
-    return nil, errors.new { kind = "http", status = 404, method = "GET", path = "/Certificates",
+    return nil, errors.http { status = 404, method = "GET", path = "/Certificates",
       message = "no certificate matches " .. query }
   end
   return show.certificate(newest)
@@ -246,7 +246,7 @@ function Client:store_type(id)
     local found, err = get(self, path, "array")
     if not found then return nil, err end
     if type(found[1]) ~= "table" then
-      return nil, errors.new { kind = "http", status = 404, method = "GET", path = path,
+      return nil, errors.http { status = 404, method = "GET", path = path,
         message = "no store type named " .. id }
     end
     return found[1]
@@ -299,12 +299,12 @@ local function wait_one(self, cert_id, store_ids, deadline, opts)
     if #missing == 0 then return true end
     local failed = failed_job(self, cert_id, missing)
     if failed then
-      return nil, errors.new { kind = "job", method = "GET", path = "/OrchestratorJobs/JobHistory",
+      return nil, errors.job { method = "GET", path = "/OrchestratorJobs/JobHistory",
         store = failed.store, job = failed.job, missing = missing,
-        cert_id = cert_id, message = failed.message }   -- the job's own message (DESIGN 6.2)
+        cert_id = cert_id, message = failed.message }   -- the job's own words say what went wrong
     end
     if core.now() + interval > deadline then
-      return nil, errors.new { kind = "timeout", method = "GET", path = path, missing = missing,
+      return nil, errors.timeout { method = "GET", path = path, missing = missing,
         message = string.format("certificate %d not in %d of %d stores after %gs: %s",
           cert_id, #missing, #store_ids, opts.timeout or 60, table.concat(missing, ", ")) }
     end

@@ -22,7 +22,8 @@
 --                      The help, the reference's headings and the methods all use it.
 --   headers            extra headers always sent ({"x-keyfactor-api-version: 2"})
 --   answer             the expected answer's shape: "object", "array", "none" (204), "any"
---   outcome            DESIGN §6.2 rule: "stores", "approval" or nil
+--   partial            the rule by which a 2xx answer listing failed items is a
+--                      failure of kind "partial" (keyfactor.outcome): "stores", "approval" or nil
 --   prefix             for iterators: the paging query-string prefix ("" for the
 --                      bare QueryString, PageReturned, ... of newer endpoints)
 --   rules              cross-field rules: functions(values) -> error text or nil,
@@ -184,7 +185,8 @@ local CSR_FIELDS = with({ req(p("CSR", "string", v.nonempty, "a PEM CSR")) }, wi
     { at = "header", header = "x-certificateformat", default = "PEM" }),
 }, OWNER_FIELDS)))
 
--- Rules across enroll's fields (DESIGN §2: checked before anything is sent).
+-- Rules across enroll's fields, checked before anything is sent (a mistake
+-- raises; nothing reaches the server).
 -- Each returns the error text, or nil.
 local V2_ONLY = { "InstallIntoExistingCertificateStores", "JobTime", "AlternativeKeyType", "AlternativeKeyLength" }
 local ENROLL_RULES = {
@@ -224,7 +226,7 @@ local ENTRIES = {
   ---------------------------------------------------------------- Enrollment
   {
     name = "enroll", method = "POST", path = "/Enrollment/PFX", group = "Enrollment", kind = "call",
-    hand = true, answer = "object", outcome = "stores",
+    hand = true, answer = "object", partial = "stores",
     summary = "Enroll for a certificate (server-generated key, or your CSR); with Stores, deploy it too",
     params = PFX_FIELDS, args = { "req" }, one_of = { TEMPLATE_CHOICE }, rules = ENROLL_RULES,
     returns = "the answer: CertificateInformation (KeyfactorId, Pkcs12Blob or Certificates, ...); "
@@ -252,7 +254,7 @@ local ENTRIES = {
   },
   {
     name = "deploy", method = "POST", path = "/Enrollment/PFX/Deploy", group = "Enrollment", kind = "call",
-    answer = "object", outcome = "stores",
+    answer = "object", partial = "stores",
     summary = "Deploy an enrolled certificate (format STORE) into certificate stores",
     params = {
       p("Stores", "array of store targets", v.array(STORE_TARGET, { min = 1 }),
@@ -291,7 +293,7 @@ local ENTRIES = {
   },
   {
     name = "replace", method = "POST", path = "/Enrollment/PFX/Replace", group = "Enrollment", kind = "call",
-    answer = "object", outcome = "stores",
+    answer = "object", partial = "stores",
     summary = "Put a new certificate into every store that holds an existing one",
     params = {
       req(p("ExistingCertificateId", "integer", v.integer, "the certificate being replaced")),
@@ -616,7 +618,7 @@ local ENTRIES = {
   },
   {
     name = "approve", method = "POST", path = "/Workflow/Certificates/Approve", group = "Workflow",
-    kind = "call", answer = "object", outcome = "approval",
+    kind = "call", answer = "object", partial = "approval",
     summary = "Approve pending certificate requests",
     params = { req(p("ids", "integer or array of integers", REQUEST_IDS, "request ids", { at = "whole" })) },
     args = { "ids" },
@@ -625,7 +627,7 @@ local ENTRIES = {
   },
   {
     name = "deny", method = "POST", path = "/Workflow/Certificates/Deny", group = "Workflow",
-    kind = "call", answer = "object", outcome = "approval",
+    kind = "call", answer = "object", partial = "approval",
     summary = "Deny pending certificate requests",
     params = {
       req(p("ids", "integer or array of integers", REQUEST_IDS, "request ids", { field = "CertificateRequestIds" })),

@@ -169,10 +169,6 @@ local function outcome(result, fields)
   return fields
 end
 
--- Answers that say the server did nothing with the request and asks for it
--- later (Too Many Requests, Service Unavailable); every other 4xx refuses it.
-local NOT_PROCESSED = { [429] = true, [503] = true }
-
 --- Renews certificate `cert_id` unless it has been (see the module text).
 -- `opts`: owner (who we are, e.g. "host:pid:worker"; required), lease
 -- (seconds a claim keeps others off, 600), settle (seconds, 2), attempts (5),
@@ -288,11 +284,13 @@ function claim.renew_once(kf, cert_id, opts)
         stage("recorded", cert_id)
         return outcome("renewed", { new_id = new_id })
       end
-      local answered = type(rerr) == "table" and rerr.status
-      if type(rerr) == "table" and (rerr.retryable or rerr.sent == false or NOT_PROCESSED[answered]) then
+      -- keyfactor.errors: `unprocessed` (429, 503) and `refused` (another
+      -- status below 500) come from the server's answer, `sent` from the transfer
+      local failure = type(rerr) == "table" and rerr or {}
+      if failure.retryable or failure.sent == false or failure.unprocessed then
         -- nothing was done: wait as told (never past the lease), then look again
-        nap(rerr.retry_after or settle)
-      elseif answered and answered < 500 then
+        nap(failure.retry_after or settle)
+      elseif failure.refused then
         set_mark(kf, cert_id, format_mark("released", { of = cert_id, at = now(), by = opts.owner }))
         return outcome("failed", { err = rerr })
       else
