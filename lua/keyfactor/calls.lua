@@ -84,7 +84,7 @@ function calls.prepare(entry, spec, ...)
       if type(value) ~= "table" then
         v.raise(where, (arg == "req" and "the request" or "opts") .. " must be a table, not " .. type(value))
       end
-      if value.extra ~= nil and not c.by_name.extra then
+      if value.extra ~= nil and not c.by_name.extra and entry.kind ~= "helper" then
         local label = arg == "opts" and "opts.extra" or "extra"
         extra, extra_at = check_extra(where, c, value.extra, label), arg == "opts" and "query" or "body"
         local rest = {}
@@ -94,7 +94,9 @@ function calls.prepare(entry, spec, ...)
       for k, x in pairs(v.check(where, c.record, value, arg == "opts" and "opts" or nil)) do values[k] = x end
     else
       local param = c.by_name[arg]
-      if value == nil then
+      if value == nil and param.absent == "check" then
+        values[arg] = v.check(where, param.check, value, arg)   -- the checker's words for nil
+      elseif value == nil then
         if param.required then v.raise(where, arg .. " is required") end
       else
         values[arg] = v.check(where, param.check, value, arg)
@@ -135,8 +137,8 @@ function calls.prepare(entry, spec, ...)
         r.headers[#r.headers + 1] = param.header .. ": " .. value
       elseif at == "query" then
         r.query = r.query or {}
-        r.query[param.name] = value
-      elseif at == "path" then
+        r.query[param.field or param.name] = value
+      elseif at == "path" and type(value) ~= "table" then   -- a lookup table: the method resolves it
         -- a name in the path (a collection's) is percent-encoded; ids and GUIDs are left as they are
         local text = type(value) == "number" and string.format("%d", value) or transport.escape(value)
         r.path = r.path:gsub("{" .. param.name .. "}", (text:gsub("%%", "%%%%")))
@@ -241,7 +243,6 @@ function calls.method(entry, check_open)
       check_open(self, where)
       local r = calls.prepare(entry, nil, ...)
       local opts = r.values
-      if opts.page_size and opts.page_size < 1 then v.raise(where, "opts.page_size must be at least 1") end
       local path = r.path
       -- entry.paths: a boolean option that picks another listing (assigned_to_me)
       for option, other in pairs(entry.paths or {}) do

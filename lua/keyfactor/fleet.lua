@@ -78,16 +78,7 @@ end
 local process_id = claim.process_id
 fleet.process_id = process_id
 
-local function positive(value, path)
-  if type(value) ~= "number" or value <= 0 then v.fail(path, "must be a positive number") end
-  return value
-end
-
-local function at_least_one(value, path)
-  value = v.integer(value, path)
-  if value < 1 then v.fail(path, "must be at least 1") end
-  return value
-end
+local positive, at_least_one = v.positive, v.integer_in(1)
 
 local OPTIONS = v.record({
   kf = v.table, redis = v.table, prefix = v.nonempty, name = v.nonempty,

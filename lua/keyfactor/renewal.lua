@@ -54,10 +54,7 @@ local renewal = {}
 
 local FAILED_JOB = 3    -- JobHistory Result: failure
 
-local function positive(value, path)
-  if type(value) ~= "number" or value <= 0 then v.fail(path, "must be a positive number") end
-  return value
-end
+local positive = v.positive
 
 local OPTIONS = v.record {
   within = positive, query = v.string, ids = v.array(v.integer, { min = 1 }), deploy = v.boolean,

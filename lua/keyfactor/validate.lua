@@ -59,6 +59,26 @@ function validate.integer(value, path)
   fail(path, "must be an integer, not " .. (type(value) == "number" and tostring(value) or type(value)))
 end
 
+--- An integer from `min` to `max` (either may be nil: no bound that side).
+function validate.integer_in(min, max)
+  local bounds = max == nil and "at least " .. min
+    or min == nil and "at most " .. max
+    or "from " .. min .. " to " .. max
+  return function(value, path)
+    local n = validate.integer(value, path)
+    if (min and n < min) or (max and n > max) then fail(path, "must be " .. bounds .. ", not " .. n) end
+    return n
+  end
+end
+
+--- A number above zero (NaN is not).
+function validate.positive(value, path)
+  if type(value) ~= "number" or value ~= value or value <= 0 then
+    fail(path, "must be a positive number, not " .. (type(value) == "number" and tostring(value) or type(value)))
+  end
+  return value
+end
+
 local GUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
 function validate.guid(value, path)
