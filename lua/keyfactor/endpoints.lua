@@ -841,6 +841,12 @@ local function DUPLICATION_FIELD(value, path)
 end
 
 local JOB_SELECTION_TEXT = "select the jobs with JobAuditIds or Query"
+-- Finished jobs chosen by their JobHistoryId or a job history query
+-- (reschedule_jobs, acknowledge_jobs).
+local FINISHED_JOBS = {
+  p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
+  p("Query", "string", v.nonempty, "job history query, e.g. 'Result -eq 3'"),
+}
 
 local ROLE_IDENTITY = v.record({ AccountName = v.nonempty, SID = v.string }, { "AccountName" })
 local PAM_TYPE_PARAM = v.record { Id = v.integer, Name = v.string, DisplayName = v.string, InstanceLevel = v.boolean }
@@ -849,6 +855,19 @@ local PAM_PARAM_VALUE = v.record {
   ProviderTypeParam = PAM_TYPE_PARAM,
 }
 local PAM_PARAM_VALUES = v.array(PAM_PARAM_VALUE)
+
+-- A PAM provider as create_pam_provider takes it; update_pam_provider
+-- takes the same with the provider's Id.
+local PAM_FIELDS = {
+  req(p("Name", "string", v.nonempty, "provider name")),
+  req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
+  p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
+    "{Value, ProviderTypeParam = {Name = ...}}: the provider's parameters, all of them on an update "
+      .. "(values redacted from errors)", { secret = "Value" }),
+  p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
+  p("Area", "integer", v.integer, "secured area kind (v1)"),
+  p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
+}
 
 local function collection_fields(extra)
   return with(extra, {
@@ -920,10 +939,7 @@ local AUTOMATION = {
   {
     name = "reschedule_jobs", method = "POST", path = "/OrchestratorJobs/Reschedule", group = "Agents",
     kind = "call", answer = "none", summary = "Run finished (failed) jobs again, by job history id or query",
-    params = {
-      p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
-      p("Query", "string", v.nonempty, "job history query, e.g. 'Result -eq 3'"),
-    },
+    params = FINISHED_JOBS,
     one_of = { { "JobAuditIds", "Query", text = JOB_SELECTION_TEXT } },
     returns = "true",
     example = "assert(kf:reschedule_jobs{JobAuditIds = {failed.JobHistoryId}})",
@@ -943,10 +959,7 @@ local AUTOMATION = {
     name = "acknowledge_jobs", method = "POST", path = "/OrchestratorJobs/Acknowledge", group = "Agents",
     kind = "call", answer = "none",
     summary = "Acknowledge finished jobs (failures seen to), by job history id or query",
-    params = {
-      p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
-      p("Query", "string", v.nonempty, "job history query"),
-    },
+    params = FINISHED_JOBS,
     one_of = { { "JobAuditIds", "Query", text = JOB_SELECTION_TEXT } },
     returns = "true",
     example = "assert(kf:acknowledge_jobs{Query = 'Result -eq 3'})",
@@ -986,16 +999,7 @@ local AUTOMATION = {
   {
     name = "create_pam_provider", method = "POST", path = "/PamProviders", group = "Security", kind = "call",
     answer = "object", summary = "Create a PAM provider",
-    params = {
-      req(p("Name", "string", v.nonempty, "provider name")),
-      req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
-      p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
-        "{Value, ProviderTypeParam = {Name = ...}}: the provider's parameters (values redacted from errors)",
-        { secret = "Value" }),
-      p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
-      p("Area", "integer", v.integer, "secured area kind (v1)"),
-      p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
-    },
+    params = PAM_FIELDS,
     returns = "the new provider",
     example = 'local pam = assert(kf:create_pam_provider{Name = "vault", ProviderType = {Id = type_id},\n'
       .. '  ProviderTypeParamValues = {{Value = "https://vault:8200", ProviderTypeParam = {Name = "Host"}}}})',
@@ -1003,16 +1007,8 @@ local AUTOMATION = {
   {
     name = "update_pam_provider", method = "PUT", path = "/PamProviders", group = "Security", kind = "call",
     answer = "object", summary = "Update a PAM provider",
-    params = {
-      req(p("Id", "integer", v.integer, "provider id")),
-      req(p("Name", "string", v.nonempty, "provider name")),
-      req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
-      p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
-        "the complete parameter list (values redacted from errors)", { secret = "Value" }),
-      p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
-      p("Area", "integer", v.integer, "secured area kind (v1)"),
-      p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
-    },
+    -- the provider's Id, then create_pam_provider's fields (the parameter list replaces the old one)
+    params = with({ req(p("Id", "integer", v.integer, "provider id")) }, PAM_FIELDS),
     returns = "the updated provider",
     example = 'assert(kf:update_pam_provider{Id = pam.Id, Name = "vault-2", ProviderType = {Id = type_id}})',
   },
