@@ -9,12 +9,7 @@ local function quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read_file = require("support.files").must
 
 describe("bin/keyfactor", function()
   local sb, kf, env, tmp

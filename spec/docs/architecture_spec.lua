@@ -3,12 +3,7 @@
 -- are the ones keyfactor.errors makes.
 local errors = require "keyfactor.errors"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = require("support.files").must
 
 -- The kinds named in `text` after `lead`, in order: "`http`" or "\"http\"".
 local function kinds_after(text, lead, stop)

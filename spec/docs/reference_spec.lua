@@ -4,12 +4,7 @@
 -- Also: the project's files cite its own architecture document.
 local endpoints = require "keyfactor.endpoints"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = require("support.files").must
 
 describe("make docs", function()
   local log
