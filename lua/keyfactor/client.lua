@@ -158,8 +158,7 @@ function Client:certificate(id, opts)
     return show.certificate(get(self, r.path, "object", r.query))
   end
   local params = r.query or {}
-  local query = lookup_query(r.values.id)
-  if query == "" then v.raise("kf:certificate", "lookup needs one of " .. table.concat(LOOKUP_FIELDS, ", ")) end
+  local query = lookup_query(r.values.id)      -- not empty: the entry's rule
   params["pq.queryString"] = query
   params["pq.includeRevoked"] = "true"
   params["pq.includeExpired"] = "true"

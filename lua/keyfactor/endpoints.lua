@@ -277,6 +277,13 @@ local function certificate_ref(value, path)
   if type(value) == "table" then return LOOKUP(value, "lookup") end
   return v.integer(value, path)
 end
+local CERTIFICATE_RULES = {
+  function(values)
+    if type(values.id) == "table" and next(values.id) == nil then
+      return "lookup needs one of " .. table.concat(LOOKUP_FIELDS, ", ")
+    end
+  end,
+}
 
 -- kf:wait_deployed: a certificate id or several; the stores as a GUID, an
 -- array of GUIDs (the same for every certificate), or cert id -> GUIDs.
@@ -411,6 +418,7 @@ local ENTRIES = {
       p("verbose", "integer", v.integer, "opts: detail level", { at = "query" }),
       p("collectionId", "integer", v.integer, "opts: collection", { at = "query" }),
     },
+    rules = CERTIFICATE_RULES,
     returns = "the certificate table (tostring: one line): Id, IssuedCN, IssuedDN, Thumbprint, SerialNumber, "
       .. "NotBefore, NotAfter (ISO 8601 text), ...; with includeLocations, Locations: one entry per store "
       .. "holding it, {CertStoreId, Alias, StoreMachine, StorePath, StoreType, ChainLevel}; the store is "
