@@ -19,20 +19,25 @@ local calls = {}
 -- checker of the fields that come in a table argument, and params by name.
 local compiled = setmetatable({}, { __mode = "k" })
 
-local function compile(spec, args)
+local EMPTY = {}
+
+local function compile(spec, entry)
   local c = compiled[spec]
   if c then return c end
   local positional = {}
-  for _, arg in ipairs(args) do positional[arg] = true end
-  local fields, required, by_name = {}, {}, {}
+  for _, arg in ipairs(entry.args) do positional[arg] = true end
+  local fields, required, by_name, defaults = {}, {}, {}, {}
   for _, param in ipairs(spec.params) do
     by_name[param.name] = param
+    if param.default ~= nil then defaults[#defaults + 1] = param end
     if not positional[param.name] and param.check then
       fields[param.name] = param.check
       if param.required then required[#required + 1] = param.name end
     end
   end
-  c = { record = v.record(fields, required), by_name = by_name }
+  -- where: the name errors give; optional_opts: an absent opts table needs no check
+  c = { record = v.record(fields, required), by_name = by_name, where = "kf:" .. entry.name,
+    optional_opts = #required == 0, defaults = defaults }
   compiled[spec] = c
   return c
 end
@@ -74,12 +79,14 @@ end
 -- (see check_extra).
 function calls.prepare(entry, spec, ...)
   spec = spec or entry
-  local where = "kf:" .. entry.name
-  local c = compile(spec, entry.args)
+  local c = compile(spec, entry)
+  local where = c.where
   local values, extra, extra_at = {}, nil, nil
   for i, arg in ipairs(entry.args) do
     local value = select(i, ...)
-    if arg == "req" or arg == "opts" then
+    if value == nil and arg == "opts" and c.optional_opts then    -- luacheck: ignore 542
+      -- nothing to check: every field is optional
+    elseif arg == "req" or arg == "opts" then
       if value == nil and arg == "opts" then value = {} end
       if type(value) ~= "table" then
         v.raise(where, (arg == "req" and "the request" or "opts") .. " must be a table, not " .. type(value))
@@ -103,19 +110,19 @@ function calls.prepare(entry, spec, ...)
       end
     end
   end
-  for _, group in ipairs(entry.one_of or {}) do
+  for _, group in ipairs(entry.one_of or EMPTY) do
     local any = false
     for _, name in ipairs(group) do any = any or values[name] ~= nil end
     if not any then v.raise(where, group.text) end
   end
-  for _, param in ipairs(spec.params) do
-    if values[param.name] == nil and param.default ~= nil then
+  for _, param in ipairs(c.defaults) do
+    if values[param.name] == nil then
       local d = param.default
       if type(d) == "function" then d = d() end
       values[param.name] = d
     end
   end
-  for _, rule in ipairs(entry.rules or {}) do
+  for _, rule in ipairs(entry.rules or EMPTY) do
     local text = rule(values)
     if text then v.raise(where, text) end
   end
@@ -141,11 +148,12 @@ function calls.prepare(entry, spec, ...)
       elseif at == "path" and type(value) ~= "table" then   -- a lookup table: the method resolves it
         -- a name in the path (a collection's) is percent-encoded; ids and GUIDs are left as they are
         local text = type(value) == "number" and string.format("%d", value) or transport.escape(value)
-        r.path = r.path:gsub("{" .. param.name .. "}", (text:gsub("%%", "%%%%")))
+        local from, to = r.path:find("{" .. param.name .. "}", 1, true)
+        if from then r.path = r.path:sub(1, from - 1) .. text .. r.path:sub(to + 1) end
       end
     end
   end
-  for name, value in pairs(extra or {}) do
+  for name, value in pairs(extra or EMPTY) do
     if type(value) == "string" and secret_name(name) then r.secrets[#r.secrets + 1] = value end
     if extra_at == "body" then
       r.body = r.body or {}
@@ -156,7 +164,7 @@ function calls.prepare(entry, spec, ...)
     end
   end
   r.extra = extra
-  for _, header in ipairs(spec.headers or entry.headers or {}) do r.headers[#r.headers + 1] = header end
+  for _, header in ipairs(spec.headers or entry.headers or EMPTY) do r.headers[#r.headers + 1] = header end
   return r
 end
 
