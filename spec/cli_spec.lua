@@ -9,12 +9,7 @@ local function quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read_file = require("support.files").must
 
 describe("bin/keyfactor", function()
   local sb, kf, env, tmp
@@ -483,6 +478,41 @@ describe("bin/keyfactor", function()
     p:close()
     os.remove(file)
     assert.truthy(key and cert)
+  end)
+
+  it("download --out needs no luaossl: every openssl module fails to load, the file is written", function()
+    local info = fixture.enroll(kf, fixture.unique("cli-nossl")).CertificateInformation
+    -- a module directory where each luaossl module the library could load raises
+    local stubs = tmp .. ".stubs"
+    assert(os.execute("mkdir -p " .. quote(stubs .. "/openssl/x509")))
+    for _, name in ipairs { "openssl", "_openssl", "openssl/pkey", "openssl/x509", "openssl/x509/csr",
+        "openssl/x509/name", "openssl/x509/altname", "openssl/pkcs12" } do
+      local f = assert(io.open(stubs .. "/" .. name .. ".lua", "wb"))
+      f:write('error("no luaossl on this host (stub)")\n')
+      f:close()
+    end
+    local no_ossl = env .. " LUA_PATH=" .. quote(stubs .. "/?.lua;;")
+    local probe = io.popen("LUA_PATH=" .. quote(stubs .. "/?.lua;;")
+      .. " lua5.4 -e 'print(pcall(require, \"openssl.x509\"))'")
+    assert.truthy(probe:read("a"):find("^false"))   -- the stubs do shadow the installed luaossl
+    probe:close()
+    for _, format in ipairs { "PEM", "DER", "P7B" } do
+      local file = tmp .. "." .. format
+      local _, err, code = run("download " .. info.KeyfactorId .. " --format " .. format .. " --out " .. file,
+        nil, no_ossl)
+      assert.are.equal(0, code, err)
+      local x509 = require "openssl.x509"
+      local text = read_file(file)
+      if format == "PEM" then
+        assert.are.equal(info.Thumbprint:upper(), x509.new(text, "PEM"):digest("sha1", "x"):upper())
+      elseif format == "DER" then
+        assert.are.equal(info.Thumbprint:upper(), x509.new(text, "DER"):digest("sha1", "x"):upper())
+      else
+        assert.are.equal(0x30, text:byte(1))   -- a DER PKCS#7 SEQUENCE, not base64 text
+      end
+      os.remove(file)
+    end
+    os.execute("rm -rf " .. quote(stubs))
   end)
 
   it("repl evaluates lines from stdin with kf preloaded and exits at end of input", function()

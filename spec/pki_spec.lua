@@ -19,12 +19,7 @@ local function write(path, text)
   f:close()
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read = require("support.files").must
 
 -- Runs a shell command; returns its output (stdout and stderr) and exit code.
 local function sh(command)

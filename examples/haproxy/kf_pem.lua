@@ -11,32 +11,8 @@ local rand = require "openssl.rand"
 
 local kf_pem = {}
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local B64_VALUE = {}
-for i = 1, #B64 do B64_VALUE[B64:sub(i, i)] = i - 1 end
-
 --- Base64 to bytes (Pkcs12Blob is base64 in the JSON answer).
-function kf_pem.unbase64(text)
-  text = text:gsub("[^%w%+/]", "")
-  local out = {}
-  for i = 1, #text, 4 do
-    local chunk = text:sub(i, i + 3)
-    local n, bits = 0, 0
-    for j = 1, #chunk do
-      n = n * 64 + B64_VALUE[chunk:sub(j, j)]
-      bits = bits + 6
-    end
-    local bytes = math.floor(bits / 8)
-    n = math.floor(n / 2 ^ (bits - bytes * 8))     -- drop the padding bits
-    local s = ""
-    for _ = 1, bytes do
-      s = string.char(n % 256) .. s
-      n = math.floor(n / 256)
-    end
-    out[#out + 1] = s
-  end
-  return table.concat(out)
-end
+kf_pem.unbase64 = require("keyfactor.base64").decode
 
 local function hex(bytes)
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))

@@ -77,13 +77,13 @@ function Auth:fetch_token()
     return nil, err
   end
   if type(body) ~= "table" or type(body.access_token) ~= "string" then
-    return nil, errors.new { kind = "auth", method = "POST", path = "/oauth2/token",
+    return nil, errors.auth { method = "POST", path = "/oauth2/token",
       message = "OAuth token response has no access_token" }
   end
   -- a token is sent as a header: CR/LF in it would add headers, or a
   -- second request, to every API call
   if body.access_token == "" or body.access_token:find("[%z\1-\31\127]") then
-    return nil, errors.new { kind = "auth", method = "POST", path = "/oauth2/token",
+    return nil, errors.auth { method = "POST", path = "/oauth2/token",
       message = "OAuth token response's access_token holds characters a header cannot carry" }
   end
   local lifetime = tonumber(body.expires_in) or 3600

@@ -2,11 +2,12 @@
 --
 -- `calls.prepare` checks a call's arguments against its entry (a mistake
 -- raises, naming the call and the field) and builds the request;
--- `calls.send` sends it and applies the answer's shape and the outcome rule,
+-- `calls.send` sends it and applies the answer's shape and the partial rule,
 -- so every call returns a value or `nil, err`, whatever the server sent.
 -- @module keyfactor.calls
 
 local errors = require "keyfactor.errors"
+local outcome = require "keyfactor.outcome"
 local pager = require "keyfactor.pager"
 local show = require "keyfactor.show"
 local transport = require "keyfactor.transport"
@@ -18,20 +19,25 @@ local calls = {}
 -- checker of the fields that come in a table argument, and params by name.
 local compiled = setmetatable({}, { __mode = "k" })
 
-local function compile(spec, args)
+local EMPTY = {}
+
+local function compile(spec, entry)
   local c = compiled[spec]
   if c then return c end
   local positional = {}
-  for _, arg in ipairs(args) do positional[arg] = true end
-  local fields, required, by_name = {}, {}, {}
+  for _, arg in ipairs(entry.args) do positional[arg] = true end
+  local fields, required, by_name, defaults = {}, {}, {}, {}
   for _, param in ipairs(spec.params) do
     by_name[param.name] = param
+    if param.default ~= nil then defaults[#defaults + 1] = param end
     if not positional[param.name] and param.check then
       fields[param.name] = param.check
       if param.required then required[#required + 1] = param.name end
     end
   end
-  c = { record = v.record(fields, required), by_name = by_name }
+  -- where: the name errors give; optional_opts: an absent opts table needs no check
+  c = { record = v.record(fields, required), by_name = by_name, where = "kf:" .. entry.name,
+    optional_opts = #required == 0, defaults = defaults }
   compiled[spec] = c
   return c
 end
@@ -43,11 +49,6 @@ local function collect_secrets(value, key, out)
     if k == key and type(item) == "string" and item ~= "" then out[#out + 1] = item
     elseif type(item) == "table" then collect_secrets(item, key, out) end
   end
-end
-
-local function bool_param(value)
-  if type(value) == "boolean" then return value and "true" or "false" end
-  return value
 end
 
 -- A field name that says its value is a secret (for `extra` fields, which
@@ -78,17 +79,19 @@ end
 -- (see check_extra).
 function calls.prepare(entry, spec, ...)
   spec = spec or entry
-  local where = "kf:" .. entry.name
-  local c = compile(spec, entry.args)
+  local c = compile(spec, entry)
+  local where = c.where
   local values, extra, extra_at = {}, nil, nil
   for i, arg in ipairs(entry.args) do
     local value = select(i, ...)
-    if arg == "req" or arg == "opts" then
+    if value == nil and arg == "opts" and c.optional_opts then    -- luacheck: ignore 542
+      -- nothing to check: every field is optional
+    elseif arg == "req" or arg == "opts" then
       if value == nil and arg == "opts" then value = {} end
       if type(value) ~= "table" then
         v.raise(where, (arg == "req" and "the request" or "opts") .. " must be a table, not " .. type(value))
       end
-      if value.extra ~= nil and not c.by_name.extra then
+      if value.extra ~= nil and not c.by_name.extra and entry.kind ~= "helper" then
         local label = arg == "opts" and "opts.extra" or "extra"
         extra, extra_at = check_extra(where, c, value.extra, label), arg == "opts" and "query" or "body"
         local rest = {}
@@ -98,26 +101,28 @@ function calls.prepare(entry, spec, ...)
       for k, x in pairs(v.check(where, c.record, value, arg == "opts" and "opts" or nil)) do values[k] = x end
     else
       local param = c.by_name[arg]
-      if value == nil then
+      if value == nil and param.absent == "check" then
+        values[arg] = v.check(where, param.check, value, arg)   -- the checker's words for nil
+      elseif value == nil then
         if param.required then v.raise(where, arg .. " is required") end
       else
         values[arg] = v.check(where, param.check, value, arg)
       end
     end
   end
-  for _, group in ipairs(entry.one_of or {}) do
+  for _, group in ipairs(entry.one_of or EMPTY) do
     local any = false
     for _, name in ipairs(group) do any = any or values[name] ~= nil end
     if not any then v.raise(where, group.text) end
   end
-  for _, param in ipairs(spec.params) do
-    if values[param.name] == nil and param.default ~= nil then
+  for _, param in ipairs(c.defaults) do
+    if values[param.name] == nil then
       local d = param.default
       if type(d) == "function" then d = d() end
       values[param.name] = d
     end
   end
-  for _, rule in ipairs(entry.rules or {}) do
+  for _, rule in ipairs(entry.rules or EMPTY) do
     local text = rule(values)
     if text then v.raise(where, text) end
   end
@@ -139,26 +144,27 @@ function calls.prepare(entry, spec, ...)
         r.headers[#r.headers + 1] = param.header .. ": " .. value
       elseif at == "query" then
         r.query = r.query or {}
-        r.query[param.name] = bool_param(value)
-      elseif at == "path" then
+        r.query[param.field or param.name] = value
+      elseif at == "path" and type(value) ~= "table" then   -- a lookup table: the method resolves it
         -- a name in the path (a collection's) is percent-encoded; ids and GUIDs are left as they are
         local text = type(value) == "number" and string.format("%d", value) or transport.escape(value)
-        r.path = r.path:gsub("{" .. param.name .. "}", (text:gsub("%%", "%%%%")))
+        local from, to = r.path:find("{" .. param.name .. "}", 1, true)
+        if from then r.path = r.path:sub(1, from - 1) .. text .. r.path:sub(to + 1) end
       end
     end
   end
-  for name, value in pairs(extra or {}) do
+  for name, value in pairs(extra or EMPTY) do
     if type(value) == "string" and secret_name(name) then r.secrets[#r.secrets + 1] = value end
     if extra_at == "body" then
       r.body = r.body or {}
       r.body[name] = value
     else
       r.query = r.query or {}
-      r.query[name] = bool_param(value)
+      r.query[name] = value
     end
   end
   r.extra = extra
-  for _, header in ipairs(spec.headers or entry.headers or {}) do r.headers[#r.headers + 1] = header end
+  for _, header in ipairs(spec.headers or entry.headers or EMPTY) do r.headers[#r.headers + 1] = header end
   return r
 end
 
@@ -172,74 +178,18 @@ end
 function calls.shaped(value, shape, method, path, status)
   if shape == "none" then return true end
   if (shape == "object" or shape == "array") and type(value) ~= "table" then
-    return nil, errors.new { kind = "decode", status = status, method = method, path = path,
+    return nil, errors.decode { status = status, method = method, path = path,
       message = string.format("expected a JSON %s, got %s", shape, describe(value)) }
   end
   if value == false or value == nil then
-    return nil, errors.new { kind = "decode", status = status, method = method, path = path,
+    return nil, errors.decode { status = status, method = method, path = path,
       message = "expected an answer, got " .. tostring(value) }
   end
   return value
 end
 
-local function lower_set(list)
-  local set = {}
-  for _, item in ipairs(type(list) == "table" and list or {}) do set[tostring(item):lower()] = true end
-  return set
-end
-
-local function partial(method, path, answer, failed, what)
-  return nil, errors.new { kind = "partial", method = method, path = path, failed = failed, answer = answer,
-    message = string.format("%d %s failed: %s", #failed, what, table.concat(failed, ", ")) }
-end
-
--- DESIGN §6.2: an answer that lists failed items is a failure.
-local OUTCOMES = {}
-
--- The stores asked for (Stores[i].StoreId or StoreIds) must all be in
--- SuccessfulStores; FailedStores must be empty.
-function OUTCOMES.stores(answer, values, method, path)
-  local failed, seen = {}, {}
-  for _, id in ipairs(type(answer.FailedStores) == "table" and answer.FailedStores or {}) do
-    local text = type(id) == "table" and tostring(id.StoreId or id.Id or id.CertStoreId) or tostring(id)
-    failed[#failed + 1] = text
-    seen[text:lower()] = true
-  end
-  local requested = {}
-  for _, store in ipairs(values.Stores or {}) do requested[#requested + 1] = store.StoreId end
-  for _, id in ipairs(values.StoreIds or {}) do requested[#requested + 1] = id end
-  if #requested > 0 then
-    local ok = lower_set(answer.SuccessfulStores)
-    for _, id in ipairs(requested) do
-      if not ok[id:lower()] and not seen[id:lower()] then failed[#failed + 1] = id end
-    end
-  end
-  if #failed > 0 then return partial(method, path, answer, failed, "of the stores") end
-  return answer
-end
-
--- Approve / deny: Failures lists the requests that were not done.
-function OUTCOMES.approval(answer, _, method, path)
-  local failed = {}
-  for _, item in ipairs(type(answer.Failures) == "table" and answer.Failures or {}) do
-    failed[#failed + 1] = type(item) == "table" and (item.KeyfactorRequestId or item.CARowId) or item
-  end
-  if #failed > 0 then
-    local texts = {}
-    for i, id in ipairs(failed) do texts[i] = tostring(id) end
-    local _, err = partial(method, path, answer, texts, "of the requests")
-    err.failed = failed
-    local first = answer.Failures[1]
-    if type(first) == "table" and first.Comment then
-      err.message = err.message .. " (" .. tostring(first.Comment) .. ")"
-    end
-    return nil, err
-  end
-  return answer
-end
-
 --- Sends a prepared request `r` of `entry` and returns the answer, checked
--- (shape, outcome rule); or nil, err.
+-- (shape, partial rule); or nil, err.
 function calls.send(self, entry, r, opts)
   local method = entry.method
   local value, status = self.http:call(method, r.path, { body = r.body, headers = r.headers[1] and r.headers or nil,
@@ -247,8 +197,8 @@ function calls.send(self, entry, r, opts)
   if value == nil then return nil, status end
   local shaped, err = calls.shaped(value, entry.answer or "any", method, r.path, status)
   if shaped == nil then return nil, err end
-  local rule = (opts and opts.outcome ~= nil) and opts.outcome or entry.outcome
-  if rule and type(shaped) == "table" then return OUTCOMES[rule](shaped, r.values, method, r.path) end
+  local rule = (opts and opts.partial ~= nil) and opts.partial or entry.partial
+  if rule and type(shaped) == "table" then return outcome.partial(rule, shaped, r.values, method, r.path) end
   if entry.mark then return show[entry.mark](shaped) end
   return shaped
 end
@@ -301,7 +251,6 @@ function calls.method(entry, check_open)
       check_open(self, where)
       local r = calls.prepare(entry, nil, ...)
       local opts = r.values
-      if opts.page_size and opts.page_size < 1 then v.raise(where, "opts.page_size must be at least 1") end
       local path = r.path
       -- entry.paths: a boolean option that picks another listing (assigned_to_me)
       for option, other in pairs(entry.paths or {}) do

@@ -54,11 +54,6 @@ local function normalize_enrollment(answer)
   return answer
 end
 
-local function bool_param(value)
-  if value == nil then return nil end
-  return value and "true" or "false"
-end
-
 -- GET returning a JSON object/array, or nil, err (kind "decode" otherwise).
 local function get(self, path, shape, query)
   local value, status = self.http:call("GET", path, { query = query })
@@ -85,9 +80,8 @@ local ENROLL = endpoints.get("enroll")
 -- QueryString Name -eq): nil, err (kind "http", status 404) when none is.
 local function pattern_id(self, name)
   if type(name) == "number" then return name end
-  if name:find('"', 1, true) then v.raise("kf:enroll", "EnrollmentPattern must not contain a double quote") end
   local found, err = get(self, "/EnrollmentPatterns", "array",
-    { QueryString = 'Name -eq "' .. name .. '"', ReturnLimit = 50 })
+    { QueryString = query_language.clause("Name", "-eq", name), ReturnLimit = 50 })
   if not found then return nil, err end
   for _, pattern in ipairs(found) do
     -- the query language compares case-insensitively; the exact name wins
@@ -95,7 +89,7 @@ local function pattern_id(self, name)
   end
   local only = #found == 1 and type(found[1]) == "table" and found[1]
   if only and type(only.Name) == "string" and only.Name:lower() == name:lower() then return only.Id end
-  return nil, errors.new { kind = "http", status = 404, method = "GET", path = "/EnrollmentPatterns",
+  return nil, errors.http { status = 404, method = "GET", path = "/EnrollmentPatterns",
     message = "no enrollment pattern named " .. name }
 end
 
@@ -120,7 +114,7 @@ function Client:enroll(req)
   if values.Stores then
     for _, header in ipairs(ENROLL.stores_headers) do r.headers[#r.headers + 1] = header end
   end
-  local enrolled, err = calls.send(self, ENROLL, r, { outcome = values.Stores ~= nil and "stores" or false })
+  local enrolled, err = calls.send(self, ENROLL, r, { partial = values.Stores ~= nil and "stores" or false })
   if not enrolled then return nil, err end
   return normalize_enrollment(enrolled)
 end
@@ -138,35 +132,11 @@ end
 -- Certificates
 ---------------------------------------------------------------------------
 
-local CERTIFICATE_OPTS = v.record {
-  includeLocations = v.boolean, includeMetadata = v.boolean, includeHasPrivateKey = v.boolean,
-  verbose = v.integer, collectionId = v.integer,
-}
+local CERTIFICATE = endpoints.get("certificate")
+local LOOKUP_FIELDS = endpoints.LOOKUP_FIELDS
 
-local LOOKUP_FIELDS = { "Thumbprint", "SerialNumber", "IssuedCN", "IssuedDN", "CertRequestId", "Id" }
-
-local function quoted(value, path)
-  if type(value) == "string" then v.nonempty(value, path) end
-  return query_language.literal(value, path)
-end
-
-local LOOKUP
-do
-  local fields = {}
-  for _, name in ipairs(LOOKUP_FIELDS) do fields[name] = quoted end
-  LOOKUP = v.record(fields)
-end
-
-local function certificate_params(opts)
-  return {
-    includeLocations = bool_param(opts.includeLocations),
-    includeMetadata = bool_param(opts.includeMetadata),
-    includeHasPrivateKey = bool_param(opts.includeHasPrivateKey),
-    verbose = opts.verbose, collectionId = opts.collectionId,
-  }
-end
-
--- "Thumbprint -eq "AB12" AND SerialNumber -eq "01"", fields in a fixed order.
+-- "Thumbprint -eq "AB12" AND SerialNumber -eq "01"", fields in a fixed order
+-- (the lookup's values come quoted from the entry's check).
 local function lookup_query(lookup)
   local clauses = {}
   for _, name in ipairs(LOOKUP_FIELDS) do
@@ -183,15 +153,12 @@ end
 -- collectionId.
 function Client:certificate(id, opts)
   check_open(self, "kf:certificate")
-  local params = opts ~= nil and certificate_params(v.check("kf:certificate", CERTIFICATE_OPTS, opts, "opts"))
-  if type(id) ~= "table" then
-    id = v.check("kf:certificate", v.integer, id, "id")
-    return show.certificate(get(self, "/Certificates/" .. string.format("%d", id), "object", params or nil))
+  local r = calls.prepare(CERTIFICATE, nil, id, opts)
+  if type(r.values.id) ~= "table" then
+    return show.certificate(get(self, r.path, "object", r.query))
   end
-  params = params or {}
-  local lookup = v.check("kf:certificate", LOOKUP, id, "lookup")
-  local query = lookup_query(lookup)
-  if query == "" then v.raise("kf:certificate", "lookup needs one of " .. table.concat(LOOKUP_FIELDS, ", ")) end
+  local params = r.query or {}
+  local query = lookup_query(r.values.id)      -- not empty: the entry's rule
   params["pq.queryString"] = query
   params["pq.includeRevoked"] = "true"
   params["pq.includeExpired"] = "true"
@@ -211,62 +178,40 @@ function Client:certificate(id, opts)
     end
   end
   if not newest then
-    return nil, errors.new { kind = "http", status = 404, method = "GET", path = "/Certificates",
+    return nil, errors.http { status = 404, method = "GET", path = "/Certificates",
       message = "no certificate matches " .. query }
   end
   return show.certificate(newest)
-end
-
-local CERTIFICATES = endpoints.get("certificates")
-
---- Iterates over certificates: GET /Certificates, one page at a time.
---   for cert in kf:certificates{query = 'IssuedCN -contains "web"'} do ... end
--- `opts`: query (Keyfactor query language), page_size (default 100), sort,
--- ascending, prefetch (fetch the next page while this one is used), includeRevoked, includeExpired, includeLocations,
--- includeMetadata, includeHasPrivateKey, verbose, collectionId.
--- Raises the error table if a page fails (see keyfactor.pager).
-function Client:certificates(opts)
-  check_open(self, "kf:certificates")
-  local r = calls.prepare(CERTIFICATES, nil, opts)
-  opts = r.values
-  if opts.page_size and opts.page_size < 1 then v.raise("kf:certificates", "opts.page_size must be at least 1") end
-  local extra = certificate_params(opts)
-  for name, value in pairs(r.extra or {}) do extra[name] = value end
-  extra["pq.includeRevoked"] = bool_param(opts.includeRevoked)
-  extra["pq.includeExpired"] = bool_param(opts.includeExpired)
-  return show.marking(calls.paged(self, "/Certificates", "pq", opts, extra), show.certificate)
 end
 
 ---------------------------------------------------------------------------
 -- Store types
 ---------------------------------------------------------------------------
 
+local STORE_TYPE = endpoints.get("store_type")
+
 --- One store type: by integer id (GET /CertificateStoreTypes/{id}) or by
 -- short name (GET /CertificateStoreTypes/Name/{name}, which answers an
 -- array: the single match is returned, none is a 404 error).
 function Client:store_type(id)
   check_open(self, "kf:store_type")
-  if type(id) == "string" then
-    v.check("kf:store_type", v.nonempty, id, "id")
-    local path = "/CertificateStoreTypes/Name/" .. transport.escape(id)
-    local found, err = get(self, path, "array")
-    if not found then return nil, err end
-    if type(found[1]) ~= "table" then
-      return nil, errors.new { kind = "http", status = 404, method = "GET", path = path,
-        message = "no store type named " .. id }
-    end
-    return found[1]
+  local r = calls.prepare(STORE_TYPE, nil, id)
+  if type(r.values.id) == "number" then return calls.send(self, STORE_TYPE, r) end
+  local path = "/CertificateStoreTypes/Name/" .. transport.escape(id)
+  local found, err = get(self, path, "array")
+  if not found then return nil, err end
+  if type(found[1]) ~= "table" then
+    return nil, errors.http { status = 404, method = "GET", path = path,
+      message = "no store type named " .. id }
   end
-  id = v.check("kf:store_type", v.integer, id, "id")
-  return get(self, "/CertificateStoreTypes/" .. string.format("%d", id), "object")
+  return found[1]
 end
 
 ---------------------------------------------------------------------------
 -- Deployment confirmation
 ---------------------------------------------------------------------------
 
-local WAIT_OPTS = v.record { timeout = v.number, interval = v.number, concurrency = v.integer }
-local STORE_IDS = v.array(v.guid, { min = 1 })
+local WAIT_DEPLOYED = endpoints.get("wait_deployed")
 
 -- The first failed management job (JobHistory, Result 3) of `cert_id` in
 -- one of the stores `missing`: {store, message, job}; nil when none, or when
@@ -275,8 +220,8 @@ local FAILED = 3
 local function failed_job(self, cert_id, missing)
   for _, store in ipairs(missing) do
     local jobs = self.http:call("GET", "/OrchestratorJobs/JobHistory", { query = {
-      ["pq.queryString"] = string.format('CertificateId -eq %d AND CertStoreId -eq "%s" AND Result -eq %d',
-        cert_id, store, FAILED),
+      ["pq.queryString"] = table.concat({ query_language.clause("CertificateId", "-eq", cert_id),
+        query_language.clause("CertStoreId", "-eq", store), query_language.clause("Result", "-eq", FAILED) }, " AND "),
       ["pq.returnLimit"] = 1,
     } })
     local job = type(jobs) == "table" and jobs[1]
@@ -305,12 +250,12 @@ local function wait_one(self, cert_id, store_ids, deadline, opts)
     if #missing == 0 then return true end
     local failed = failed_job(self, cert_id, missing)
     if failed then
-      return nil, errors.new { kind = "job", method = "GET", path = "/OrchestratorJobs/JobHistory",
+      return nil, errors.job { method = "GET", path = "/OrchestratorJobs/JobHistory",
         store = failed.store, job = failed.job, missing = missing,
-        cert_id = cert_id, message = failed.message }   -- the job's own message (DESIGN 6.2)
+        cert_id = cert_id, message = failed.message }   -- the job's own words say what went wrong
     end
     if core.now() + interval > deadline then
-      return nil, errors.new { kind = "timeout", method = "GET", path = path, missing = missing,
+      return nil, errors.timeout { method = "GET", path = path, missing = missing,
         message = string.format("certificate %d not in %d of %d stores after %gs: %s",
           cert_id, #missing, #store_ids, opts.timeout or 60, table.concat(missing, ", ")) }
     end
@@ -323,8 +268,7 @@ local function wait_many(self, cert_ids, store_ids, deadline, opts)
   local fns = {}
   local shared = type(store_ids[1]) == "string"   -- one array for every certificate
   for i, cert_id in ipairs(cert_ids) do
-    local stores = shared and store_ids or store_ids[cert_id]
-    stores = v.check("kf:wait_deployed", STORE_IDS, stores, "store_ids[" .. cert_id .. "]")
+    local stores = shared and store_ids or store_ids[cert_id]   -- each present: the entry's rule
     fns[i] = function() return wait_one(self, cert_id, stores, deadline, opts) end
   end
   local _, errs
@@ -363,39 +307,19 @@ end
 -- ids still without the certificate (for several: cert id -> store ids).
 function Client:wait_deployed(cert_id, store_ids, opts)
   check_open(self, "kf:wait_deployed")
-  opts = v.check("kf:wait_deployed", WAIT_OPTS, opts or {}, "opts")
-  local deadline = core.now() + (opts.timeout or 60)
-  if type(store_ids) == "string" then store_ids = { store_ids } end
-  if type(cert_id) == "table" then
-    local ids = v.check("kf:wait_deployed", v.array(v.integer, { min = 1 }), cert_id, "cert_id")
-    if type(store_ids) ~= "table" then v.raise("kf:wait_deployed", "store_ids must be a table") end
-    return wait_many(self, ids, store_ids, deadline, opts)
+  local values = calls.prepare(WAIT_DEPLOYED, nil, cert_id, store_ids, opts).values
+  local deadline = core.now() + (values.timeout or 60)
+  if type(values.cert_id) == "table" then
+    return wait_many(self, values.cert_id, values.store_ids, deadline, values)
   end
-  cert_id = v.check("kf:wait_deployed", v.integer, cert_id, "cert_id")
-  store_ids = v.check("kf:wait_deployed", STORE_IDS, store_ids, "store_ids")
-  return wait_one(self, cert_id, store_ids, deadline, opts)
+  return wait_one(self, values.cert_id, values.store_ids, deadline, values)
 end
 
 ---------------------------------------------------------------------------
 -- Anything else, parallel fan-out, lifetime
 ---------------------------------------------------------------------------
 
-local REQUEST_OPTS = v.record {
-  query = function(value, path)
-    if type(value) ~= "table" and type(value) ~= "string" then
-      v.fail(path, "must be a table or a string, not " .. type(value))
-    end
-    return value
-  end,
-  body = function(value, path)
-    if type(value) ~= "table" and type(value) ~= "string" then
-      v.fail(path, "must be a table or a string, not " .. type(value))
-    end
-    return value
-  end,
-  headers = v.headers,
-  raw = v.boolean,
-}
+local REQUEST = endpoints.get("request")
 
 --- Calls any endpoint: `kf:request("GET", "/Templates", {query = {...}})`.
 -- `path` is relative to the base URL.  `opts`: query (table or string),
@@ -403,10 +327,8 @@ local REQUEST_OPTS = v.record {
 -- undecoded).  Returns the decoded body, status, headers; or nil, err.
 function Client:request(method, path, opts)
   check_open(self, "kf:request")
-  method = v.check("kf:request", v.nonempty, method, "method"):upper()
-  path = v.check("kf:request", v.nonempty, path, "path")
-  if path:sub(1, 1) ~= "/" then v.raise("kf:request", "path must start with \"/\"") end
-  opts = v.check("kf:request", REQUEST_OPTS, opts or {}, "opts")
+  local values = calls.prepare(REQUEST, nil, method, path, opts).values
+  method, path, opts = values.method, values.path, values
   local headers
   if opts.headers then
     headers = {}
@@ -416,21 +338,7 @@ function Client:request(method, path, opts)
     raw = opts.raw, headers_wanted = true })
 end
 
---- Login check: GET /Status/Endpoints; returns the array of endpoints.
-function Client:status()
-  check_open(self, "kf:status")
-  return get(self, "/Status/Endpoints", "array")
-end
-
-local PARALLEL_OPTS = v.record {
-  concurrency = v.integer,
-  progress = function(value, path)
-    if type(value) ~= "boolean" and type(value) ~= "function" then
-      v.fail(path, "must be a boolean or a function, not " .. type(value))
-    end
-    return value
-  end,
-}
+local PARALLEL = endpoints.get("parallel")
 
 --- Runs the functions of `fns` concurrently over one curl multi handle.
 -- Each `fns[i](kf, i)` runs in a coroutine and uses ordinary `kf:` calls.
@@ -441,12 +349,7 @@ local PARALLEL_OPTS = v.record {
 -- `errors[i]` its error (a returned `nil, err` or a raised error).
 function Client:parallel(fns, opts)
   check_open(self, "kf:parallel")
-  v.check("kf:parallel", v.array(function(fn, path)
-    if type(fn) ~= "function" then v.fail(path, "must be a function, not " .. type(fn)) end
-    return fn
-  end), fns, "fns")
-  opts = v.check("kf:parallel", PARALLEL_OPTS, opts or {}, "opts")
-  if opts.concurrency and opts.concurrency < 1 then v.raise("kf:parallel", "opts.concurrency must be at least 1") end
+  opts = calls.prepare(PARALLEL, nil, fns, opts).values
   if scheduler.current(self.session) then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end
   return self.http:parallel(fns, {
     concurrency = opts.concurrency, progress = progress.for_option(opts.progress, #fns),

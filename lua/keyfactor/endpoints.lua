@@ -14,6 +14,9 @@
 --   params[i].header   header name for at = "header" (`x-certificateformat`)
 --   params[i].default  a value or a function() -> value used when the field is absent
 --   params[i].secret   redacted from errors
+--   params[i].field    the name it is sent under, when not its own (body or query)
+--   params[i].absent   "check": a missing positional argument is reported by its
+--                      checker ("id must be an integer, not nil"), not as "is required"
 --   args               the Lua arguments in order: a param name (a positional
 --                      argument) or "req" / "opts" (a table of the other params).
 --                      Derived from params when absent (endpoints.signature): the
@@ -22,7 +25,8 @@
 --                      The help, the reference's headings and the methods all use it.
 --   headers            extra headers always sent ({"x-keyfactor-api-version: 2"})
 --   answer             the expected answer's shape: "object", "array", "none" (204), "any"
---   outcome            DESIGN §6.2 rule: "stores", "approval" or nil
+--   partial            the rule by which a 2xx answer listing failed items is a
+--                      failure of kind "partial" (keyfactor.outcome): "stores", "approval" or nil
 --   prefix             for iterators: the paging query-string prefix ("" for the
 --                      bare QueryString, PageReturned, ... of newer endpoints)
 --   rules              cross-field rules: functions(values) -> error text or nil,
@@ -30,11 +34,12 @@
 --   hand               true when client.lua writes the method by hand
 -- @module keyfactor.endpoints
 
+local query_language = require "keyfactor.query"
 local v = require "keyfactor.validate"
 
 local endpoints = {}
 
-local function now_iso() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+local now_iso = require("keyfactor.dates").iso
 
 local SANS = v.map(v.array(v.string))
 local METADATA = v.map(function(value, path)
@@ -75,13 +80,16 @@ local function p(name, type_name, check, doc, extra)
 end
 local function req(param) param.required = true; return param end
 
+-- Ids are the API's Int32.
+local INT32_MAX = 2147483647
+
 -- Shared parameter lists
 local GUID_PATH = req(p("id", "GUID", v.guid, "store id", { at = "path" }))
 local INT_PATH = req(p("id", "integer", v.integer, "id", { at = "path" }))
 
 local LIST = {
   p("query", "string", v.string, "Keyfactor query language filter", { at = "local" }),
-  p("page_size", "integer", v.integer, "items per page (default 100)", { at = "local" }),
+  p("page_size", "integer", v.integer_in(1), "items per page (default 100)", { at = "local" }),
   p("sort", "string", v.nonempty, "field to sort by", { at = "local" }),
   p("ascending", "boolean", v.boolean, "sort order (default true)", { at = "local" }),
   p("prefetch", "boolean", v.boolean, "fetch the next page while this one is used", { at = "local" }),
@@ -107,6 +115,26 @@ local function with(list, extra)
   local out = {}
   for _, param in ipairs(list) do out[#out + 1] = param end
   for _, param in ipairs(extra) do out[#out + 1] = param end
+  return out
+end
+
+-- The params of `list` named in `names`, in that order.
+local function pick(list, names)
+  local by_name, out = {}, {}
+  for _, param in ipairs(list) do by_name[param.name] = param end
+  for i, name in ipairs(names) do out[i] = assert(by_name[name], name) end
+  return out
+end
+
+-- Copies of the params of `list`, none required (an update names what it changes).
+local function optional(list)
+  local out = {}
+  for i, param in ipairs(list) do
+    local copy = {}
+    for k, value in pairs(param) do copy[k] = value end
+    copy.required = nil
+    out[i] = copy
+  end
   return out
 end
 
@@ -143,12 +171,12 @@ local PFX_FIELDS = with(PATTERN_FIELDS, with({
   p("IncludeChain", "boolean", v.boolean, "include the chain"),
   p("ChainOrder", "string", v.one_of { "EndEntityFirst", "RootFirst" }, "order of the chain (PEM; with Stores)"),
   p("IncludeSubjectHeader", "boolean", v.boolean, "PEM: a subject/issuer comment above each certificate"),
-  p("RenewalCertificateId", "integer", v.integer, "id of the certificate this one renews"),
+  p("RenewalCertificateId", "integer", v.integer_in(1, INT32_MAX), "id of the certificate this one renews"),
   p("CustomFriendlyName", "string", v.string, "friendly name (the PFX's; the JKS alias)"),
   p("PopulateMissingValuesFromAD", "boolean", v.boolean, "fill subject parts from AD"),
   p("KeyType", "string", v.one_of { "RSA", "ECC", "Ed25519", "Ed448" },
     "key algorithm the server generates: RSA (default) or ECC, as the pattern allows"),
-  p("KeyLength", "integer", v.integer, "RSA key size in bits (e.g. 2048, 3072, 4096)"),
+  p("KeyLength", "integer", v.integer_in(512, 16384), "RSA key size in bits (e.g. 2048, 3072, 4096)"),
   p("Curve", "string", v.nonempty, "ECC curve, as the pattern lists it (an OID such as 1.2.840.10045.3.1.7)"),
   p("UseLegacyEncryption", "boolean", v.boolean, "PKCS#12 with the legacy (3DES) encryption"),
   p("MicrosoftTargetCSP", "string", v.nonempty, "Microsoft cryptographic service provider"),
@@ -159,7 +187,7 @@ local PFX_FIELDS = with(PATTERN_FIELDS, with({
   p("InstallIntoExistingCertificateStores", "boolean", v.boolean, "with Stores: also where the renewed one is"),
   p("JobTime", "ISO 8601 time", v.time, "with Stores: when the deployment jobs run"),
   p("AlternativeKeyType", "string", v.nonempty, "with Stores (v2): alternative key, ML-DSA-44, -65 or -87"),
-  p("AlternativeKeyLength", "integer", v.integer, "with Stores (v2): alternative key size"),
+  p("AlternativeKeyLength", "integer", v.integer_in(1), "with Stores (v2): alternative key size"),
   p("CSR", "string", v.nonempty, "a PEM CSR: POST /Enrollment/CSR instead (key stays with you; "
     .. "then forceEnroll = true is also taken: the query parameter)"),
   p("format", "string", v.one_of { "PFX", "Zip", "PEM", "JKS", "STORE", "REPLACE", "DER" },
@@ -168,23 +196,20 @@ local PFX_FIELDS = with(PATTERN_FIELDS, with({
     { at = "header", header = "x-certificateformat", default = "PFX" }),
 })))
 
-local CSR_FIELDS = with({ req(p("CSR", "string", v.nonempty, "a PEM CSR")) }, with(PATTERN_FIELDS, with({
-  p("CertificateAuthority", "string", v.nonempty, "host\\logical CA name"),
-  p("Timestamp", "ISO 8601 time", v.time, "request time (default now)", { default = now_iso }),
-  p("SANs", "table", SANS, "SAN type -> array of strings"),
-  p("Metadata", "table", METADATA, "metadata field -> value"),
-  p("AdditionalEnrollmentFields", "table", v.table, "custom enrollment fields of the template or pattern"),
-  p("IncludeChain", "boolean", v.boolean, "include the chain"),
-  p("IncludeSubjectHeader", "boolean", v.boolean, "PEM: a subject/issuer comment above each certificate"),
-  p("RenewalCertificateId", "integer", v.integer, "id of the certificate this one renews"),
-  p("FileExtension", "string", v.nonempty, "file extension of the downloadable certificate"),
+-- A CSR enrollment takes the PFX one's fields that do not concern the key
+-- the server would make or the file it would send, plus its own.
+local CSR_FIELDS = with({ req(p("CSR", "string", v.nonempty, "a PEM CSR")) }, with(pick(PFX_FIELDS, {
+  "EnrollmentPatternId", "EnrollmentPattern", "Template", "CertificateAuthority", "Timestamp", "SANs", "Metadata",
+  "AdditionalEnrollmentFields", "IncludeChain", "IncludeSubjectHeader", "RenewalCertificateId", "FileExtension",
+}), with({
   p("forceEnroll", "boolean", v.boolean, "query forceEnroll: enroll even where the server would refuse a repeat",
     { at = "query" }),
   p("format", "string", v.one_of { "PEM", "DER" }, "x-certificateformat: PEM (default) or DER",
     { at = "header", header = "x-certificateformat", default = "PEM" }),
 }, OWNER_FIELDS)))
 
--- Rules across enroll's fields (DESIGN §2: checked before anything is sent).
+-- Rules across enroll's fields, checked before anything is sent (a mistake
+-- raises; nothing reaches the server).
 -- Each returns the error text, or nil.
 local V2_ONLY = { "InstallIntoExistingCertificateStores", "JobTime", "AlternativeKeyType", "AlternativeKeyLength" }
 local ENROLL_RULES = {
@@ -195,9 +220,6 @@ local ENROLL_RULES = {
     if format ~= "STORE" and format ~= "REPLACE" and (values.Password == nil or values.Password == "") then
       return "Password is required for format \"" .. format .. "\""
     end
-  end,
-  function(values)
-    if values.RenewalCertificateId == 0 then return "RenewalCertificateId must be a certificate id or nil, not 0" end
   end,
   function(values)
     if values.CSR or values.Stores then return nil end
@@ -220,11 +242,88 @@ local ENROLL_RULES = {
   end,
 }
 
+-- A certificate store as create_store takes it; update_store takes the same
+-- fields, with the store's Id, none of the others required.
+local STORE_FIELDS = {
+  req(p("ClientMachine", "string", v.nonempty, "machine the orchestrator manages")),
+  req(p("StorePath", "string", v.nonempty, "path of the store on that machine")),
+  req(p("CertStoreType", "integer", v.integer, "store type id")),
+  p("ContainerId", "integer", v.integer, "container id"),
+  p("AgentId", "GUID", v.guid, "orchestrator (agent) id"),
+  p("Approved", "boolean", v.boolean, "approved store"),
+  p("CreateIfMissing", "boolean", v.boolean, "create the store on the machine"),
+  p("Properties", "string", v.string, "store properties (JSON text)"),
+  p("AgentAssigned", "boolean", v.boolean, "an agent is assigned"),
+  p("InventorySchedule", "table", SCHEDULE, "inventory schedule"),
+  p("Password", "table", v.table, "store password {SecretValue = ...}"),
+}
+
+-- kf:certificate's id: an integer, or a lookup table whose values come
+-- back as query-language literals (the method joins them with AND).
+local LOOKUP_FIELDS = { "Thumbprint", "SerialNumber", "IssuedCN", "IssuedDN", "CertRequestId", "Id" }
+endpoints.LOOKUP_FIELDS = LOOKUP_FIELDS
+local LOOKUP
+do
+  local fields = {}
+  for _, name in ipairs(LOOKUP_FIELDS) do
+    fields[name] = function(value, path)
+      if type(value) == "string" then v.nonempty(value, path) end
+      return query_language.literal(value, path)
+    end
+  end
+  LOOKUP = v.record(fields)
+end
+local function certificate_ref(value, path)
+  if type(value) == "table" then return LOOKUP(value, "lookup") end
+  return v.integer(value, path)
+end
+local CERTIFICATE_RULES = {
+  function(values)
+    if type(values.id) == "table" and next(values.id) == nil then
+      return "lookup needs one of " .. table.concat(LOOKUP_FIELDS, ", ")
+    end
+  end,
+}
+
+-- kf:wait_deployed: a certificate id or several; the stores as a GUID, an
+-- array of GUIDs (the same for every certificate), or cert id -> GUIDs.
+local STORE_IDS = v.array(v.guid, { min = 1 })
+local function cert_ids(value, path)
+  if type(value) == "table" then return v.array(v.integer, { min = 1 })(value, path) end
+  return v.integer(value, path)
+end
+local function store_ids(value, path)
+  local _, first = next(type(value) == "table" and value or {})
+  if type(first) == "table" then   -- cert id -> GUIDs
+    local out = {}
+    for id, stores in pairs(value) do out[id] = STORE_IDS(stores, path .. "[" .. tostring(id) .. "]") end
+    return out
+  end
+  return STORE_IDS(type(value) == "string" and { value } or value, path)
+end
+local WAIT_RULES = {
+  function(values)
+    local ids, stores = values.cert_id, values.store_ids
+    if type(stores[1]) == "string" then return nil end
+    if type(ids) ~= "table" then return "store_ids must be an array, not a table of certificate ids" end
+    for _, id in ipairs(ids) do
+      if stores[id] == nil then return "store_ids[" .. id .. "] must be an array, not nil" end
+    end
+  end,
+}
+
+local function table_or_string(value, path)
+  if type(value) ~= "table" and type(value) ~= "string" then
+    v.fail(path, "must be a table or a string, not " .. type(value))
+  end
+  return value
+end
+
 local ENTRIES = {
   ---------------------------------------------------------------- Enrollment
   {
     name = "enroll", method = "POST", path = "/Enrollment/PFX", group = "Enrollment", kind = "call",
-    hand = true, answer = "object", outcome = "stores",
+    hand = true, answer = "object", partial = "stores",
     summary = "Enroll for a certificate (server-generated key, or your CSR); with Stores, deploy it too",
     params = PFX_FIELDS, args = { "req" }, one_of = { TEMPLATE_CHOICE }, rules = ENROLL_RULES,
     returns = "the answer: CertificateInformation (KeyfactorId, Pkcs12Blob or Certificates, ...); "
@@ -252,7 +351,7 @@ local ENTRIES = {
   },
   {
     name = "deploy", method = "POST", path = "/Enrollment/PFX/Deploy", group = "Enrollment", kind = "call",
-    answer = "object", outcome = "stores",
+    answer = "object", partial = "stores",
     summary = "Deploy an enrolled certificate (format STORE) into certificate stores",
     params = {
       p("Stores", "array of store targets", v.array(STORE_TARGET, { min = 1 }),
@@ -291,7 +390,7 @@ local ENTRIES = {
   },
   {
     name = "replace", method = "POST", path = "/Enrollment/PFX/Replace", group = "Enrollment", kind = "call",
-    answer = "object", outcome = "stores",
+    answer = "object", partial = "stores",
     summary = "Put a new certificate into every store that holds an existing one",
     params = {
       req(p("ExistingCertificateId", "integer", v.integer, "the certificate being replaced")),
@@ -311,14 +410,15 @@ local ENTRIES = {
     hand = true, answer = "object",
     summary = "Read one certificate by id, or by a lookup table such as {Thumbprint = ...}",
     params = {
-      req(p("id", "integer or lookup table", nil, "id, or {Thumbprint=}, {SerialNumber=}, {IssuedCN=}, ...",
-        { at = "path" })),
+      req(p("id", "integer or lookup table", certificate_ref,
+        "id, or {Thumbprint=}, {SerialNumber=}, {IssuedCN=}, ...", { at = "path", absent = "check" })),
       p("includeLocations", "boolean", v.boolean, "opts: the stores holding it", { at = "query" }),
       p("includeMetadata", "boolean", v.boolean, "opts: metadata", { at = "query" }),
       p("includeHasPrivateKey", "boolean", v.boolean, "opts: whether the key is kept", { at = "query" }),
       p("verbose", "integer", v.integer, "opts: detail level", { at = "query" }),
       p("collectionId", "integer", v.integer, "opts: collection", { at = "query" }),
     },
+    rules = CERTIFICATE_RULES,
     returns = "the certificate table (tostring: one line): Id, IssuedCN, IssuedDN, Thumbprint, SerialNumber, "
       .. "NotBefore, NotAfter (ISO 8601 text), ...; with includeLocations, Locations: one entry per store "
       .. "holding it, {CertStoreId, Alias, StoreMachine, StorePath, StoreType, ChainLevel}; the store is "
@@ -332,11 +432,11 @@ local ENTRIES = {
   },
   {
     name = "certificates", method = "GET", path = "/Certificates", group = "Certificates", kind = "iterator",
-    hand = true, prefix = "pq", answer = "array",
+    prefix = "pq", answer = "array", mark = "certificate",
     summary = "Iterate over certificates, a page at a time",
     params = list_params {
-      p("includeRevoked", "boolean", v.boolean, "also revoked ones", { at = "query" }),
-      p("includeExpired", "boolean", v.boolean, "also expired ones", { at = "query" }),
+      p("includeRevoked", "boolean", v.boolean, "also revoked ones", { at = "query", field = "pq.includeRevoked" }),
+      p("includeExpired", "boolean", v.boolean, "also expired ones", { at = "query", field = "pq.includeExpired" }),
       p("includeLocations", "boolean", v.boolean, "the stores holding each", { at = "query" }),
       p("includeMetadata", "boolean", v.boolean, "metadata", { at = "query" }),
       p("includeHasPrivateKey", "boolean", v.boolean, "whether the key is kept", { at = "query" }),
@@ -436,19 +536,7 @@ local ENTRIES = {
     name = "create_store", method = "POST", path = "/CertificateStores", group = "Stores", kind = "call",
     answer = "object", mark = "store",
     summary = "Create a certificate store",
-    params = {
-      req(p("ClientMachine", "string", v.nonempty, "machine the orchestrator manages")),
-      req(p("StorePath", "string", v.nonempty, "path of the store on that machine")),
-      req(p("CertStoreType", "integer", v.integer, "store type id")),
-      p("ContainerId", "integer", v.integer, "container id"),
-      p("AgentId", "GUID", v.guid, "orchestrator (agent) id"),
-      p("Approved", "boolean", v.boolean, "approved store"),
-      p("CreateIfMissing", "boolean", v.boolean, "create the store on the machine"),
-      p("Properties", "string", v.string, "store properties (JSON text)"),
-      p("AgentAssigned", "boolean", v.boolean, "an agent is assigned"),
-      p("InventorySchedule", "table", SCHEDULE, "inventory schedule"),
-      p("Password", "table", v.table, "store password {SecretValue = ...}"),
-    },
+    params = STORE_FIELDS,
     returns = "the new store",
     example = 'local s = assert(kf:create_store{ClientMachine = "web9.example.com",\n'
       .. '  StorePath = "/etc/ssl/web9.pem", CertStoreType = 101, ContainerId = 1, AgentId = agent})',
@@ -457,20 +545,7 @@ local ENTRIES = {
     name = "update_store", method = "PUT", path = "/CertificateStores", group = "Stores", kind = "call",
     answer = "object", mark = "store",
     summary = "Update a certificate store",
-    params = {
-      req(p("Id", "GUID", v.guid, "store id")),
-      p("ClientMachine", "string", v.nonempty, "machine"),
-      p("StorePath", "string", v.nonempty, "path"),
-      p("CertStoreType", "integer", v.integer, "store type id"),
-      p("ContainerId", "integer", v.integer, "container id"),
-      p("AgentId", "GUID", v.guid, "orchestrator (agent) id"),
-      p("Approved", "boolean", v.boolean, "approved store"),
-      p("CreateIfMissing", "boolean", v.boolean, "create the store on the machine"),
-      p("Properties", "string", v.string, "store properties (JSON text)"),
-      p("AgentAssigned", "boolean", v.boolean, "an agent is assigned"),
-      p("InventorySchedule", "table", SCHEDULE, "inventory schedule"),
-      p("Password", "table", v.table, "store password {SecretValue = ...}"),
-    },
+    params = with({ req(p("Id", "GUID", v.guid, "store id")) }, optional(STORE_FIELDS)),
     returns = "the updated store",
     example = "assert(kf:update_store{Id = store_id, ContainerId = 2})",
   },
@@ -529,7 +604,10 @@ local ENTRIES = {
     name = "store_type", method = "GET", path = "/CertificateStoreTypes/{id}", group = "Catalog", kind = "lookup",
     hand = true, answer = "object",
     summary = "One store type, by integer id or by short name (/CertificateStoreTypes/Name/{name})",
-    params = { req(p("id", "integer or string", nil, "id, or short name such as \"PEM\"", { at = "path" })) },
+    params = { req(p("id", "integer or string", function(value, path)
+      if type(value) == "string" then return v.nonempty(value, path) end
+      return v.integer(value, path)
+    end, "id, or short name such as \"PEM\"", { at = "path", absent = "check" })) },
     args = { "id" }, returns = "the store type table",
     example = 'print(kf:store_type("PEM").StoreType)',
   },
@@ -548,11 +626,11 @@ local ENTRIES = {
       p("PasswordOptions", "table", v.table, "password options"),
       p("StorePathType", "string", v.string, "store path type"),
       p("StorePathValue", "string", v.string, "store path value"),
-      p("PrivateKeyAllowed", "integer", v.integer, "0 forbidden, 1 optional, 2 required"),
+      p("PrivateKeyAllowed", "integer", v.integer_in(0, 2), "0 forbidden, 1 optional, 2 required"),
       p("ServerRequired", "boolean", v.boolean, "needs a server"),
       p("PowerShell", "boolean", v.boolean, "PowerShell based"),
       p("BlueprintAllowed", "boolean", v.boolean, "blueprints allowed"),
-      p("CustomAliasAllowed", "integer", v.integer, "0 forbidden, 1 optional, 2 required"),
+      p("CustomAliasAllowed", "integer", v.integer_in(0, 2), "0 forbidden, 1 optional, 2 required"),
     },
     returns = "the new store type",
     example = 'local t = assert(kf:create_store_type{Name = "My Type", ShortName = "MyType"})',
@@ -616,7 +694,7 @@ local ENTRIES = {
   },
   {
     name = "approve", method = "POST", path = "/Workflow/Certificates/Approve", group = "Workflow",
-    kind = "call", answer = "object", outcome = "approval",
+    kind = "call", answer = "object", partial = "approval",
     summary = "Approve pending certificate requests",
     params = { req(p("ids", "integer or array of integers", REQUEST_IDS, "request ids", { at = "whole" })) },
     args = { "ids" },
@@ -625,7 +703,7 @@ local ENTRIES = {
   },
   {
     name = "deny", method = "POST", path = "/Workflow/Certificates/Deny", group = "Workflow",
-    kind = "call", answer = "object", outcome = "approval",
+    kind = "call", answer = "object", partial = "approval",
     summary = "Deny pending certificate requests",
     params = {
       req(p("ids", "integer or array of integers", REQUEST_IDS, "request ids", { field = "CertificateRequestIds" })),
@@ -681,12 +759,15 @@ local ENTRIES = {
     hand = true,
     summary = "Wait until certificates are in their stores; fail fast when a job failed",
     params = {
-      req(p("cert_id", "integer or array of integers", nil, "certificate id(s)", { at = "arg" })),
-      req(p("store_ids", "GUID or array of GUIDs (or cert id -> GUIDs)", nil, "stores", { at = "arg" })),
+      req(p("cert_id", "integer or array of integers", cert_ids, "certificate id(s)",
+        { at = "arg", absent = "check" })),
+      req(p("store_ids", "GUID or array of GUIDs (or cert id -> GUIDs)", store_ids, "stores",
+        { at = "arg", absent = "check" })),
       p("timeout", "number", v.number, "opts: seconds (default 60)", { at = "opts" }),
       p("interval", "number", v.number, "opts: seconds between polls (default 1)", { at = "opts" }),
-      p("concurrency", "integer", v.integer, "opts: certificates polled at once (default 16)", { at = "opts" }),
+      p("concurrency", "integer", v.integer_in(1), "opts: certificates polled at once (default 16)", { at = "opts" }),
     },
+    rules = WAIT_RULES,
     returns = "true, or nil, err (kind \"timeout\" with err.missing, or \"job\" with err.store, err.message)",
     example = "assert(kf:wait_deployed(42, {store1, store2}, {timeout = 120}))",
   },
@@ -694,10 +775,15 @@ local ENTRIES = {
     name = "parallel", method = nil, path = nil, group = "Other", kind = "helper", hand = true,
     summary = "Run functions concurrently over one connection pool",
     params = {
-      req(p("fns", "array of functions", nil, "each called as fn(kf, i)", { at = "arg" })),
-      p("concurrency", "integer", v.integer, "opts: transfers at once (default 16)", { at = "opts" }),
-      p("progress", "boolean or function", nil, "opts: progress line, or function(done, total, failed)",
-        { at = "opts" }),
+      req(p("fns", "array of functions", v.array(v.callable), "each called as fn(kf, i)",
+        { at = "arg", absent = "check" })),
+      p("concurrency", "integer", v.integer_in(1), "opts: transfers at once (default 16)", { at = "opts" }),
+      p("progress", "boolean or function", function(value, path)
+        if type(value) ~= "boolean" and type(value) ~= "function" then
+          v.fail(path, "must be a boolean or a function, not " .. type(value))
+        end
+        return value
+      end, "opts: progress line, or function(done, total, failed)", { at = "opts" }),
     },
     returns = "values, errors: two arrays in input order",
     example = "local values, errs = kf:parallel({\n  function(kf) return kf:certificate(1) end,\n"
@@ -707,18 +793,22 @@ local ENTRIES = {
     name = "request", method = "any", path = "any", group = "Other", kind = "helper", hand = true,
     summary = "Call any endpoint",
     params = {
-      req(p("method", "string", nil, "GET, POST, ...", { at = "arg" })),
-      req(p("path", "string", nil, "relative to the base URL", { at = "arg" })),
-      p("query", "table or string", nil, "opts: query parameters", { at = "opts" }),
-      p("body", "table or string", nil, "opts: table -> JSON", { at = "opts" }),
-      p("headers", "table", nil, "opts: name -> value", { at = "opts" }),
-      p("raw", "boolean", nil, "opts: the body undecoded", { at = "opts" }),
+      req(p("method", "string", function(value, path) return v.nonempty(value, path):upper() end,
+        "GET, POST, ...", { at = "arg", absent = "check" })),
+      req(p("path", "string", function(value, path)
+        if v.nonempty(value, path):sub(1, 1) ~= "/" then v.fail(path, "must start with \"/\"") end
+        return value
+      end, "relative to the base URL", { at = "arg", absent = "check" })),
+      p("query", "table or string", table_or_string, "opts: query parameters", { at = "opts" }),
+      p("body", "table or string", table_or_string, "opts: table -> JSON", { at = "opts" }),
+      p("headers", "table", v.headers, "opts: name -> value", { at = "opts" }),
+      p("raw", "boolean", v.boolean, "opts: the body undecoded", { at = "opts" }),
     },
     returns = "decoded body, status, headers; or nil, err",
     example = 'local t = assert(kf:request("GET", "/Templates"))',
   },
   {
-    name = "status", method = "GET", path = "/Status/Endpoints", group = "Other", kind = "helper", hand = true,
+    name = "status", method = "GET", path = "/Status/Endpoints", group = "Other", kind = "helper",
     answer = "array", summary = "Login check: the endpoints the server offers", params = {},
     returns = "an array of endpoint strings", example = "assert(kf:status())",
   },
@@ -759,6 +849,12 @@ local function DUPLICATION_FIELD(value, path)
 end
 
 local JOB_SELECTION_TEXT = "select the jobs with JobAuditIds or Query"
+-- Finished jobs chosen by their JobHistoryId or a job history query
+-- (reschedule_jobs, acknowledge_jobs).
+local FINISHED_JOBS = {
+  p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
+  p("Query", "string", v.nonempty, "job history query, e.g. 'Result -eq 3'"),
+}
 
 local ROLE_IDENTITY = v.record({ AccountName = v.nonempty, SID = v.string }, { "AccountName" })
 local PAM_TYPE_PARAM = v.record { Id = v.integer, Name = v.string, DisplayName = v.string, InstanceLevel = v.boolean }
@@ -767,6 +863,19 @@ local PAM_PARAM_VALUE = v.record {
   ProviderTypeParam = PAM_TYPE_PARAM,
 }
 local PAM_PARAM_VALUES = v.array(PAM_PARAM_VALUE)
+
+-- A PAM provider as create_pam_provider takes it; update_pam_provider
+-- takes the same with the provider's Id.
+local PAM_FIELDS = {
+  req(p("Name", "string", v.nonempty, "provider name")),
+  req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
+  p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
+    "{Value, ProviderTypeParam = {Name = ...}}: the provider's parameters, all of them on an update "
+      .. "(values redacted from errors)", { secret = "Value" }),
+  p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
+  p("Area", "integer", v.integer, "secured area kind (v1)"),
+  p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
+}
 
 local function collection_fields(extra)
   return with(extra, {
@@ -838,10 +947,7 @@ local AUTOMATION = {
   {
     name = "reschedule_jobs", method = "POST", path = "/OrchestratorJobs/Reschedule", group = "Agents",
     kind = "call", answer = "none", summary = "Run finished (failed) jobs again, by job history id or query",
-    params = {
-      p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
-      p("Query", "string", v.nonempty, "job history query, e.g. 'Result -eq 3'"),
-    },
+    params = FINISHED_JOBS,
     one_of = { { "JobAuditIds", "Query", text = JOB_SELECTION_TEXT } },
     returns = "true",
     example = "assert(kf:reschedule_jobs{JobAuditIds = {failed.JobHistoryId}})",
@@ -861,10 +967,7 @@ local AUTOMATION = {
     name = "acknowledge_jobs", method = "POST", path = "/OrchestratorJobs/Acknowledge", group = "Agents",
     kind = "call", answer = "none",
     summary = "Acknowledge finished jobs (failures seen to), by job history id or query",
-    params = {
-      p("JobAuditIds", "array of integers", v.array(v.integer, { min = 1 }), "JobHistoryId of the jobs"),
-      p("Query", "string", v.nonempty, "job history query"),
-    },
+    params = FINISHED_JOBS,
     one_of = { { "JobAuditIds", "Query", text = JOB_SELECTION_TEXT } },
     returns = "true",
     example = "assert(kf:acknowledge_jobs{Query = 'Result -eq 3'})",
@@ -896,22 +999,15 @@ local AUTOMATION = {
   },
   {
     name = "pam_provider", method = "GET", path = "/PamProviders/{id}", group = "Security", kind = "call",
-    answer = "object", summary = "One PAM provider", params = { INT_PATH }, args = { "id" },
+    answer = "object", summary = "One PAM provider", args = { "id" },
+    -- the API: an Int32 from 0 (GET /PamProviders/{id})
+    params = { req(p("id", "integer", v.integer_in(0, INT32_MAX), "provider id", { at = "path" })) },
     returns = "the provider table", example = "print(kf:pam_provider(1).Name)",
   },
   {
     name = "create_pam_provider", method = "POST", path = "/PamProviders", group = "Security", kind = "call",
     answer = "object", summary = "Create a PAM provider",
-    params = {
-      req(p("Name", "string", v.nonempty, "provider name")),
-      req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
-      p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
-        "{Value, ProviderTypeParam = {Name = ...}}: the provider's parameters (values redacted from errors)",
-        { secret = "Value" }),
-      p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
-      p("Area", "integer", v.integer, "secured area kind (v1)"),
-      p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
-    },
+    params = PAM_FIELDS,
     returns = "the new provider",
     example = 'local pam = assert(kf:create_pam_provider{Name = "vault", ProviderType = {Id = type_id},\n'
       .. '  ProviderTypeParamValues = {{Value = "https://vault:8200", ProviderTypeParam = {Name = "Host"}}}})',
@@ -919,16 +1015,8 @@ local AUTOMATION = {
   {
     name = "update_pam_provider", method = "PUT", path = "/PamProviders", group = "Security", kind = "call",
     answer = "object", summary = "Update a PAM provider",
-    params = {
-      req(p("Id", "integer", v.integer, "provider id")),
-      req(p("Name", "string", v.nonempty, "provider name")),
-      req(p("ProviderType", "table", v.record({ Id = v.guid }, { "Id" }), "{Id = provider type GUID}")),
-      p("ProviderTypeParamValues", "array", PAM_PARAM_VALUES,
-        "the complete parameter list (values redacted from errors)", { secret = "Value" }),
-      p("Remote", "boolean", v.boolean, "served by a remote orchestrator"),
-      p("Area", "integer", v.integer, "secured area kind (v1)"),
-      p("SecuredAreaId", "integer", v.integer, "secured area id (v1)"),
-    },
+    -- the provider's Id, then create_pam_provider's fields (the parameter list replaces the old one)
+    params = with({ req(p("Id", "integer", v.integer, "provider id")) }, PAM_FIELDS),
     returns = "the updated provider",
     example = 'assert(kf:update_pam_provider{Id = pam.Id, Name = "vault-2", ProviderType = {Id = type_id}})',
   },

@@ -30,6 +30,8 @@ local core = require "keyfactor.core"
 local claim = require "keyfactor.fleet.claim"
 local renewal = require "keyfactor.renewal"
 local connection = require "keyfactor.fleet.connection"
+local dates = require "keyfactor.dates"
+local query_language = require "keyfactor.query"
 local v = require "keyfactor.validate"
 
 local fleet = { claim = claim }
@@ -76,26 +78,12 @@ end
 local process_id = claim.process_id
 fleet.process_id = process_id
 
-local function positive(value, path)
-  if type(value) ~= "number" or value <= 0 then v.fail(path, "must be a positive number") end
-  return value
-end
-
-local function at_least_one(value, path)
-  value = v.integer(value, path)
-  if value < 1 then v.fail(path, "must be at least 1") end
-  return value
-end
-
-local function callable(value, path)
-  if type(value) ~= "function" then v.fail(path, "must be a function, not " .. type(value)) end
-  return value
-end
+local positive, at_least_one = v.positive, v.integer_in(1)
 
 local OPTIONS = v.record({
   kf = v.table, redis = v.table, prefix = v.nonempty, name = v.nonempty,
   concurrency = at_least_one, batch = at_least_one,
-  reclaim_idle = positive, lease = positive, settle = positive, log = callable, on_stage = callable,
+  reclaim_idle = positive, lease = positive, settle = positive, log = v.callable, on_stage = v.callable,
   deploy = v.boolean, password = v.string, wait = positive, recheck = positive,
 }, { "kf" })
 
@@ -178,7 +166,7 @@ function Fleet:recover(err, deadline)
   end
 end
 
-local epoch = claim.epoch
+local epoch = dates.epoch
 fleet.epoch = epoch
 
 --- Puts the certificates due for renewal into the schedule: those
@@ -191,7 +179,7 @@ function Fleet:schedule(opts)
   opts = opts or {}
   local days = opts.days or 30
   local now = os.time()
-  local query = string.format('NotAfter -le "%s"', os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(now + days * 86400)))
+  local query = "NotAfter -le " .. query_language.time(now + days * 86400)
   if opts.query then query = query .. " AND (" .. opts.query .. ")" end
   local count = 0
   for cert in self.kf:certificates { query = query, includeMetadata = true, includeLocations = true,

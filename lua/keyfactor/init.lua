@@ -35,11 +35,6 @@ local OAUTH = v.record({
   scopes = v.array(v.string), audience = v.string,
 }, { "token_url", "client_id", "client_secret" })
 
-local function callable(value, path)
-  if type(value) ~= "function" then v.fail(path, "must be a function, not " .. type(value)) end
-  return value
-end
-
 -- Longest timeout accepted: anything longer is a mistake (math.huge, 1e300),
 -- and NaN or infinity must never reach the C core's cast to milliseconds.
 local MAX_SECONDS = 86400
@@ -65,7 +60,7 @@ local OPTIONS = v.record({
   ca_file = v.nonempty, insecure = v.boolean, allow_http = v.boolean,
   timeout = seconds, connect_timeout = seconds, retries = v.integer,
   api_version = v.nonempty, proxy = proxy, no_proxy = v.string, user_agent = v.header_value,
-  headers = v.headers, debug = callable, warn = callable,
+  headers = v.headers, debug = v.callable, warn = v.callable,
   max_body = v.integer, http2 = v.boolean, resolve = v.array(v.string),
   driver = v.table,
 }, { "url" })

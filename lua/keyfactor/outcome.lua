@@ -1,5 +1,5 @@
---- What a finished transfer means: the error kind, and whether calling again
--- is safe and may succeed.
+--- What a finished call means: the error kind, whether calling again is
+-- safe and may succeed, and which answers are failures all the same.
 --
 -- The C core reports facts (see `request:result()`): for an answer, its
 -- status; for no answer, a failure record `{code, message, sent, replayed,
@@ -17,7 +17,11 @@
 -- * Statuses 429/502/503/504 are retried for idempotent methods only,
 --   honouring Retry-After: a POST that reached the server is never sent
 --   again (the error carries `retry_after` for a caller that knows better).
+-- * An answer that lists items that failed (a deploy's FailedStores, an
+--   approval's Failures) is a failure of kind "partial" (outcome.partial).
 -- @module keyfactor.outcome
+
+local errors = require "keyfactor.errors"
 
 local outcome = {}
 
@@ -70,12 +74,20 @@ end
 
 local RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 
+-- Answers that say the server did nothing with the request and asks for it
+-- later (Too Many Requests, Service Unavailable).
+local UNPROCESSED = { [429] = true, [503] = true }
+
 --- The error kind and retryability of an HTTP status that is not a success
--- (nil for 2xx).
+-- (nil for 2xx); then whether the server did nothing with the request
+-- (`unprocessed`: 429, 503) and whether it refused it for good (`refused`:
+-- any other status below 500).
 function outcome.status(method, status)
   if status >= 200 and status < 300 then return nil end
   local retryable = RETRYABLE_STATUS[status] == true and IDEMPOTENT[method] == true
-  return (status == 401 or status == 403) and "auth" or "http", retryable
+  local unprocessed = UNPROCESSED[status] == true
+  return (status == 401 or status == 403) and "auth" or "http", retryable, unprocessed,
+    status < 500 and not unprocessed
 end
 
 local BACKOFF_BASE, BACKOFF_MAX, RETRY_AFTER_MAX = 0.25, 8, 60
@@ -95,6 +107,70 @@ function outcome.retry_after(value)
   local seconds = value and tonumber(value)
   if seconds and seconds >= 0 and seconds < math.huge then return seconds end
   return nil
+end
+
+local function lower_set(list)
+  local set = {}
+  for _, item in ipairs(type(list) == "table" and list or {}) do set[tostring(item):lower()] = true end
+  return set
+end
+
+local function partial(method, path, answer, failed, what)
+  return nil, errors.partial { method = method, path = path, failed = failed, answer = answer,
+    message = string.format("%d %s failed: %s", #failed, what, table.concat(failed, ", ")) }
+end
+
+-- An answer (2xx) that lists items that failed is a failure of kind
+-- "partial": the rules by the name an endpoint entry gives in `partial`.
+local PARTIAL = {}
+
+-- The stores asked for (Stores[i].StoreId or StoreIds) must all be in
+-- SuccessfulStores; FailedStores must be empty.
+function PARTIAL.stores(answer, values, method, path)
+  local failed, seen = {}, {}
+  for _, id in ipairs(type(answer.FailedStores) == "table" and answer.FailedStores or {}) do
+    local text = type(id) == "table" and tostring(id.StoreId or id.Id or id.CertStoreId) or tostring(id)
+    failed[#failed + 1] = text
+    seen[text:lower()] = true
+  end
+  local requested = {}
+  for _, store in ipairs(values.Stores or {}) do requested[#requested + 1] = store.StoreId end
+  for _, id in ipairs(values.StoreIds or {}) do requested[#requested + 1] = id end
+  if #requested > 0 then
+    local ok = lower_set(answer.SuccessfulStores)
+    for _, id in ipairs(requested) do
+      if not ok[id:lower()] and not seen[id:lower()] then failed[#failed + 1] = id end
+    end
+  end
+  if #failed > 0 then return partial(method, path, answer, failed, "of the stores") end
+  return answer
+end
+
+-- Approve / deny: Failures lists the requests that were not done.
+function PARTIAL.approval(answer, _, method, path)
+  local failed = {}
+  for _, item in ipairs(type(answer.Failures) == "table" and answer.Failures or {}) do
+    failed[#failed + 1] = type(item) == "table" and (item.KeyfactorRequestId or item.CARowId) or item
+  end
+  if #failed > 0 then
+    local texts = {}
+    for i, id in ipairs(failed) do texts[i] = tostring(id) end
+    local _, err = partial(method, path, answer, texts, "of the requests")
+    err.failed = failed
+    local first = answer.Failures[1]
+    if type(first) == "table" and first.Comment then
+      err.message = err.message .. " (" .. tostring(first.Comment) .. ")"
+    end
+    return nil, err
+  end
+  return answer
+end
+
+--- The answer, or nil and an error of kind "partial" when it lists items
+-- that failed, by the rule named `rule` ("stores", "approval"); `values` are
+-- the call's checked arguments (the stores asked for).
+function outcome.partial(rule, answer, values, method, path)
+  return PARTIAL[rule](answer, values, method, path)
 end
 
 return outcome

@@ -69,7 +69,7 @@ function pager.iterate(begin, finish, page_size, poke)
     local page, err = finish(call)
     if page == nil then error(err, 0) end
     if type(page) ~= "table" then    -- 200 with false, null, a number...: a typed failure
-      error(errors.new { kind = "decode", method = call.method, path = call.path,
+      error(errors.decode { method = call.method, path = call.path,
         message = "expected a JSON array (a page), got " .. tostring(page) }, 0)
     end
     last = #page < page_size

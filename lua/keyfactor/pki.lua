@@ -24,6 +24,9 @@ local csr_mod = require "openssl.x509.csr"
 local name_mod = require "openssl.x509.name"
 local altname = require "openssl.x509.altname"
 local pkcs12 = require "openssl.pkcs12"
+local base64 = require "keyfactor.base64"
+local dates = require "keyfactor.dates"
+local files = require "keyfactor.files"
 local v = require "keyfactor.validate"
 
 local pki = {}
@@ -38,48 +41,8 @@ local function each(object)
   return getmetatable(object).__pairs(object)
 end
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local B64_VALUE = {}
-for i = 1, #B64 do B64_VALUE[B64:sub(i, i)] = i - 1 end
-
--- Base64 to bytes, arithmetic only (no bitwise operators, for LuaJIT).
-local function base64_decode(text)
-  text = text:gsub("[%s=]", "")
-  local out = {}
-  for i = 1, #text, 4 do
-    local chunk = text:sub(i, i + 3)
-    local n, bits = 0, 0
-    for j = 1, #chunk do
-      local value = B64_VALUE[chunk:sub(j, j)]
-      if not value then return nil end
-      n, bits = n * 64 + value, bits + 6
-    end
-    local bytes = math.floor(bits / 8)
-    n = math.floor(n / 2 ^ (bits - bytes * 8))         -- drop the padding bits
-    local chars = {}
-    for k = bytes, 1, -1 do
-      chars[k] = string.char(n % 256)
-      n = math.floor(n / 256)
-    end
-    out[#out + 1] = table.concat(chars)
-  end
-  return table.concat(out)
-end
-pki.base64_decode = base64_decode
-
-local function looks_base64(text)
-  return text:find("^[%w+/=%s]+$") ~= nil
-end
-
--- Seconds since the epoch of a UTC civil date-time (H. Hinnant's days_from_civil).
-local function epoch(y, m, d, hh, mm, ss)
-  y = m <= 2 and y - 1 or y
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local doy = math.floor((153 * (m + (m > 2 and -3 or 9)) + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return ((era * 146097 + doe - 719468) * 24 + hh) * 3600 + mm * 60 + ss
-end
+pki.base64_decode = base64.decode
+local looks_base64 = base64.looks
 
 -- luaossl's classes are registered metatables (luaL_newmetatable), found by
 -- name in the registry on every Lua version (this luaossl has no pkey.type).
@@ -334,7 +297,7 @@ local function to_cert(where, value)
     ok, cert = pcall(x509.new, value:match(PEM_BLOCK) or value, "PEM")
   else
     local der = value
-    if looks_base64(value) then der = base64_decode(value) or value end
+    if looks_base64(value) then der = base64.decode(value) or value end
     ok, cert = pcall(x509.new, der, "DER")
   end
   if not ok then return nil, where .. ": not a certificate (PEM, DER or base64 DER expected)" end
@@ -397,9 +360,10 @@ function pki.needs_renewal(certificate, days)
   days = v.check("pki.needs_renewal", v.number, days, "days")
   local not_after
   if type(certificate) == "table" and not is_cert(certificate) and certificate.ContentBytes == nil then
-    local y, m, d, hh, mm, ss = tostring(certificate.NotAfter):match("^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):(%d+)")
-    if not y then v.raise("pki.needs_renewal", "certificate table needs ContentBytes or NotAfter (ISO 8601)") end
-    not_after = epoch(tonumber(y), tonumber(m), tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss))
+    not_after = dates.epoch(certificate.NotAfter)
+    if not not_after then
+      v.raise("pki.needs_renewal", "certificate table needs ContentBytes or NotAfter (ISO 8601)")
+    end
   else
     local info, err = pki.certificate_info(certificate)
     if not info then v.raise("pki.needs_renewal", err) end
@@ -437,7 +401,7 @@ function pki.split_pkcs12(blob, password)
   if password ~= nil then v.check(where, v.string, password, "password") end
   local der = blob
   if looks_base64(blob) then
-    der = base64_decode(blob)
+    der = base64.decode(blob)
     if not der then return nil, where .. ": blob is not valid base64" end
   end
   local ok, key, cert, chain = pcall(pkcs12.parse, der, password)
@@ -515,17 +479,6 @@ function pki.bundle(parts)
   return table.concat(texts)
 end
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- os.execute's success across 5.1 (a number) and 5.2+ (true/nil, how, code).
-local function run(command)
-  local a, _, code = os.execute(command)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (code == nil or code == 0)
-end
-
 --- Writes `data` to `path` atomically: a temporary file in the same
 -- directory (made by mktemp(1), so mode 0600 from the start), chmod to
 -- `mode`, the data, then os.rename over `path` — readers see the old file or
@@ -538,30 +491,7 @@ function pki.write_file(path, data, mode)
   local where = "pki.write_file"
   v.check(where, v.nonempty, path, "path")
   data = pem_text(where, data, "data")
-  mode = mode or "0644"
-  if type(mode) ~= "string" or not mode:find("^0?[0-7][0-7][0-7]$") then
-    v.raise(where, "mode must be octal text like \"0600\", not " .. tostring(mode))
-  end
-  local dir, base = path:match("^(.*)/([^/]+)$")
-  if not dir then dir, base = ".", path end
-  if dir == "" then dir = "/" end
-  local p = io.popen("mktemp " .. shell_quote(dir .. "/." .. base .. ".XXXXXX") .. " 2>/dev/null")
-  local tmp = p and p:read("*l")
-  if p then p:close() end
-  if not tmp or tmp == "" then return nil, where .. ": cannot create a temporary file in " .. dir end
-  local function fail(message)
-    os.remove(tmp)
-    return nil, where .. ": " .. message
-  end
-  if not run("chmod " .. mode .. " " .. shell_quote(tmp)) then return fail("chmod " .. mode .. " failed") end
-  local f, err = io.open(tmp, "wb")
-  if not f then return fail(err) end
-  local ok, werr = f:write(data)
-  local closed, cerr = f:close()
-  if not ok or not closed then return fail(tostring(werr or cerr)) end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then return fail(tostring(rerr)) end
-  return true
+  return files.write(path, data, mode, where)
 end
 
 --- Writes a private key with mode 0600 (as pki.write_file, atomically).

@@ -10,6 +10,7 @@
 -- an integer is bare; a boolean is `true` or `false`.
 -- @module keyfactor.query
 
+local dates = require "keyfactor.dates"
 local v = require "keyfactor.validate"
 
 local query = {}
@@ -36,7 +37,7 @@ end
 
 --- An ISO 8601 UTC time literal (for NotAfter, NotBefore) from seconds since the epoch.
 function query.time(seconds)
-  return '"' .. os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(seconds)) .. '"'
+  return '"' .. dates.iso(seconds) .. '"'
 end
 
 return query

@@ -54,20 +54,12 @@ local renewal = {}
 
 local FAILED_JOB = 3    -- JobHistory Result: failure
 
-local function positive(value, path)
-  if type(value) ~= "number" or value <= 0 then v.fail(path, "must be a positive number") end
-  return value
-end
-
-local function callable(value, path)
-  if type(value) ~= "function" then v.fail(path, "must be a function, not " .. type(value)) end
-  return value
-end
+local positive = v.positive
 
 local OPTIONS = v.record {
   within = positive, query = v.string, ids = v.array(v.integer, { min = 1 }), deploy = v.boolean,
   password = v.string, wait = positive, interval = positive, owner = v.nonempty, lease = positive,
-  settle = positive, concurrency = v.integer, on_stage = callable, now = callable,
+  settle = positive, concurrency = v.integer, on_stage = v.callable, now = v.callable,
 }
 
 local function check(where, opts)
@@ -269,8 +261,8 @@ end
 -- The message of a management job for certificate `cert_id` in `place`
 -- that failed since `since` (server time), or nil.
 local function failed_job(kf, cert_id, place, since)
-  local q = string.format("CertificateId -eq %d AND %s AND Result -eq %d", cert_id,
-    query.clause("CertStoreId", "-eq", place.CertStoreId), FAILED_JOB)
+  local q = table.concat({ query.clause("CertificateId", "-eq", cert_id),
+    query.clause("CertStoreId", "-eq", place.CertStoreId), query.clause("Result", "-eq", FAILED_JOB) }, " AND ")
   if since then q = q .. " AND OperationEnd -ge " .. query.time(since) end
   local jobs = kf:request("GET", "/OrchestratorJobs/JobHistory", { query = { ["pq.queryString"] = q,
     ["pq.returnLimit"] = "1", ["pq.sortField"] = "OperationEnd", ["pq.sortAscending"] = "1" } })

@@ -35,26 +35,8 @@ Vault.__index = Vault
 -- Redaction threshold for lines the client composes (see above).
 secrets.OWN_TEXT_MIN = 4
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
---- Base64 (RFC 4648, padded) of `s`; arithmetic only, for LuaJIT and 5.3.
-function secrets.base64(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local chars = 2 + (b and 1 or 0) + (c and 1 or 0)
-    for k = 1, 4 do
-      if k <= chars then
-        local index = math.floor(n / 64 ^ (4 - k)) % 64
-        out[#out + 1] = B64:sub(index + 1, index + 1)
-      else
-        out[#out + 1] = "="
-      end
-    end
-  end
-  return table.concat(out)
-end
+--- Base64 (RFC 4648, padded) of `s` (keyfactor.base64).
+secrets.base64 = require("keyfactor.base64").encode
 
 -- The code points of UTF-8 text, or nil when it is not valid UTF-8.
 local function code_points(s)

@@ -35,7 +35,9 @@ local function format_value(v)
   return tostring(v)
 end
 
---- `{a = 1, b = "x y"}` -> "a=1&b=x%20y", keys sorted so URLs are stable.
+--- `{a = 1, b = "x y", c = true}` -> "a=1&b=x%20y&c=true", keys sorted so
+-- URLs are stable; integral numbers without a fraction, booleans as
+-- true/false.
 function transport.query_string(query)
   if type(query) == "string" then return query end
   local keys = {}
@@ -167,13 +169,13 @@ end
 
 --- The error for an answer, or nil for a 2xx.
 function Transport:http_failure(method, path, status, body, headers, extra)
-  local kind, retryable = outcome.status(method, status)
+  local kind, retryable, unprocessed, refused = outcome.status(method, status)
   if not kind then return nil end
   -- redacted before anything is decoded, stripped or cut, and after
   local code, text = error_details(self:redact(body, extra))
   return errors.new {
     kind = kind, status = status, code = code, message = self:redact(text, extra),
-    method = method, path = path, retryable = retryable,
+    method = method, path = path, retryable = retryable, unprocessed = unprocessed, refused = refused,
     retry_after = outcome.retry_after(headers and headers["retry-after"]),
   }
 end
@@ -221,7 +223,7 @@ end
 -- meanwhile (by another coroutine, a callback, ...).
 function Transport:attempt(call)
   if self.session:closed() then
-    return nil, errors.new { kind = "canceled", method = call.method, path = call.path,
+    return nil, errors.canceled { method = call.method, path = call.path,
       message = "the client was closed before the call could be sent" }
   end
   local request = call.started
@@ -261,8 +263,8 @@ function Transport:finish(call)
       if opts.raw then return body, status, headers end
       local value, why = decode(body)
       if value == nil then
-        return nil, errors.new {
-          kind = "decode", status = status, method = method, path = path,
+        return nil, errors.decode {
+          status = status, method = method, path = path,
           message = "response is not valid JSON: " .. self:redact(tostring(why), opts.secrets),
         }
       end

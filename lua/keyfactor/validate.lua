@@ -36,6 +36,8 @@ validate.boolean = typed("a boolean", function(v) return type(v) == "boolean" en
 validate.number = typed("a number", function(v) return type(v) == "number" end)
 validate.table = typed("a table", function(v) return type(v) == "table" end)
 
+validate.callable = typed("a function", function(v) return type(v) == "function" end)
+
 --- A non-empty string.
 function validate.nonempty(value, path)
   if type(value) ~= "string" then fail(path, "must be a string, not " .. type(value)) end
@@ -57,6 +59,26 @@ function validate.integer(value, path)
   fail(path, "must be an integer, not " .. (type(value) == "number" and tostring(value) or type(value)))
 end
 
+--- An integer from `min` to `max` (either may be nil: no bound that side).
+function validate.integer_in(min, max)
+  local bounds = max == nil and "at least " .. min
+    or min == nil and "at most " .. max
+    or "from " .. min .. " to " .. max
+  return function(value, path)
+    local n = validate.integer(value, path)
+    if (min and n < min) or (max and n > max) then fail(path, "must be " .. bounds .. ", not " .. n) end
+    return n
+  end
+end
+
+--- A number above zero (NaN is not).
+function validate.positive(value, path)
+  if type(value) ~= "number" or value ~= value or value <= 0 then
+    fail(path, "must be a positive number, not " .. (type(value) == "number" and tostring(value) or type(value)))
+  end
+  return value
+end
+
 local GUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
 function validate.guid(value, path)
@@ -69,7 +91,7 @@ end
 -- number of seconds since the epoch (`os.time()`), formatted as such.
 function validate.time(value, path)
   if type(value) == "number" then
-    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(value))
+    return require("keyfactor.dates").iso(value)
   end
   if type(value) ~= "string" then
     fail(path, "must be an ISO 8601 UTC string or os.time() number, not " .. type(value))

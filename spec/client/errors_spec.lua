@@ -22,6 +22,8 @@ describe("errors", function()
       assert.are.equal("GET", err.method)
       assert.are.equal("/Certificates/31337", err.path)
       assert.is_false(err.retryable)
+      assert.is_true(err.refused)         -- the same request is refused again
+      assert.is_false(err.unprocessed)
       local line = tostring(err)
       assert.is_nil(line:find("\n", 1, true))
       local parts = { "404", "0xA0200001", "GET", "/Certificates/31337", "Certificate with ID 31337 was not found" }

@@ -91,6 +91,25 @@ describe("keyfactor.outcome", function()
     assert.are.equal("http", (outcome.status("GET", 404)))
   end)
 
+  it("statuses: 429 and 503 did nothing (unprocessed), any other status below 500 is refused", function()
+    for _, method in ipairs { "GET", "POST" } do
+      for _, s in ipairs { 429, 503 } do
+        local _, _, unprocessed, refused = outcome.status(method, s)
+        assert.is_true(unprocessed, s)
+        assert.is_false(refused, s)
+      end
+      for _, s in ipairs { 400, 401, 403, 404, 409, 422 } do
+        local _, _, unprocessed, refused = outcome.status(method, s)
+        assert.is_false(unprocessed, s)
+        assert.is_true(refused, s)
+      end
+      for _, s in ipairs { 500, 502, 504 } do
+        local _, _, unprocessed, refused = outcome.status(method, s)
+        assert.is_false(unprocessed or refused, s)
+      end
+    end
+  end)
+
   it("delays: Retry-After within 60 s, backoff jittered and capped", function()
     assert.are.equal(3, outcome.delay(1, { retry_after = 3 }))
     assert.are.equal(60, outcome.delay(1, { retry_after = 600 }))

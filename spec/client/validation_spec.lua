@@ -263,6 +263,32 @@ local CASES = {
   { "delete_store: not a GUID", function(kf) kf:delete_store("web01") end,
     { "kf:delete_store: id must be a GUID" } },
   { "set_metadata: fields missing", function(kf) kf:set_metadata(1) end, { "kf:set_metadata: fields is required" } },
+
+  -- bounds the endpoint table gives integers
+  { "enroll: KeyLength out of range", function(kf)
+      kf:enroll { Template = "WebServer", Subject = "CN=a", Password = "p", KeyLength = 20480 }
+    end, { "kf:enroll: KeyLength must be from 512 to 16384, not 20480" } },
+  { "enroll: RenewalCertificateId negative", function(kf)
+      kf:enroll { Template = "WebServer", Subject = "CN=a", Password = "p", RenewalCertificateId = -4 }
+    end, { "kf:enroll: RenewalCertificateId must be from 1 to 2147483647, not -4" } },
+  { "enroll CSR: RenewalCertificateId 0", function(kf)
+      kf:enroll { CSR = "-----BEGIN CERTIFICATE REQUEST-----", Template = "WebServer", RenewalCertificateId = 0 }
+    end, { "kf:enroll: RenewalCertificateId must be from 1" } },
+  { "create_store_type: PrivateKeyAllowed 3", function(kf)
+      kf:create_store_type { Name = "X", ShortName = "X", PrivateKeyAllowed = 3 }
+    end, { "kf:create_store_type: PrivateKeyAllowed must be from 0 to 2, not 3" } },
+  { "pam_provider: id below the API's 0", function(kf) kf:pam_provider(-1) end,
+    { "kf:pam_provider: id must be from 0 to 2147483647, not -1" } },
+  { "stores: page_size 0", function(kf) kf:stores { page_size = 0 } end,
+    { "kf:stores: opts.page_size must be at least 1, not 0" } },
+  { "wait_deployed: concurrency 0", function(kf) kf:wait_deployed({ 1, 2 }, GUID, { concurrency = 0 }) end,
+    { "kf:wait_deployed: opts.concurrency must be at least 1" } },
+  { "wait_deployed: a certificate without its stores", function(kf)
+      kf:wait_deployed({ 1, 2 }, { [1] = { GUID } })
+    end, { "kf:wait_deployed: store_ids[2] must be an array, not nil" } },
+  { "update_store: a field of create_store checked the same way", function(kf)
+      kf:update_store { Id = GUID, CertStoreType = "PEM" }
+    end, { "kf:update_store: CertStoreType must be an integer" } },
 }
 
 describe("argument checking", function()
@@ -286,6 +312,27 @@ describe("argument checking", function()
     assert.are.equal(404, err.status)
     assert.are.equal("number", type(req.JobTime))
     assert.is_nil(req.Password)
+  end)
+
+  it("update_store takes create_store's fields, none required but Id; the CSR fields are the PFX ones", function()
+    local endpoints = require "keyfactor.endpoints"
+    local create, update = endpoints.get("create_store"), endpoints.get("update_store")
+    assert.are.equal("Id", update.params[1].name)
+    assert.is_true(update.params[1].required)
+    assert.are.equal(#create.params + 1, #update.params)
+    for i, param in ipairs(create.params) do
+      local copy = update.params[i + 1]
+      assert.are.equal(param.name, copy.name)
+      assert.are.equal(param.check, copy.check)
+      assert.is_nil(copy.required)
+    end
+    local enroll = endpoints.get("enroll")
+    local pfx = {}
+    for _, param in ipairs(enroll.params) do pfx[param.name] = param end
+    local own = { CSR = true, forceEnroll = true, format = true }
+    for _, param in ipairs(enroll.csr.params) do
+      if not own[param.name] then assert.are.equal(pfx[param.name], param, param.name) end
+    end
   end)
 
   it("a nested kf:parallel is refused inside the parallel run", function()

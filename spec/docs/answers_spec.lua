@@ -7,12 +7,7 @@
 local fixture = require "support.fixture"
 local endpoints = require "keyfactor.endpoints"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = require("support.files").must
 
 describe("the answers the reference describes", function()
   local kf, calls_md

@@ -3,12 +3,7 @@
 -- script of one's own against a --tree install.  (make rock-check runs that
 -- advice; this spec keeps the text from drifting away from the rockspecs.)
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = require("support.files").must
 
 -- The Debian package that provides each rock the rockspecs depend on.
 local DEBIAN = { ["lua-cjson"] = "lua-cjson", http = "lua-http", luaossl = "lua-luaossl",

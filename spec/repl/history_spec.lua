@@ -6,13 +6,7 @@ local repl = require "keyfactor.repl"
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = require("support.files").read
 
 local function mode(path)
   local p = io.popen("stat -c %a " .. quote(path))

@@ -12,13 +12,7 @@ local x509 = require "openssl.x509"
 
 local LAUNCHER = "bin/keyfactor-sandbox"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("support.files").read
 
 local function run(cmd)
   local p = io.popen(cmd .. " 2>&1")

@@ -6,43 +6,7 @@
 local fixture = require "support.fixture"
 local cjson = require "cjson"
 local core = require "keyfactor.core"
-
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/sandbox"
-local root = here .. "/../.."
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function models_text()
-  for _, dir in ipairs { os.getenv("KEYFACTOR_REFERENCE_DIR") or false, root .. "/../shared/reference",
-                         root .. "/../../shared/reference" } do
-    local text = dir and read(dir .. "/command-25-models.md")
-    if text then return text end
-  end
-end
-
--- { ModelName = { {name, type}, ... } } from the "### Name" sections' tables.
-local function parse_models(text)
-  local models, current = {}, nil
-  for line in text:gmatch("[^\n]*") do
-    local heading = line:match("^### (%S+)%s*$")
-    if heading then
-      current = {}
-      models[heading] = current
-    elseif line:match("^## ") then
-      current = nil
-    elseif current then
-      local name, kind = line:match("^| `([^`]+)` | `([^`]+)` |")
-      if name then current[#current + 1] = { name = name, type = kind } end
-    end
-  end
-  return models
-end
+local command25 = require "support.models"    -- reads and parses command-25-models.md
 
 -- The decoder marks empty arrays with core.array_mt; a non-empty one has [1].
 local function is_array(v)
@@ -54,7 +18,8 @@ local GUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%
 local ISO = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d"
 
 -- Problems of `value` against the Go SDK type `kind` (see the file's
--- conventions), appended to `out`.
+-- conventions), appended to `out`: stricter than support.models' checker
+-- (every field present, enums integers), as enrollment answers are.
 local conform
 local function check_model(models, name, value, where, out)
   local model = models[name]
@@ -62,9 +27,9 @@ local function check_model(models, name, value, where, out)
     out[#out + 1] = where .. " must be an object (" .. name .. ")"
     return
   end
-  if not model or #model == 0 then return end      -- a model the file does not transcribe
+  if not model then return end      -- a model the file does not transcribe
   local known = {}
-  for _, f in ipairs(model) do
+  for _, f in ipairs(model.fields) do
     known[f.name] = true
     if value[f.name] == nil then out[#out + 1] = where .. "." .. f.name .. " is missing (" .. name .. ")" end
     conform(models, f.type, value[f.name], where .. "." .. f.name, out)
@@ -118,11 +83,12 @@ end
 
 describe("sandbox answers against the Command 25 models", function()
   local sb, models
-  local text = models_text()
+  local loaded = command25.load()
+  local text = loaded and true
 
   lazy_setup(function()
-    if text then
-      models = parse_models(text)
+    if loaded then
+      models = loaded.models
       sb = fixture.sandbox()
     end
   end)
@@ -145,7 +111,7 @@ describe("sandbox answers against the Command 25 models", function()
     if not text then return pending("command-25-models.md was not found (set KEYFACTOR_REFERENCE_DIR)") end
     for _, name in ipairs { "EnrollmentPatternsEnrollmentPatternResponse",
         "CSSCMSDataModelModelsPkcs12CertificateResponse", "EnrollmentPFXEnrollmentManagementResponse" } do
-      assert.is_true(#models[name] >= 3, name)
+      assert.is_true(#models[name].fields >= 3, name)
     end
     local bad = problems("EnrollmentPatternsEnrollmentPatternTemplateResponse",
       { Id = "1", TemplateName = cjson.null, CommonName = "x", ConfigurationTenant = "t", FriendlyName = "f",

@@ -20,13 +20,7 @@ local root = here .. "/../.."
 
 models.FILE = "command-25-models.md"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = require("support.files").read
 
 --- The reference directory holding command-25-models.md, or nil.
 function models.reference_dir()

@@ -16,13 +16,7 @@ local function sh(cmd)
   return ok == true or ok == 0
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read = require("support.files").read
 
 describe("HTTP/2 GOAWAY from nginx", function()
   if not sh("test -x " .. NGINX) then

@@ -41,6 +41,7 @@
 -- @module keyfactor.fleet.claim
 
 local core = require "keyfactor.core"
+local dates = require "keyfactor.dates"
 local query = require "keyfactor.query"
 
 local claim = {}
@@ -143,27 +144,11 @@ function claim.issued_for(kf, request_id)
     includeRevoked = true, includeExpired = true })
 end
 
---- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), without os.time's local time.
-function claim.epoch(iso)
-  local y, mo, d, h, mi, s = tostring(iso):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
-  if not y then return nil end
-  y, mo = tonumber(y), tonumber(mo)
-  if mo <= 2 then y, mo = y - 1, mo + 12 end
-  local days = 365 * y + math.floor(y / 4) - math.floor(y / 100) + math.floor(y / 400)
-    + math.floor((153 * (mo - 3) + 2) / 5) + tonumber(d) - 719469
-  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60 + tonumber(s)
-end
-
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
-  Nov = 11, Dec = 12 }
+--- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), or nil (keyfactor.dates).
+claim.epoch = dates.epoch
 
 --- Seconds since the epoch of an HTTP date ("Mon, 07 Dec 2026 04:56:39 GMT"), or nil.
-function claim.http_date(text)
-  local d, mon, y, h, mi, s = tostring(text):match("(%d+) (%a%a%a) (%d%d%d%d) (%d+):(%d+):(%d+)")
-  if not d or not MONTHS[mon] then return nil end
-  local iso = string.format("%04d-%02d-%02dT%02d:%02d:%02dZ", y, MONTHS[mon], d, h, mi, s)
-  return claim.epoch(iso)
-end
+claim.http_date = dates.http
 
 -- Reads the certificate with its metadata; notes the server's clock (its
 -- Date header) in `clock.offset` (server minus this host, seconds).
@@ -183,10 +168,6 @@ local function outcome(result, fields)
   fields.result = result
   return fields
 end
-
--- Answers that say the server did nothing with the request and asks for it
--- later (Too Many Requests, Service Unavailable); every other 4xx refuses it.
-local NOT_PROCESSED = { [429] = true, [503] = true }
 
 --- Renews certificate `cert_id` unless it has been (see the module text).
 -- `opts`: owner (who we are, e.g. "host:pid:worker"; required), lease
@@ -303,11 +284,13 @@ function claim.renew_once(kf, cert_id, opts)
         stage("recorded", cert_id)
         return outcome("renewed", { new_id = new_id })
       end
-      local answered = type(rerr) == "table" and rerr.status
-      if type(rerr) == "table" and (rerr.retryable or rerr.sent == false or NOT_PROCESSED[answered]) then
+      -- keyfactor.errors: `unprocessed` (429, 503) and `refused` (another
+      -- status below 500) come from the server's answer, `sent` from the transfer
+      local failure = type(rerr) == "table" and rerr or {}
+      if failure.retryable or failure.sent == false or failure.unprocessed then
         -- nothing was done: wait as told (never past the lease), then look again
-        nap(rerr.retry_after or settle)
-      elseif answered and answered < 500 then
+        nap(failure.retry_after or settle)
+      elseif failure.refused then
         set_mark(kf, cert_id, format_mark("released", { of = cert_id, at = now(), by = opts.owner }))
         return outcome("failed", { err = rerr })
       else

@@ -25,7 +25,8 @@ state.CURVES = { { oid = "1.2.840.10045.3.1.7", names = { "P-256", "secp256r1", 
                  { oid = "1.3.132.0.34", names = { "P-384", "secp384r1" }, bits = 384, openssl = "secp384r1" } }
 
 -- Enrollment patterns (Command 25): one per seed template, named like it
--- (DESIGN 7.2); `template` is the template's Id.
+-- (a script finds the pattern of template "WebServer" by that name); `template`
+-- is the template's Id.
 state.enrollment_patterns = {}
 for i, t in ipairs(state.templates) do
   state.enrollment_patterns[i] = { Id = i, Name = t.CommonName, template = t.Id,
