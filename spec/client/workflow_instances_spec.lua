@@ -128,10 +128,10 @@ describe("workflow instances", function()
     local info = answer.CertificateInformation
     local instance = assert(kf:workflow_instance(info.WorkflowInstanceId))
     assert.are.equal(info.KeyfactorRequestId, instance.ReferenceId)
-    assert.are.equal(info.KeyfactorRequestId, math.tointeger(info.WorkflowReferenceId))
+    assert.are.equal(info.KeyfactorRequestId, tonumber(info.WorkflowReferenceId))
   end)
 
-    it("checks its arguments before sending, naming the field", function()
+  it("checks its arguments before sending, naming the field", function()
     local before = fixture.request_count(sb)
     fixture.raises(function() kf:workflow_instance("nope") end, "kf:workflow_instance", "id", "GUID")
     fixture.raises(function() kf:signal("6e1f3a20-0000-4b7c-9a00-000000000001", "Approve") end,
