@@ -11,7 +11,6 @@ local core = require "keyfactor.core"
 local endpoints = require "keyfactor.endpoints"
 local errors = require "keyfactor.errors"
 local progress = require "keyfactor.progress"
-local scheduler = require "keyfactor.scheduler"
 local show = require "keyfactor.show"
 local transport = require "keyfactor.transport"
 local v = require "keyfactor.validate"
@@ -127,6 +126,7 @@ local CERTIFICATE_OPTS = v.record {
   verbose = v.integer, collectionId = v.integer,
 }
 
+local math_type = math.type   -- Lua 5.3+
 local LOOKUP_FIELDS = { "Thumbprint", "SerialNumber", "IssuedCN", "IssuedDN", "CertRequestId", "Id" }
 
 local function quoted(value, path)
@@ -163,7 +163,7 @@ end
 
 -- GET returning a JSON object/array, or nil, err (kind "decode" otherwise).
 local function get(self, path, shape, query)
-  local value, status = self.http:call("GET", path, { query = query })
+  local value, status = self.http:call("GET", path, query and { query = query } or nil)
   if value == nil then return nil, status end
   return calls.shaped(value, shape, "GET", path, status)
 end
@@ -178,7 +178,8 @@ function Client:certificate(id, opts)
   check_open(self, "kf:certificate")
   local params = opts ~= nil and certificate_params(v.check("kf:certificate", CERTIFICATE_OPTS, opts, "opts"))
   if type(id) ~= "table" then
-    id = v.check("kf:certificate", v.integer, id, "id")
+    -- an integer needs no checking (the common case, kf:parallel's inner loop)
+    if math_type == nil or math_type(id) ~= "integer" then id = v.check("kf:certificate", v.integer, id, "id") end
     return show.certificate(get(self, "/Certificates/" .. string.format("%d", id), "object", params or nil))
   end
   params = params or {}
@@ -319,7 +320,7 @@ local function wait_many(self, cert_ids, store_ids, deadline, opts)
     fns[i] = function() return wait_one(self, cert_id, stores, deadline, opts) end
   end
   local _, errs
-  if scheduler.current(self.session) then      -- already inside kf:parallel
+  if self.http:current_run() then      -- already inside kf:parallel
     errs = {}
     for i, fn in ipairs(fns) do errs[i] = select(2, fn()) end
   else
@@ -432,16 +433,47 @@ local PARALLEL_OPTS = v.record {
 -- `errors[i]` its error (a returned `nil, err` or a raised error).
 function Client:parallel(fns, opts)
   check_open(self, "kf:parallel")
-  v.check("kf:parallel", v.array(function(fn, path)
-    if type(fn) ~= "function" then v.fail(path, "must be a function, not " .. type(fn)) end
-    return fn
-  end), fns, "fns")
+  -- An array of functions: 1..#fns are functions and nothing else is there
+  -- (checked without a path string per item); otherwise the checker says
+  -- which item is wrong.
+  local fine = type(fns) == "table"
+  if fine then
+    local n, count = #fns, 0
+    for i = 1, n do if type(fns[i]) ~= "function" then fine = false break end end
+    for _ in pairs(fns) do count = count + 1 end
+    fine = fine and count == n
+  end
+  if not fine then
+    v.check("kf:parallel", v.array(function(fn, path)
+      if type(fn) ~= "function" then v.fail(path, "must be a function, not " .. type(fn)) end
+      return fn
+    end), fns, "fns")
+  end
   opts = v.check("kf:parallel", PARALLEL_OPTS, opts or {}, "opts")
   if opts.concurrency and opts.concurrency < 1 then v.raise("kf:parallel", "opts.concurrency must be at least 1") end
-  if scheduler.current(self.session) then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end
+  if self.http:current_run() then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end
   return self.http:parallel(fns, {
     concurrency = opts.concurrency, progress = progress.for_option(opts.progress, #fns),
   }, function(i) return self, i end)
+end
+
+--- Sets how this client waits for the network: a driver (keyfactor.driver),
+-- as `attach(kf)` of keyfactor.cqueues, keyfactor.haproxy and keyfactor.ngx
+-- does.  Returns the client.
+function Client:set_driver(d)
+  check_open(self, "kf:set_driver")
+  self.http:set_driver(d)
+  return self
+end
+
+--- Sleeps `seconds` the way the client waits: through its driver (yielding
+-- to the host where it is attached), or, inside a `kf:parallel` function,
+-- letting the other functions run meanwhile.
+function Client:sleep(seconds)
+  check_open(self, "kf:sleep")
+  seconds = v.check("kf:sleep", v.number, seconds, "seconds")
+  if seconds ~= seconds or seconds < 0 then v.raise("kf:sleep", "seconds must be 0 or more") end
+  self.http:sleep(seconds)
 end
 
 --- Releases the connection pool and every curl handle.  Calls on a closed

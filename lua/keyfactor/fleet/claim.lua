@@ -188,7 +188,7 @@ function claim.renew_once(kf, cert_id, opts)
       end
       mine.fast = core.now() - started < settle
       stage("claimed", cert_id)
-      kf.http:sleep(settle)
+      kf:sleep(settle)
     elseif not mine.fast or core.now() - mine.written_at > lease / 2 then
       -- too slow to be sure no one else holds it, or too late to renew now
       return outcome("deferred", { retry_at = now() + lease + 1, reason = "claim too slow or too old" })
@@ -210,7 +210,7 @@ function claim.renew_once(kf, cert_id, opts)
       local status = type(rerr) == "table" and rerr.status
       if status == 429 or status == 503 then
         -- refused before anything was done: wait as told, then look again
-        kf.http:sleep(rerr.retry_after or settle)
+        kf:sleep(rerr.retry_after or settle)
       elseif status and status >= 400 and status < 500 then
         set_mark(kf, cert_id, format_mark("released", { of = cert_id, at = now(), by = opts.owner }))
         return outcome("failed", { err = rerr })
