@@ -257,7 +257,8 @@ function Transport:finish(call)
     attempt = attempt + 1
     local request, auth_err = self:attempt(call)
     if not request then return nil, auth_err end
-    local status, body, seconds = request:result()
+    -- a 2xx answer comes decoded straight from the received bytes (unless raw)
+    local status, body, seconds, why = request:result(not opts.raw)
     local err, headers
     if status == nil then        -- body: the failure record
       err = self:transport_failure(method, path, body, opts.secrets)
@@ -271,7 +272,7 @@ function Transport:finish(call)
       end
       if opts.raw then return body, status, headers end
       if body == "" then return true, status, headers end
-      local value, why = core.decode_json(body)
+      local value = body
       if value == nil then
         return nil, errors.new {
           kind = "decode", status = status, method = method, path = path,
