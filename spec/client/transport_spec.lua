@@ -75,9 +75,9 @@ describe("transport", function()
 
   describe("the failure record", function()
     it("carries libcurl's number to the error table", function()
-      local kf = keyfactor.new { url = "http://127.0.0.1:1/KeyfactorAPI", retries = 0, connect_timeout = 2 }
-      local value, err = kf:status()
-      kf:close()
+      local unreachable = keyfactor.new { url = "http://127.0.0.1:1/KeyfactorAPI", retries = 0, connect_timeout = 2 }
+      local value, err = unreachable:status()
+      unreachable:close()
       assert.is_nil(value)
       assert.are.equal("CURLE_COULDNT_CONNECT", err.curl)
       assert.are.equal(7, err.curl_code)
