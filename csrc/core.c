@@ -57,30 +57,6 @@ static int core_curl_version(lua_State *L)
   return 1;
 }
 
-/* The one way the core registers a metatable: session, request, vault and
- * the encoder's buffer. */
-void kf_new_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
-{
-  if (luaL_newmetatable(L, name)) {
-    luaL_setfuncs(L, meta, 0);
-    if (methods != NULL) {
-      lua_newtable(L);
-      luaL_setfuncs(L, methods, 0);
-      lua_setfield(L, -2, "__index");
-    }
-    lua_pushstring(L, name);   /* Lua 5.1 and LuaJIT do not set it */
-    lua_setfield(L, -2, "__name");
-  }
-}
-
-void kf_class_methods(lua_State *L, const char *name, const luaL_Reg *methods)
-{
-  luaL_getmetatable(L, name);
-  lua_getfield(L, -1, "__index");
-  luaL_setfuncs(L, methods, 0);
-  lua_pop(L, 2);
-}
-
 int luaopen_keyfactor_core(lua_State *L);
 
 int luaopen_keyfactor_core(lua_State *L)

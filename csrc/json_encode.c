@@ -47,10 +47,7 @@ static int encode_value(encoder *e, int idx);
 
 void kf_push_array_mt(lua_State *L)
 {
-  if (luaL_newmetatable(L, KF_ARRAY_MT)) {
-    lua_pushliteral(L, KF_ARRAY_MT);
-    lua_setfield(L, -2, "__name");
-  }
+  kf_new_class(L, KF_ARRAY_MT, NULL, NULL);
 }
 
 static int failed(encoder *e, const char *what)

@@ -43,10 +43,11 @@ int kf_buffer_append(kf_buffer *b, const char *data, size_t n);
 void kf_buffer_clear(kf_buffer *b);
 void kf_buffer_free(kf_buffer *b);
 
-/* ---- core.c ---------------------------------------------------------------- */
+/* ---- class.c --------------------------------------------------------------- */
 
-/* Registers the metatable `name` (once): the metamethods `meta`, and
- * `methods` (may be NULL) as its __index table.  Leaves it on the stack. */
+/* Registers the metatable `name` (once): the metamethods `meta` and
+ * `methods` as its __index table (either may be NULL).  Leaves it on the
+ * stack. */
 void kf_new_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 /* Adds `methods` to the __index table of the registered class `name`. */
 void kf_class_methods(lua_State *L, const char *name, const luaL_Reg *methods);
