@@ -80,12 +80,22 @@ function transport.new(session, config)
   return self
 end
 
+-- The drivers installed form a chain: the transport's `driver`, then each
+-- `kf:parallel` run's `wrapped`, down to the client's own.  The table and
+-- field that hold `target` (nil: the client's own driver).
+local function chain_slot(self, target)
+  local holder, field = self, "driver"
+  while holder[field] ~= target and scheduler.wrapped(holder[field]) do
+    holder, field = holder[field], "wrapped"
+  end
+  return holder, field
+end
+
 --- Sets how this client waits (see keyfactor.driver).  During a
 -- `kf:parallel` run this replaces the client's own driver under the run's.
 function Transport:set_driver(d)
   d = driver.check(d, "set_driver")
-  local holder, field = self, "driver"
-  while scheduler.wrapped(holder[field]) do holder, field = holder[field], "wrapped" end
+  local holder, field = chain_slot(self, nil)
   holder[field] = d
 end
 
@@ -319,8 +329,7 @@ function Transport:parallel(fns, opts, args_for)
   self.driver = run.driver
   local ok, values, errs = pcall(run.run, run)
   -- out of the chain, wherever it is now (runs of one client may overlap)
-  local holder, field = self, "driver"
-  while holder[field] ~= run.driver and scheduler.wrapped(holder[field]) do holder, field = holder[field], "wrapped" end
+  local holder, field = chain_slot(self, run.driver)
   if holder[field] == run.driver then holder[field] = run.driver.wrapped end
   if not ok then error(values, 0) end
   return values, errs
