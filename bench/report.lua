@@ -170,7 +170,10 @@ local function fan_table(scenario, title, note)
         if cm then
           ratio = string.format("%.2f×", cm / m)
           if g.tool ~= "kf seq" and part ~= "core+decode " then
-            fan_ratios[#fan_ratios + 1] = { scenario .. " " .. g.tool, cm / m, c_tool, part == "core " and 0.95 or 1.0 }
+            -- the goals: the C core alone 0.95x of the discarding peer, kf:parallel
+            -- 1.0x of the parsing one, 0.9x where the peer is plain curl_multi
+            local goal = part == "core " and 0.95 or c_tool:find("cJSON", 1, true) and 1.0 or 0.9
+            fan_ratios[#fan_ratios + 1] = { scenario .. " " .. g.tool, cm / m, c_tool, goal }
           end
         end
       end
