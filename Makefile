@@ -121,9 +121,9 @@ build/fuzz/buffer: fuzz/fuzz_buffer.c csrc/buffer.c $(HDR)
 build/fuzz/options: fuzz/fuzz_options.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -o $@ $< $(SRC) $(FUZZ_LIBS)
-build/fuzz/json: fuzz/fuzz_json.c csrc/json.c csrc/json_encode.c csrc/buffer.c $(HDR)
+build/fuzz/json: fuzz/fuzz_json.c csrc/json.c csrc/json_encode.c csrc/buffer.c csrc/class.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -o $@ $< csrc/json.c csrc/json_encode.c csrc/buffer.c -l$(LUA) -lm
+	$(FUZZ_CC) -o $@ $< csrc/json.c csrc/json_encode.c csrc/buffer.c csrc/class.c -l$(LUA) -lm
 
 fuzz: $(addprefix build/fuzz/,$(FUZZERS))
 	@for t in $(FUZZERS); do \

@@ -7,7 +7,8 @@
 --   kf.lua core     URL CA USER PASS N C [decode]
 --                   the C core alone, from a plain loop: N x session:start/step
 --                   (at most C in flight), the bodies kept as strings or, with
---                   decode, decoded (core.decode_json); no transport, no scheduler
+--                   decode, decoded (request:result(true), as the transport
+--                   asks for them); no transport, no scheduler
 --   kf.lua iterate  URL CA USER PASS PAGE [prefetch]
 --                   every item of kf:certificates{page_size=PAGE}; prints
 --                   "seconds items vmhwm_kib baseline_rss_kib"
@@ -88,7 +89,7 @@ elseif mode == "parallel" then
 
 elseif mode == "core" then
   local n, c = assert(tonumber(arg[6])), assert(tonumber(arg[7]))
-  local decode = arg[8] == "decode" and require("keyfactor.core").decode_json
+  local decode = arg[8] == "decode"   -- as the transport does: result(true) decodes the received bytes
   local kf = client()
   local session = kf.http.session
   local spec = { method = "GET", url = arg[2] .. "/Certificates/42" }
@@ -100,9 +101,9 @@ elseif mode == "core" then
       started, inflight = started + 1, inflight + 1
     end
     for _, request in ipairs(session:step(1)) do
-      local status, body = request:result()
-      if status ~= 200 then die("HTTP " .. tostring(status)) end
-      values[#values + 1] = decode and decode(body) or body
+      local status, body = request:result(decode)
+      if status ~= 200 or body == nil then die("HTTP " .. tostring(status)) end
+      values[#values + 1] = body
       inflight = inflight - 1
     end
   end
@@ -146,7 +147,11 @@ elseif mode == "overhead" then
   local HEADERS = { ["content-type"] = "application/json" }
   local answer = cert_body
   local request = {}
-  function request.result() return 200, answer, HEADERS, 0.0001 end
+  function request.result(_, decoded)   -- as the core's: result(true) decodes a 2xx body
+    if decoded then return 200, core.decode_json(answer), 0.0001 end
+    return 200, answer, 0.0001
+  end
+  function request.headers() return HEADERS end
   local fake = {}
   function fake.start() return request end
   function fake.wait() end

@@ -96,10 +96,10 @@ int luaopen_keyfactor_core(lua_State *L)
    * since other modules in the process may share libcurl. */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return luaL_error(L, "keyfactor.core: curl_global_init failed");
-  kf_open_request(L);
   luaL_newlib(L, functions);
   kf_open_session(L);
   lua_setfield(L, -2, "session");
+  kf_open_request(L);   /* after the session class: adds its start, wait, step */
   kf_push_array_mt(L);
   lua_setfield(L, -2, "array_mt");
   lua_pushliteral(L, "0.1.0");

@@ -428,27 +428,36 @@ static int parse_value(json_parser *jp)
   }
 }
 
-int kf_decode_json(lua_State *L)
+/* Decodes text[0..len) onto the stack: its value (1), or nil and a message
+ * (2).  For core.decode_json and request:result(true), which decodes an
+ * answer straight from the received bytes. */
+int kf_decode_json_text(lua_State *L, const char *text, size_t len)
 {
-  size_t len;
-  const char *text = luaL_checklstring(L, 1, &len);
   json_parser jp;
+  int base = lua_gettop(L);
   jp.L = L;
   jp.start = jp.p = text;
   jp.end = text + len;
   jp.depth = 0;
   jp.error = NULL;
-  lua_settop(L, 1);
   if (parse_value(&jp)) {
     if (peek(&jp) == 0)
       return 1;
     jp.error = "text after the value";
   }
-  lua_settop(L, 1);
+  lua_settop(L, base);
   lua_pushnil(L);
   if (jp.p < jp.end && (unsigned char)*jp.p >= 0x20 && (unsigned char)*jp.p < 0x7F)
     lua_pushfstring(L, "%s at byte %d ('%c')", jp.error, (int)(jp.p - jp.start) + 1, *jp.p);
   else
     lua_pushfstring(L, "%s at byte %d", jp.error, (int)(jp.p - jp.start) + 1);
   return 2;
+}
+
+int kf_decode_json(lua_State *L)
+{
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  lua_settop(L, 1);
+  return kf_decode_json_text(L, text, len);
 }

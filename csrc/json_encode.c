@@ -47,10 +47,7 @@ static int encode_value(encoder *e, int idx);
 
 void kf_push_array_mt(lua_State *L)
 {
-  if (luaL_newmetatable(L, KF_ARRAY_MT)) {
-    lua_pushliteral(L, KF_ARRAY_MT);
-    lua_setfield(L, -2, "__name");
-  }
+  kf_new_class(L, KF_ARRAY_MT, NULL, NULL);
 }
 
 static int failed(encoder *e, const char *what)
@@ -322,9 +319,9 @@ static kf_buffer *output_buffer(lua_State *L)
   lua_pop(L, 1);
   out = (kf_buffer *)lua_newuserdata(L, sizeof *out);
   kf_buffer_init(out, ENCODE_MAX_BYTES);
-  if (luaL_newmetatable(L, ENCODE_BUFFER_MT "_mt")) {
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
+  {
+    static const luaL_Reg meta[] = {{"__gc", buffer_gc}, {NULL, NULL}};
+    kf_new_class(L, ENCODE_BUFFER_MT "_mt", meta, NULL);
   }
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);

@@ -23,12 +23,6 @@
 #define KF_SESSION_MT "keyfactor.session"
 #define KF_REQUEST_MT "keyfactor.request"
 
-/* GOAWAYs a session remembers, to tell refused streams (request.c). */
-#define KF_GOAWAYS 16
-
-/* Idle easy handles kept per session for reuse; more are simply freed. */
-#define KF_IDLE_MAX 64
-
 /* Default cap on a response body, and the largest that may be set. */
 #define KF_DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
 #define KF_MAX_BODY_LIMIT 4294967295.0
@@ -49,65 +43,66 @@ int kf_buffer_append(kf_buffer *b, const char *data, size_t n);
 void kf_buffer_clear(kf_buffer *b);
 void kf_buffer_free(kf_buffer *b);
 
-/* ---- session.c ----------------------------------------------------------- */
+/* ---- class.c --------------------------------------------------------------- */
 
-typedef struct kf_request kf_request;
+/* Registers the metatable `name` (once): the metamethods `meta` and
+ * `methods` as its __index table (either may be NULL).  Leaves it on the
+ * stack. */
+void kf_new_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+/* Adds `methods` to the __index table of the registered class `name`. */
+void kf_class_methods(lua_State *L, const char *name, const luaL_Reg *methods);
 
-/* A socket curl asked to watch (CURLMOPT_SOCKETFUNCTION), and for what:
- * CURL_POLL_IN, CURL_POLL_OUT or CURL_POLL_INOUT. */
-typedef struct kf_watch {
-  curl_socket_t fd;
-  int what;
-} kf_watch;
+/* ---- session.c: the pool, its settings, and driving curl -----------------
+ *
+ * The session owns its state; request.c reaches it only through these
+ * functions, and session.c never calls into request.c: it knows a transfer
+ * as a link in its active list, and drops one through the callback given
+ * with it (when it is closed, or finds itself in a forked child). */
 
-typedef struct kf_session {
-  CURLM *multi;
-  CURLSH *share;
-  kf_request *active;           /* in-flight requests, a doubly linked list */
-  int nactive;
-  CURL *idle[KF_IDLE_MAX];
-  int nidle;
-  /* what curl wants watched: its sockets, and when to call it anyway */
-  kf_watch *watch;
-  int nwatch;
-  int capwatch;
-  long timer_ms;                /* -1: no timer; else due at timer_due */
-  double timer_due;             /* monotonic seconds */
-  int epfd;                     /* epoll set mirroring `watch`, made on demand; -1 */
-  pid_t pid;                    /* the process that made the handles */
-  /* HTTP/2 GOAWAYs seen (connection number, last stream id), newest last */
-  long goaway[KF_GOAWAYS][2];
-  int ngoaway;
-  /* settings applied to every easy handle */
-  char *ca_file;
-  char *proxy;
-  char *no_proxy;               /* curl's NOPROXY list */
-  char *user_agent;
-  struct curl_slist *resolve;   /* "host:port:address" pins (CURLOPT_RESOLVE) */
-  struct curl_slist *headers;   /* sent with every request, built once */
-  long timeout_ms;
-  long connect_timeout_ms;
-  int insecure;
-  int http2;
-  size_t max_body;
-  /* credentials: wiped when replaced or freed, never printed */
-  char *username;
-  char *password;
-  char *bearer;
-  int closed;
-} kf_session;
+/* A transfer in a session's active list (embedded in a request). */
+typedef struct kf_link {
+  struct kf_link *prev;
+  struct kf_link *next;
+} kf_link;
+
+/* Drops a transfer the session can no longer run: `abandon` 0 when the
+ * session is closed (cancel it), 1 after fork (leave the parent's handles
+ * alone).  Unlinks it (kf_session_remove or kf_session_forget). */
+typedef void (*kf_drop_fn)(lua_State *L, kf_link *link, int abandon);
+
+typedef struct kf_session kf_session;
 
 kf_session *kf_check_session(lua_State *L, int idx);
 void kf_session_check_fork(lua_State *L, kf_session *s);
+int kf_session_forked(lua_State *L, kf_session *s);
 long kf_check_ms(lua_State *L, int idx, double dflt);
-CURL *kf_session_acquire_easy(kf_session *s);
-void kf_session_release_easy(kf_session *s, CURL *easy);
-void kf_session_link(kf_session *s, kf_request *r);
-void kf_session_unlink(kf_session *s, kf_request *r);
-int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect, int *events);
+/* settings, for a request */
+long kf_session_timeout_ms(const kf_session *s);
+long kf_session_connect_timeout_ms(const kf_session *s);
+size_t kf_session_max_body(const kf_session *s);
+int kf_session_http2(const kf_session *s);
+const struct curl_slist *kf_session_headers(const kf_session *s);
+struct curl_slist *kf_session_merge_headers(const kf_session *s, struct curl_slist *extra);
+int kf_session_check_headers(lua_State *L, const kf_session *s, const char *method,
+                             const struct curl_slist *headers);
+void kf_session_configure(const kf_session *s, CURL *easy, long timeout_ms, long connect_timeout_ms, int auth);
+/* transfers: an easy handle from the pool, added to the multi handle */
+CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop);
+CURLMcode kf_session_start(kf_session *s, CURL *easy);
+void kf_session_remove(kf_session *s, kf_link *link, CURL *easy);
+void kf_session_forget(kf_session *s, kf_link *link);
+int kf_session_busy(const kf_session *s);
+/* HTTP/2 GOAWAYs (connection number, last stream id) */
+void kf_session_note_goaway(kf_session *s, long conn, long last_stream);
+int kf_session_goaway_refused(const kf_session *s, long conn, long stream_id);
+/* driving: run curl's timer if due; wait up to wait_ms for a socket and
+ * hand curl the ready ones (returns how many); the next finished transfer */
+void kf_session_run_timer(lua_State *L, kf_session *s);
+int kf_session_pump(lua_State *L, kf_session *s, long wait_ms);
+CURL *kf_session_finished(kf_session *s, CURLcode *result);
 int kf_open_session(lua_State *L);
 
-/* ---- request.c ----------------------------------------------------------- */
+/* ---- request.c: transfers (session:start, wait, step; request:result) ---- */
 
 typedef enum kf_request_state {
   KF_REQUEST_RUNNING,
@@ -115,10 +110,9 @@ typedef enum kf_request_state {
   KF_REQUEST_CANCELED
 } kf_request_state;
 
-struct kf_request {
+typedef struct kf_request {
+  kf_link link;                 /* first: in the session's active list */
   kf_session *session;          /* NULL once detached from its session */
-  kf_request *prev;
-  kf_request *next;
   CURL *easy;
   struct curl_slist *headers;   /* own list, only when the spec adds headers */
   kf_buffer body;
@@ -142,18 +136,15 @@ struct kf_request {
   size_t upload_len;
   size_t upload_pos;
   char errbuf[CURL_ERROR_SIZE];
-};
+} kf_request;
 
-int kf_request_start(lua_State *L, kf_session *s, int spec);
-void kf_request_finish(lua_State *L, kf_request *r, CURLcode code);
-void kf_request_detach(lua_State *L, kf_request *r);
-void kf_request_abandon(lua_State *L, kf_request *r);
 kf_request *kf_check_request(lua_State *L, int idx);
 int kf_open_request(lua_State *L);
 
 /* ---- json.c: answer bodies to Lua values ---------------------------------- */
 
 int kf_decode_json(lua_State *L);
+int kf_decode_json_text(lua_State *L, const char *text, size_t len);
 /* json_encode.c: request bodies; KF_ARRAY_MT marks a table as an array */
 #define KF_ARRAY_MT "keyfactor.array"
 int kf_encode_json(lua_State *L);
@@ -173,8 +164,8 @@ struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field);
 int kf_header_value_ok(const char *value);
 int kf_token_ok(const char *s, size_t len);
 int kf_header_line_ok(const char *line);
-int kf_check_request_headers(lua_State *L, const kf_session *s, const char *method,
-                             const struct curl_slist *headers);
+int kf_check_request_headers(lua_State *L, const char *method, const struct curl_slist *headers,
+                             const char *user_agent, const char *bearer);
 char *kf_strdup(const char *s);
 void kf_free_secret(char **p);
 

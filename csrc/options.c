@@ -156,8 +156,8 @@ int kf_header_line_ok(const char *line)
  * wire, where it would add headers or a whole second request.  Returns 1,
  * or 0 with the error message pushed (never quoting a value, which may be
  * a secret) for the caller to raise once it has freed what it holds. */
-int kf_check_request_headers(lua_State *L, const kf_session *s, const char *method,
-                             const struct curl_slist *headers)
+int kf_check_request_headers(lua_State *L, const char *method, const struct curl_slist *headers,
+                             const char *user_agent, const char *bearer)
 {
   const struct curl_slist *h;
   int i = 1;
@@ -171,11 +171,11 @@ int kf_check_request_headers(lua_State *L, const kf_session *s, const char *meth
       return 0;
     }
   }
-  if (s->user_agent != NULL && !kf_header_value_ok(s->user_agent)) {
+  if (user_agent != NULL && !kf_header_value_ok(user_agent)) {
     lua_pushliteral(L, "keyfactor.core: user_agent holds a control character");
     return 0;
   }
-  if (s->bearer != NULL && !kf_header_value_ok(s->bearer)) {
+  if (bearer != NULL && !kf_header_value_ok(bearer)) {
     lua_pushliteral(L, "keyfactor.core: the bearer token holds a control character");
     return 0;
   }

@@ -83,17 +83,6 @@ static long number_after(const char *text, size_t n, const char *key)
   return -1;
 }
 
-static void remember_goaway(kf_session *s, long conn, long last_stream)
-{
-  if (s->ngoaway == KF_GOAWAYS) {
-    memmove(s->goaway[0], s->goaway[1], sizeof s->goaway[0] * (KF_GOAWAYS - 1));
-    s->ngoaway--;
-  }
-  s->goaway[s->ngoaway][0] = conn;
-  s->goaway[s->ngoaway][1] = last_stream;
-  s->ngoaway++;
-}
-
 /* Follows libcurl's verbose text for what it does not report otherwise:
  * the connection and HTTP/2 stream a request went out on, GOAWAYs, and
  * refused streams. */
@@ -110,21 +99,9 @@ static int on_debug(CURL *easy, curl_infotype type, char *text, size_t n, void *
     r->stream_conn = r->conn;
     r->stream_id = v;
   } else if ((v = number_after(text, n, "last_stream=")) >= 0 && r->session != NULL)
-    remember_goaway(r->session, r->conn, v);
+    kf_session_note_goaway(r->session, r->conn, v);
   else if (n >= 14 && memcmp(text, "REFUSED_STREAM", 14) == 0)
     r->refused = 1;
-  return 0;
-}
-
-/* Whether a GOAWAY on the request's connection refused its stream. */
-static int refused_by_goaway(const kf_request *r, const kf_session *s)
-{
-  int i;
-  if (s == NULL || r->stream_id < 0)
-    return 0;
-  for (i = 0; i < s->ngoaway; i++)
-    if (s->goaway[i][0] == r->stream_conn && r->stream_id > s->goaway[i][1])
-      return 1;
   return 0;
 }
 
@@ -168,45 +145,6 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 
 /* ---- configuring an easy handle ------------------------------------------ */
 
-static void apply_session_settings(kf_session *s, CURL *easy, long timeout_ms,
-                                   long connect_timeout_ms, int auth)
-{
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_SHARE, s->share);
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
-  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_body);
-  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
-                   s->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-  /* Fan-out: wait for a connection that can multiplex instead of opening one
-   * connection (and TLS handshake) per transfer. */
-  curl_easy_setopt(easy, CURLOPT_PIPEWAIT, (long)s->http2);
-  if (s->ca_file != NULL)
-    curl_easy_setopt(easy, CURLOPT_CAINFO, s->ca_file);
-  if (s->insecure) {
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (s->proxy != NULL)
-    curl_easy_setopt(easy, CURLOPT_PROXY, s->proxy);
-  if (s->no_proxy != NULL)
-    curl_easy_setopt(easy, CURLOPT_NOPROXY, s->no_proxy);
-  if (s->resolve != NULL)
-    curl_easy_setopt(easy, CURLOPT_RESOLVE, s->resolve);
-  if (s->user_agent != NULL)
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, s->user_agent);
-  if (auth && s->username != NULL) {
-    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    curl_easy_setopt(easy, CURLOPT_USERNAME, s->username);
-    curl_easy_setopt(easy, CURLOPT_PASSWORD, s->password);
-  } else if (auth && s->bearer != NULL) {
-    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
-    curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, s->bearer);
-  }
-}
-
 static void apply_method(kf_request *r, const char *method, const char *body, size_t len)
 {
   CURL *easy = r->easy;
@@ -231,46 +169,11 @@ static void apply_method(kf_request *r, const char *method, const char *body, si
   }
   if (strcmp(method, "POST") != 0)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
-  if (r->session->http2 && strcmp(method, "PUT") != 0 && strcmp(method, "DELETE") != 0) {
+  if (kf_session_http2(r->session) && strcmp(method, "PUT") != 0 && strcmp(method, "DELETE") != 0) {
     curl_easy_setopt(easy, CURLOPT_DEBUGFUNCTION, on_debug);
     curl_easy_setopt(easy, CURLOPT_DEBUGDATA, (void *)r);
     curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
   }
-}
-
-/* Whether two header lines name the same header ("Name: value", "Name;"). */
-static int same_header(const char *a, const char *b)
-{
-  size_t n = strcspn(a, ":;");
-  return n == strcspn(b, ":;") && curl_strnequal(a, b, n);
-}
-
-/* A request's own header list: the session's, less those that one of
- * `extra` replaces (same name), then `extra`.  Takes over `extra`; NULL
- * when out of memory. */
-static struct curl_slist *merge_headers(const struct curl_slist *base, struct curl_slist *extra)
-{
-  struct curl_slist *list = NULL, *tail;
-  const struct curl_slist *b, *e;
-  for (b = base; b != NULL; b = b->next) {
-    for (e = extra; e != NULL && !same_header(b->data, e->data); e = e->next)
-      ;
-    if (e == NULL) {
-      struct curl_slist *grown = curl_slist_append(list, b->data);
-      if (grown == NULL) {
-        curl_slist_free_all(list);
-        curl_slist_free_all(extra);
-        return NULL;
-      }
-      list = grown;
-    }
-  }
-  if (list == NULL)
-    return extra;
-  for (tail = list; tail->next != NULL; tail = tail->next)
-    ;
-  tail->next = extra;
-  return list;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -290,9 +193,7 @@ static void release_easy(kf_request *r)
   if (r->easy == NULL)
     return;
   if (s != NULL) {
-    curl_multi_remove_handle(s->multi, r->easy);
-    kf_session_release_easy(s, r->easy);
-    kf_session_unlink(s, r);
+    kf_session_remove(s, &r->link, r->easy);
   } else {
     curl_easy_cleanup(r->easy);
   }
@@ -313,21 +214,22 @@ static void record_progress(kf_request *r)
   r->request_size = size;
 }
 
-void kf_request_finish(lua_State *L, kf_request *r, CURLcode code)
+static void finish(lua_State *L, kf_request *r, CURLcode code)
 {
   r->code = code;
   record_progress(r);
-  if (code != CURLE_OK && refused_by_goaway(r, r->session))
+  if (code != CURLE_OK && r->session != NULL
+      && kf_session_goaway_refused(r->session, r->stream_conn, r->stream_id))
     r->refused = 1;
   r->state = KF_REQUEST_DONE;
   release_easy(r);
   release_refs(L, r);
 }
 
-void kf_request_detach(lua_State *L, kf_request *r)
+static void detach(lua_State *L, kf_request *r)
 {
   if (r->session != NULL)
-    kf_session_check_fork(L, r->session);   /* may abandon r instead */
+    kf_session_forked(L, r->session);   /* may abandon r instead; never raises */
   if (r->state == KF_REQUEST_RUNNING) {
     if (r->easy != NULL)
       record_progress(r);
@@ -339,12 +241,12 @@ void kf_request_detach(lua_State *L, kf_request *r)
 
 /* After fork(): the request is canceled, and its easy handle, which the
  * parent's multi handle still holds, is left alone. */
-void kf_request_abandon(lua_State *L, kf_request *r)
+static void abandon(lua_State *L, kf_request *r)
 {
   if (r->state == KF_REQUEST_RUNNING)
     r->state = KF_REQUEST_CANCELED;
   if (r->session != NULL)
-    kf_session_unlink(r->session, r);
+    kf_session_forget(r->session, &r->link);
   r->easy = NULL;
   r->session = NULL;
   curl_slist_free_all(r->headers);
@@ -352,14 +254,24 @@ void kf_request_abandon(lua_State *L, kf_request *r)
   release_refs(L, r);
 }
 
-int kf_request_start(lua_State *L, kf_session *s, int spec)
+/* How the session drops a request it can no longer run (kf_drop_fn). */
+static void drop(lua_State *L, kf_link *link, int abandoned)
+{
+  kf_request *r = (kf_request *)(void *)link;   /* the link is its first member */
+  if (abandoned)
+    abandon(L, r);
+  else
+    detach(L, r);
+}
+
+static int start(lua_State *L, kf_session *s, int spec)
 {
   const char *method = kf_opt_string(L, spec, "method", NULL);
   const char *url = kf_opt_string(L, spec, "url", NULL);
   const char *userpwd = kf_opt_string(L, spec, "userpwd", NULL);
-  double timeout = kf_opt_range(L, spec, "timeout", (double)s->timeout_ms / 1000.0, 0, KF_MAX_SECONDS);
+  double timeout = kf_opt_range(L, spec, "timeout", (double)kf_session_timeout_ms(s) / 1000.0, 0, KF_MAX_SECONDS);
   double connect_timeout = kf_opt_range(L, spec, "connect_timeout",
-                                        (double)s->connect_timeout_ms / 1000.0, 0, KF_MAX_SECONDS);
+                                        (double)kf_session_connect_timeout_ms(s) / 1000.0, 0, KF_MAX_SECONDS);
   int auth = kf_opt_boolean(L, spec, "auth", 1);
   const char *body = NULL;
   size_t body_len = 0;
@@ -378,36 +290,36 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   r->self_ref = r->body_ref = LUA_NOREF;
   r->conn = r->stream_conn = r->stream_id = -1;
   r->state = KF_REQUEST_CANCELED;   /* until fully started, gc has no work */
-  kf_buffer_init(&r->body, s->max_body);
+  kf_buffer_init(&r->body, kf_session_max_body(s));
   kf_buffer_init(&r->head, KF_MAX_HEADER_BYTES);
   luaL_getmetatable(L, KF_REQUEST_MT);
   lua_setmetatable(L, -2);
 
   {
     struct curl_slist *extra = kf_opt_slist(L, spec, "headers");
-    if (extra != NULL && (r->headers = merge_headers(s->headers, extra)) == NULL)
+    if (extra != NULL && (r->headers = kf_session_merge_headers(s, extra)) == NULL)
       return luaL_error(L, "keyfactor.core: out of memory building the headers");
   }
-  if (!kf_check_request_headers(L, s, method, r->headers != NULL ? r->headers : s->headers)) {
+  if (!kf_session_check_headers(L, s, method, r->headers)) {
     curl_slist_free_all(r->headers);   /* no easy handle yet: gc would not free it */
     r->headers = NULL;
     return lua_error(L);
   }
-  r->easy = kf_session_acquire_easy(s);
+  r->easy = kf_session_add(s, &r->link, drop);
   if (r->easy == NULL)
     return luaL_error(L, "keyfactor.core: out of memory creating a curl handle");
   r->session = s;
-  kf_session_link(s, r);
   r->state = KF_REQUEST_RUNNING;
 
-  apply_session_settings(s, r->easy, kf_seconds_to_ms(timeout),
-                         kf_seconds_to_ms(connect_timeout), auth && userpwd == NULL);
+  kf_session_configure(s, r->easy, kf_seconds_to_ms(timeout),
+                       kf_seconds_to_ms(connect_timeout), auth && userpwd == NULL);
   if (userpwd != NULL) {
     curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */
   }
   curl_easy_setopt(r->easy, CURLOPT_URL, url);
-  curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers != NULL ? r->headers : s->headers);
+  curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER,
+                   r->headers != NULL ? r->headers : kf_session_headers(s));
   curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
   curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -424,17 +336,93 @@ int kf_request_start(lua_State *L, kf_session *s, int spec)
   lua_pushvalue(L, -1);
   r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-  mc = curl_multi_add_handle(s->multi, r->easy);
+  mc = kf_session_start(s, r->easy);
   if (mc != CURLM_OK) {
-    kf_request_detach(L, r);
+    detach(L, r);
     return luaL_error(L, "keyfactor.core: %s", curl_multi_strerror(mc));
   }
   return 1;
 }
 
+/* ---- session:start, wait, step ---------------------------------------------- */
+
+/* Finishes every transfer curl reports done; with `collect`, appends them
+ * to the table on the top of the stack.  Returns how many finished. */
+static int collect_finished(lua_State *L, kf_session *s, int collect)
+{
+  CURL *easy;
+  CURLcode result;
+  int n = 0;
+  while ((easy = kf_session_finished(s, &result)) != NULL) {
+    kf_request *r = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    if (r == NULL)
+      continue;
+    if (collect) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->self_ref);
+      lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+    }
+    finish(L, r, result);
+    n++;
+  }
+  return n;
+}
+
+/* One round of work: run curl's timer if due, wait up to timeout_ms for a
+ * socket (not at all if something already finished), hand curl what is
+ * ready.  With `collect`, leaves a table of the finished requests on the
+ * stack.  Returns how many finished; *events counts the ready sockets. */
+static int drive(lua_State *L, kf_session *s, long timeout_ms, int collect, int *events)
+{
+  int n;
+  if (collect)
+    lua_newtable(L);
+  kf_session_run_timer(L, s);
+  n = collect_finished(L, s, collect);
+  *events = kf_session_pump(L, s, n > 0 || !kf_session_busy(s) ? 0 : timeout_ms);
+  return n + collect_finished(L, s, collect);
+}
+
+/* session:start(spec) -> request; see the top of this file for the spec. */
+static int session_start(lua_State *L)
+{
+  kf_session *s = kf_check_session(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  return start(L, s, 2);
+}
+
+/* session:step([timeout]) -> finished, events
+ * `finished`: array of the requests that finished (maybe empty); `events`:
+ * how many sockets were ready (progress, for adaptive polling).  The
+ * timeout (seconds, default 1) bounds the wait for network activity. */
+static int session_step(lua_State *L)
+{
+  kf_session *s = kf_check_session(L, 1);
+  long ms = kf_check_ms(L, 2, 1.0);
+  int events;
+  drive(L, s, ms, 1, &events);
+  lua_pushinteger(L, events);
+  return 2;
+}
+
+/* session:wait(request): drives the session until that request is done.
+ * Other transfers in flight progress meanwhile. */
+static int session_wait(lua_State *L)
+{
+  kf_session *s = kf_check_session(L, 1);
+  kf_request *r = kf_check_request(L, 2);
+  int events;
+  luaL_argcheck(L, r->session == s || r->state != KF_REQUEST_RUNNING, 2,
+                "request belongs to another session");
+  while (r->state == KF_REQUEST_RUNNING)
+    drive(L, s, 1000, 0, &events);
+  return 0;
+}
+
 /* ---- results -------------------------------------------------------------- */
 
-/* curl's name for a result code, for the failure record. */
+/* curl's name for a result code, for the failure record; NULL for one
+ * this list does not know (the record then names its number). */
 static const char *code_name(CURLcode code)
 {
   switch (code) {
@@ -479,7 +467,7 @@ static const char *code_name(CURLcode code)
   KF_CODE(CURLE_SSL_CLIENTCERT)
 #undef KF_CODE
   default:
-    return "CURLE_OTHER";
+    return NULL;
   }
 }
 
@@ -508,8 +496,9 @@ static void set_boolean_field(lua_State *L, const char *name, int value)
 
 /* The failure record: what happened, as facts; keyfactor.outcome decides
  * what it means (kind, whether to retry).
- *   code      curl's name for its result ("CURLE_COULDNT_CONNECT"), or
- *             "canceled"
+ *   code      curl's name for its result ("CURLE_COULDNT_CONNECT"; for a
+ *             code this core does not list, "CURLcode N"), or "canceled"
+ *   curl_code libcurl's number for it (absent when canceled)
  *   message   curl's own words
  *   sent      whether any byte of the request may have reached the server
  *   replayed  libcurl wanted to send it again (the connection died before
@@ -524,7 +513,13 @@ static void push_failure(lua_State *L, const kf_request *r)
     set_string_field(L, "code", "canceled");
     set_string_field(L, "message", "request was canceled before it completed");
   } else {
-    set_string_field(L, "code", code_name(r->code));
+    const char *name = code_name(r->code);
+    if (name != NULL)
+      set_string_field(L, "code", name);
+    else
+      lua_pushfstring(L, "CURLcode %d", (int)r->code), lua_setfield(L, -2, "code");
+    lua_pushinteger(L, (lua_Integer)r->code);
+    lua_setfield(L, -2, "curl_code");
     if (limit != NULL && strcmp(limit, "body") == 0)
       lua_pushfstring(L, "response body exceeds the maximum of %d bytes (max_body)",
                       (int)(r->body.max > 0x7fffffff ? 0x7fffffff : r->body.max));
@@ -583,13 +578,17 @@ static void push_headers(lua_State *L, const kf_buffer *head)
   }
 }
 
-/* request:result() -> status, body, seconds
- *                  -> nil, failure   when no answer came (see push_failure)
+/* request:result([decode]) -> status, body, seconds
+ *                          -> nil, failure   when no answer came (see push_failure)
+ * With `decode`, a 2xx answer with a body comes decoded from the received
+ * bytes (no Lua string of it is made): status, value, seconds; or status,
+ * nil, seconds, message when it is not JSON.
  * The body is handed over once: its buffer is freed, a second call raises.
  * Raises if the request is still in flight. */
 static int request_result(lua_State *L)
 {
   kf_request *r = kf_check_request(L, 1);
+  int decode = lua_toboolean(L, 2);
   if (r->state == KF_REQUEST_RUNNING)
     return luaL_error(L, "keyfactor.core: request is still in flight");
   if (r->state == KF_REQUEST_CANCELED || r->code != CURLE_OK) {
@@ -601,6 +600,14 @@ static int request_result(lua_State *L)
     return luaL_error(L, "keyfactor.core: result already taken");
   r->taken = 1;
   lua_pushinteger(L, r->status);
+  if (decode && r->status >= 200 && r->status < 300 && r->body.len > 0) {
+    int n = kf_decode_json_text(L, r->body.data, r->body.len);
+    kf_buffer_free(&r->body);
+    lua_pushnumber(L, r->total_time);
+    if (n == 2)   /* status, nil, message -> status, nil, seconds, message */
+      lua_insert(L, -2);
+    return n + 2;
+  }
   lua_pushlstring(L, r->body.data != NULL ? r->body.data : "", r->body.len);
   kf_buffer_free(&r->body);
   lua_pushnumber(L, r->total_time);
@@ -626,14 +633,14 @@ static int request_done(lua_State *L)
 /* request:cancel(): stops an in-flight transfer; result() then says so. */
 static int request_cancel(lua_State *L)
 {
-  kf_request_detach(L, kf_check_request(L, 1));
+  detach(L, kf_check_request(L, 1));
   return 0;
 }
 
 static int request_gc(lua_State *L)
 {
   kf_request *r = kf_check_request(L, 1);
-  kf_request_detach(L, r);
+  detach(L, r);
   kf_buffer_free(&r->body);
   kf_buffer_free(&r->head);
   return 0;
@@ -647,6 +654,8 @@ static int request_tostring(lua_State *L)
   return 1;
 }
 
+/* The request class, and the session's methods that make and drive
+ * requests. */
 int kf_open_request(lua_State *L)
 {
   static const luaL_Reg methods[] = {
@@ -662,11 +671,14 @@ int kf_open_request(lua_State *L)
     {"__tostring", request_tostring},
     {NULL, NULL}
   };
-  luaL_newmetatable(L, KF_REQUEST_MT);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
+  static const luaL_Reg session_methods[] = {
+    {"start", session_start},
+    {"wait", session_wait},
+    {"step", session_step},
+    {NULL, NULL}
+  };
+  kf_new_class(L, KF_REQUEST_MT, meta, methods);
   lua_pop(L, 1);
+  kf_class_methods(L, KF_SESSION_MT, session_methods);
   return 0;
 }

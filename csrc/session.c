@@ -28,9 +28,72 @@
 #define KF_HAVE_EPOLL 1
 #endif
 
+#include <pthread.h>
+
 #include "kfcore.h"
 
+/* GOAWAYs a session remembers, to tell refused streams. */
+#define KF_GOAWAYS 16
+
+/* Idle easy handles kept per session for reuse; more are simply freed. */
+#define KF_IDLE_MAX 64
+
+/* A socket curl asked to watch (CURLMOPT_SOCKETFUNCTION), and for what:
+ * CURL_POLL_IN, CURL_POLL_OUT or CURL_POLL_INOUT. */
+typedef struct kf_watch {
+  curl_socket_t fd;
+  int what;
+} kf_watch;
+
+struct kf_session {
+  CURLM *multi;
+  CURLSH *share;
+  kf_link *active;              /* in-flight transfers, a doubly linked list */
+  int nactive;
+  kf_drop_fn drop;              /* how to drop one (given by kf_session_add) */
+  CURL *idle[KF_IDLE_MAX];
+  int nidle;
+  /* what curl wants watched: its sockets, and when to call it anyway */
+  kf_watch *watch;
+  int nwatch;
+  int capwatch;
+  long timer_ms;                /* -1: no timer; else due at timer_due */
+  double timer_due;             /* monotonic seconds */
+  int epfd;                     /* epoll set mirroring `watch`, made on demand; -1 */
+  unsigned long forks;          /* the process's fork count when the handles were made */
+  int orphan;                   /* forked: the parent's handles let go, none made yet */
+  /* HTTP/2 GOAWAYs seen (connection number, last stream id), newest last */
+  long goaway[KF_GOAWAYS][2];
+  int ngoaway;
+  /* settings applied to every easy handle */
+  char *ca_file;
+  char *proxy;
+  char *no_proxy;               /* curl's NOPROXY list */
+  char *user_agent;
+  struct curl_slist *resolve;   /* "host:port:address" pins (CURLOPT_RESOLVE) */
+  struct curl_slist *headers;   /* sent with every request, built once */
+  long timeout_ms;
+  long connect_timeout_ms;
+  int insecure;
+  int http2;
+  size_t max_body;
+  /* credentials: wiped when replaced or freed, never printed */
+  char *username;
+  char *password;
+  char *bearer;
+  int closed;
+};
+
 static int make_handles(kf_session *s);
+
+/* Forks of this process so far, counted in the child (pthread_atfork): a
+ * session compares it with its own count instead of calling getpid() on
+ * every use. */
+static volatile unsigned long forks;
+static void count_fork(void)
+{
+  forks++;
+}
 
 kf_session *kf_check_session(lua_State *L, int idx)
 {
@@ -42,22 +105,34 @@ kf_session *kf_check_session(lua_State *L, int idx)
 }
 
 /* In a child process: forget the parent's handles without touching them
- * (cleaning up would close, and so write to, the parent's connections),
- * cancel the transfers in flight, and make new handles.  The abandoned
- * handles stay allocated: the child may not free what the parent uses. */
-void kf_session_check_fork(lua_State *L, kf_session *s)
+ * (cleaning up would close, and so write to, the parent's connections) and
+ * cancel the transfers in flight.  The abandoned handles stay allocated:
+ * the child may not free what the parent uses.  Never raises (it runs in
+ * __gc too).  Returns whether the session was forked. */
+int kf_session_forked(lua_State *L, kf_session *s)
 {
-  if (s->closed || s->pid == getpid())
-    return;
+  if (s->closed || s->orphan || s->forks == forks)
+    return 0;
   while (s->active != NULL)
-    kf_request_abandon(L, s->active);
+    s->drop(L, s->active, 1);
   s->nidle = 0;
   s->nwatch = 0;
   s->timer_ms = -1;
+  s->ngoaway = 0;
   if (s->epfd >= 0)
     close(s->epfd);   /* the child's reference only: the epoll set is shared */
   s->epfd = -1;
-  if (make_handles(s) != 0) {
+  s->multi = NULL;
+  s->share = NULL;
+  s->orphan = 1;
+  return 1;
+}
+
+/* Before a use: after fork, a fresh pool for this process. */
+void kf_session_check_fork(lua_State *L, kf_session *s)
+{
+  kf_session_forked(L, s);
+  if (s->orphan && !s->closed && make_handles(s) != 0) {
     s->closed = 1;
     luaL_error(L, "keyfactor.core: out of memory creating curl handles after fork");
   }
@@ -74,46 +149,197 @@ long kf_check_ms(lua_State *L, int idx, double dflt)
   return kf_seconds_to_ms(seconds);
 }
 
-/* ---- easy handles -------------------------------------------------------- */
+/* ---- settings, for a request ---------------------------------------------- */
 
-CURL *kf_session_acquire_easy(kf_session *s)
+long kf_session_timeout_ms(const kf_session *s)
 {
-  if (s->nidle > 0)
-    return s->idle[--s->nidle];
-  return curl_easy_init();
+  return s->timeout_ms;
 }
 
-void kf_session_release_easy(kf_session *s, CURL *easy)
+long kf_session_connect_timeout_ms(const kf_session *s)
 {
-  if (s != NULL && !s->closed && s->nidle < KF_IDLE_MAX) {
+  return s->connect_timeout_ms;
+}
+
+size_t kf_session_max_body(const kf_session *s)
+{
+  return s->max_body;
+}
+
+int kf_session_http2(const kf_session *s)
+{
+  return s->http2;
+}
+
+const struct curl_slist *kf_session_headers(const kf_session *s)
+{
+  return s->headers;
+}
+
+/* The request's method and headers (NULL: the session's own), the user
+ * agent and the bearer token free of control characters; else 0 with the
+ * message pushed (kf_check_request_headers). */
+int kf_session_check_headers(lua_State *L, const kf_session *s, const char *method,
+                             const struct curl_slist *headers)
+{
+  return kf_check_request_headers(L, method, headers != NULL ? headers : s->headers, s->user_agent, s->bearer);
+}
+
+/* Whether two header lines name the same header ("Name: value", "Name;"). */
+static int same_header(const char *a, const char *b)
+{
+  size_t n = strcspn(a, ":;");
+  return n == strcspn(b, ":;") && curl_strnequal(a, b, n);
+}
+
+/* A request's own header list: the session's, less those that one of
+ * `extra` replaces (same name), then `extra`.  Takes over `extra`; NULL
+ * when out of memory. */
+struct curl_slist *kf_session_merge_headers(const kf_session *s, struct curl_slist *extra)
+{
+  struct curl_slist *list = NULL, *tail;
+  const struct curl_slist *b, *e;
+  for (b = s->headers; b != NULL; b = b->next) {
+    for (e = extra; e != NULL && !same_header(b->data, e->data); e = e->next)
+      ;
+    if (e == NULL) {
+      struct curl_slist *grown = curl_slist_append(list, b->data);
+      if (grown == NULL) {
+        curl_slist_free_all(list);
+        curl_slist_free_all(extra);
+        return NULL;
+      }
+      list = grown;
+    }
+  }
+  if (list == NULL)
+    return extra;
+  for (tail = list; tail->next != NULL; tail = tail->next)
+    ;
+  tail->next = extra;
+  return list;
+}
+
+/* The session's settings on an easy handle; with `auth`, its credentials. */
+void kf_session_configure(const kf_session *s, CURL *easy, long timeout_ms, long connect_timeout_ms, int auth)
+{
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_SHARE, s->share);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_body);
+  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+                   s->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+  /* Fan-out: wait for a connection that can multiplex instead of opening one
+   * connection (and TLS handshake) per transfer. */
+  curl_easy_setopt(easy, CURLOPT_PIPEWAIT, (long)s->http2);
+  if (s->ca_file != NULL)
+    curl_easy_setopt(easy, CURLOPT_CAINFO, s->ca_file);
+  if (s->insecure) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (s->proxy != NULL)
+    curl_easy_setopt(easy, CURLOPT_PROXY, s->proxy);
+  if (s->no_proxy != NULL)
+    curl_easy_setopt(easy, CURLOPT_NOPROXY, s->no_proxy);
+  if (s->resolve != NULL)
+    curl_easy_setopt(easy, CURLOPT_RESOLVE, s->resolve);
+  if (s->user_agent != NULL)
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, s->user_agent);
+  if (auth && s->username != NULL) {
+    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    curl_easy_setopt(easy, CURLOPT_USERNAME, s->username);
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, s->password);
+  } else if (auth && s->bearer != NULL) {
+    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+    curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, s->bearer);
+  }
+}
+
+/* ---- transfers ------------------------------------------------------------ */
+
+/* Links a transfer into the active list and gives it an easy handle (from
+ * the idle stack, or a new one); NULL when out of memory (nothing linked). */
+CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop)
+{
+  CURL *easy = s->nidle > 0 ? s->idle[--s->nidle] : curl_easy_init();
+  if (easy == NULL)
+    return NULL;
+  s->drop = drop;
+  link->prev = NULL;
+  link->next = s->active;
+  if (s->active != NULL)
+    s->active->prev = link;
+  s->active = link;
+  s->nactive++;
+  return easy;
+}
+
+/* Hands a configured easy handle to the multi handle. */
+CURLMcode kf_session_start(kf_session *s, CURL *easy)
+{
+  return curl_multi_add_handle(s->multi, easy);
+}
+
+/* Takes a transfer out of the active list only (after fork: its handle is
+ * the parent's). */
+void kf_session_forget(kf_session *s, kf_link *link)
+{
+  if (link->prev != NULL)
+    link->prev->next = link->next;
+  else
+    s->active = link->next;
+  if (link->next != NULL)
+    link->next->prev = link->prev;
+  link->prev = link->next = NULL;
+  s->nactive--;
+}
+
+/* Takes a transfer out of the multi handle and the active list; its easy
+ * handle goes back to the idle stack (reset) or is freed. */
+void kf_session_remove(kf_session *s, kf_link *link, CURL *easy)
+{
+  curl_multi_remove_handle(s->multi, easy);
+  if (!s->closed && s->nidle < KF_IDLE_MAX) {
     curl_easy_reset(easy);
     s->idle[s->nidle++] = easy;
   } else {
     curl_easy_cleanup(easy);
   }
+  kf_session_forget(s, link);
 }
 
-void kf_session_link(kf_session *s, kf_request *r)
+int kf_session_busy(const kf_session *s)
 {
-  r->session = s;
-  r->prev = NULL;
-  r->next = s->active;
-  if (s->active != NULL)
-    s->active->prev = r;
-  s->active = r;
-  s->nactive++;
+  return s->nactive > 0;
 }
 
-void kf_session_unlink(kf_session *s, kf_request *r)
+/* ---- HTTP/2 GOAWAYs --------------------------------------------------------- */
+
+void kf_session_note_goaway(kf_session *s, long conn, long last_stream)
 {
-  if (r->prev != NULL)
-    r->prev->next = r->next;
-  else
-    s->active = r->next;
-  if (r->next != NULL)
-    r->next->prev = r->prev;
-  r->prev = r->next = NULL;
-  s->nactive--;
+  if (s->ngoaway == KF_GOAWAYS) {
+    memmove(s->goaway[0], s->goaway[1], sizeof s->goaway[0] * (KF_GOAWAYS - 1));
+    s->ngoaway--;
+  }
+  s->goaway[s->ngoaway][0] = conn;
+  s->goaway[s->ngoaway][1] = last_stream;
+  s->ngoaway++;
+}
+
+/* Whether a GOAWAY on connection `conn` refused stream `stream_id`. */
+int kf_session_goaway_refused(const kf_session *s, long conn, long stream_id)
+{
+  int i;
+  if (stream_id < 0)
+    return 0;
+  for (i = 0; i < s->ngoaway; i++)
+    if (s->goaway[i][0] == conn && stream_id > s->goaway[i][1])
+      return 1;
+  return 0;
 }
 
 /* ---- what curl watches: the socket-action API ------------------------------
@@ -267,76 +493,38 @@ static int act_on_ready(lua_State *L, kf_session *s, long wait_ms)
 
 /* ---- driving the multi handle -------------------------------------------- */
 
-/* Finishes every transfer curl reports done; with `collect`, pushes them
- * into the table on the top of the stack.  Returns how many finished. */
-static int collect_finished(lua_State *L, kf_session *s, int collect)
+void kf_session_run_timer(lua_State *L, kf_session *s)
+{
+  act_if_due(L, s);
+}
+
+/* Waits up to wait_ms (less when curl's timer is due sooner) for a watched
+ * socket, hands curl the ready ones, then runs the timer if due.  Returns
+ * how many sockets were ready. */
+int kf_session_pump(lua_State *L, kf_session *s, long wait_ms)
+{
+  int events;
+  long due = timer_left(s);
+  if (due >= 0 && due < wait_ms)
+    wait_ms = due;
+  events = act_on_ready(L, s, wait_ms);
+  act_if_due(L, s);
+  return events;
+}
+
+/* The easy handle of the next finished transfer, and its result; NULL when
+ * none is left to report. */
+CURL *kf_session_finished(kf_session *s, CURLcode *result)
 {
   CURLMsg *msg;
-  int left, n = 0;
+  int left;
   while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
-    kf_request *r = NULL;
-    if (msg->msg != CURLMSG_DONE)
-      continue;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-    if (r == NULL)
-      continue;
-    if (collect) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->self_ref);
-      lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+    if (msg->msg == CURLMSG_DONE) {
+      *result = msg->data.result;
+      return msg->easy_handle;
     }
-    kf_request_finish(L, r, msg->data.result);
-    n++;
   }
-  return n;
-}
-
-/* One round of work: run curl's timer if due, wait up to timeout_ms for a
- * socket (not at all if something already finished), hand curl what is
- * ready.  With `collect`, leaves a table of the finished requests on the
- * stack.  Returns how many finished; *events counts the ready sockets. */
-int kf_session_drive(lua_State *L, kf_session *s, long timeout_ms, int collect, int *events)
-{
-  int n;
-  long wait, due;
-  if (collect)
-    lua_newtable(L);
-  act_if_due(L, s);
-  n = collect_finished(L, s, collect);
-  wait = n > 0 || s->nactive == 0 ? 0 : timeout_ms;
-  due = timer_left(s);
-  if (due >= 0 && due < wait)
-    wait = due;
-  *events = act_on_ready(L, s, wait);
-  act_if_due(L, s);
-  return n + collect_finished(L, s, collect);
-}
-
-/* session:step([timeout]) -> finished, events
- * `finished`: array of the requests that finished (maybe empty); `events`:
- * how many sockets were ready (progress, for adaptive polling).  The
- * timeout (seconds, default 1) bounds the wait for network activity. */
-static int session_step(lua_State *L)
-{
-  kf_session *s = kf_check_session(L, 1);
-  long ms = kf_check_ms(L, 2, 1.0);
-  int events;
-  kf_session_drive(L, s, ms, 1, &events);
-  lua_pushinteger(L, events);
-  return 2;
-}
-
-/* session:wait(request): drives the session until that request is done.
- * Other transfers in flight progress meanwhile. */
-static int session_wait(lua_State *L)
-{
-  kf_session *s = kf_check_session(L, 1);
-  kf_request *r = kf_check_request(L, 2);
-  int events;
-  luaL_argcheck(L, r->session == s || r->state != KF_REQUEST_RUNNING, 2,
-                "request belongs to another session");
-  while (r->state == KF_REQUEST_RUNNING)
-    kf_session_drive(L, s, 1000, 0, &events);
-  return 0;
+  return NULL;
 }
 
 /* session:timeout() -> seconds until curl wants to be driven again (0:
@@ -447,11 +635,11 @@ static void read_settings(lua_State *L, kf_session *s, int t)
  * "canceled"), so closing in the middle of a fan-out is safe. */
 static void session_release(lua_State *L, kf_session *s)
 {
-  kf_session_check_fork(L, s);
+  kf_session_forked(L, s);   /* never raises: this runs in __gc */
   if (s->closed)
     return;
   while (s->active != NULL)
-    kf_request_detach(L, s->active);
+    s->drop(L, s->active, 0);
   s->closed = 1;
   free(s->watch);
   s->watch = NULL;
@@ -501,7 +689,7 @@ static int session_tostring(lua_State *L)
 static int session_stats(lua_State *L)
 {
   kf_session *s = luaL_checkudata(L, 1, KF_SESSION_MT);
-  kf_session_check_fork(L, s);
+  kf_session_forked(L, s);
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, s->nwatch);
   lua_setfield(L, -2, "sockets");
@@ -520,14 +708,6 @@ static int session_closed(lua_State *L)
   kf_session *s = luaL_checkudata(L, 1, KF_SESSION_MT);
   lua_pushboolean(L, s->closed);
   return 1;
-}
-
-/* session:start(spec) -> request; see request.c for the spec fields. */
-static int session_start(lua_State *L)
-{
-  kf_session *s = kf_check_session(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  return kf_request_start(L, s, 2);
 }
 
 /* core.session([options]) -> session
@@ -562,9 +742,13 @@ static int session_new(lua_State *L)
  * handle for DNS and TLS sessions; owned by this process. */
 static int make_handles(kf_session *s)
 {
+  static int counting;
+  if (!counting)   /* once per process image; glibc drops it if the module is unloaded */
+    counting = pthread_atfork(NULL, NULL, count_fork) == 0;
   s->multi = curl_multi_init();
   s->share = curl_share_init();
-  s->pid = getpid();
+  s->forks = forks;
+  s->orphan = 0;
   s->closed = 0;
   if (s->multi == NULL || s->share == NULL)
     return -1;
@@ -584,12 +768,11 @@ static int session_gc(lua_State *L)
   return 0;
 }
 
+/* The session class (request.c adds start, wait and step); the constructor
+ * is pushed for core.session. */
 int kf_open_session(lua_State *L)
 {
   static const luaL_Reg methods[] = {
-    {"start", session_start},
-    {"wait", session_wait},
-    {"step", session_step},
     {"timeout", session_timeout},
     {"sockets", session_sockets},
     {"pollfd", session_pollfd},
@@ -605,11 +788,7 @@ int kf_open_session(lua_State *L)
     {"__tostring", session_tostring},
     {NULL, NULL}
   };
-  luaL_newmetatable(L, KF_SESSION_MT);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
+  kf_new_class(L, KF_SESSION_MT, meta, methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, session_new);
   return 1;

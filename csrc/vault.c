@@ -291,21 +291,17 @@ int kf_new_vault(lua_State *L)
     {"redact", vault_redact},
     {NULL, NULL}
   };
+  static const luaL_Reg meta[] = {
+    {"__tostring", vault_tostring},
+    {"__gc", vault_gc},
+    {NULL, NULL}
+  };
   kf_vault *v = (kf_vault *)lua_newuserdata(L, sizeof *v);
   v->items = NULL;
   v->n = v->cap = 0;
-  if (luaL_newmetatable(L, KF_VAULT_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, vault_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, vault_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, "keyfactor.vault");
-    lua_setfield(L, -2, "__name");
-    lua_pushliteral(L, "keyfactor.vault");
-    lua_setfield(L, -2, "__metatable");   /* getmetatable cannot reach __gc */
-  }
+  kf_new_class(L, KF_VAULT_MT, meta, methods);
+  lua_pushliteral(L, KF_VAULT_MT);
+  lua_setfield(L, -2, "__metatable");   /* getmetatable cannot reach __gc */
   lua_setmetatable(L, -2);
   return 1;
 }

@@ -8,7 +8,6 @@
 
 local core = require "keyfactor.core"
 local errors = require "keyfactor.errors"
-local scheduler = require "keyfactor.scheduler"
 local secrets = require "keyfactor.secrets"
 local transport = require "keyfactor.transport"
 
@@ -107,7 +106,7 @@ end
 function Auth:await_fetch(fetch)
   local deadline = core.now() + self.wait_max
   while self.oauth.fetching == fetch do
-    if fetch.run ~= nil and fetch.run ~= scheduler.current(self.session) then return false end
+    if fetch.run ~= nil and fetch.run ~= self.http:current_run() then return false end
     if core.now() > deadline then return false end
     self.http:sleep(0.005)
   end
@@ -125,7 +124,7 @@ function Auth:prepare()
     if self:ready() then return true end
     if current.err then return nil, current.err end
   end
-  local fetch = { run = scheduler.current(self.session) }
+  local fetch = { run = self.http:current_run() }
   o.fetching = fetch
   -- released on every path: a raised error (a debug callback, a bug) too
   local ok, done, err = pcall(self.fetch_token, self)

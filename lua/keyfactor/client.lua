@@ -12,7 +12,6 @@ local endpoints = require "keyfactor.endpoints"
 local errors = require "keyfactor.errors"
 local progress = require "keyfactor.progress"
 local query_language = require "keyfactor.query"
-local scheduler = require "keyfactor.scheduler"
 local show = require "keyfactor.show"
 local transport = require "keyfactor.transport"
 local v = require "keyfactor.validate"
@@ -56,7 +55,7 @@ end
 
 -- GET returning a JSON object/array, or nil, err (kind "decode" otherwise).
 local function get(self, path, shape, query)
-  local value, status = self.http:call("GET", path, { query = query })
+  local value, status = self.http:call("GET", path, query and { query = query } or nil)
   if value == nil then return nil, status end
   return calls.shaped(value, shape, "GET", path, status)
 end
@@ -135,6 +134,8 @@ end
 local CERTIFICATE = endpoints.get("certificate")
 local LOOKUP_FIELDS = endpoints.LOOKUP_FIELDS
 
+local math_type = math.type   -- Lua 5.3+
+
 -- "Thumbprint -eq "AB12" AND SerialNumber -eq "01"", fields in a fixed order
 -- (the lookup's values come quoted from the entry's check).
 local function lookup_query(lookup)
@@ -153,6 +154,10 @@ end
 -- collectionId.
 function Client:certificate(id, opts)
   check_open(self, "kf:certificate")
+  if opts == nil and math_type and math_type(id) == "integer" then
+    -- an integer id and no options: nothing to check (kf:parallel's inner loop)
+    return show.certificate(get(self, "/Certificates/" .. id, "object"))
+  end
   local r = calls.prepare(CERTIFICATE, nil, id, opts)
   if type(r.values.id) ~= "table" then
     return show.certificate(get(self, r.path, "object", r.query))
@@ -272,7 +277,7 @@ local function wait_many(self, cert_ids, store_ids, deadline, opts)
     fns[i] = function() return wait_one(self, cert_id, stores, deadline, opts) end
   end
   local _, errs
-  if scheduler.current(self.session) then      -- already inside kf:parallel
+  if self.http:current_run() then      -- already inside kf:parallel
     errs = {}
     for i, fn in ipairs(fns) do errs[i] = select(2, fn()) end
   else
@@ -350,10 +355,29 @@ local PARALLEL = endpoints.get("parallel")
 function Client:parallel(fns, opts)
   check_open(self, "kf:parallel")
   opts = calls.prepare(PARALLEL, nil, fns, opts).values
-  if scheduler.current(self.session) then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end
+  if self.http:current_run() then v.raise("kf:parallel", "cannot be nested inside kf:parallel") end
   return self.http:parallel(fns, {
     concurrency = opts.concurrency, progress = progress.for_option(opts.progress, #fns),
   }, function(i) return self, i end)
+end
+
+--- Sets how this client waits for the network: a driver (keyfactor.driver),
+-- as `attach(kf)` of keyfactor.cqueues, keyfactor.haproxy and keyfactor.ngx
+-- does.  Returns the client.
+function Client:set_driver(d)
+  check_open(self, "kf:set_driver")
+  self.http:set_driver(d)
+  return self
+end
+
+--- Sleeps `seconds` the way the client waits: through its driver (yielding
+-- to the host where it is attached), or, inside a `kf:parallel` function,
+-- letting the other functions run meanwhile.
+function Client:sleep(seconds)
+  check_open(self, "kf:sleep")
+  seconds = v.check("kf:sleep", v.number, seconds, "seconds")
+  if seconds ~= seconds or seconds < 0 then v.raise("kf:sleep", "seconds must be 0 or more") end
+  self.http:sleep(seconds)
 end
 
 --- Releases the connection pool and every curl handle.  Calls on a closed

@@ -66,8 +66,7 @@ end
 
 --- Makes `kf` cooperate with cqueues.  Returns `kf`.
 function kf_cqueues.attach(kf)
-  kf.http:set_driver(kf_cqueues.driver())
-  return kf
+  return kf:set_driver(kf_cqueues.driver())
 end
 
 return kf_cqueues

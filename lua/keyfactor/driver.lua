@@ -1,11 +1,12 @@
 --- How the client waits for the network: drivers.
 --
--- A client's transport is given one driver (`keyfactor.new{driver = d}`,
--- or `kf.http:set_driver(d)`, which is what `attach(kf)` of
--- keyfactor.cqueues, keyfactor.haproxy and keyfactor.ngx does).  Every wait
--- of the client goes through it: a single call, `kf:parallel`, paging,
--- token fetches, retry backoff and `wait_deployed` intervals.  A driver is
--- a table with:
+-- A client is given one driver (`keyfactor.new{driver = d}`, or
+-- `kf:set_driver(d)`, which is what `attach(kf)` of keyfactor.cqueues,
+-- keyfactor.haproxy and keyfactor.ngx does).  Every wait of the client goes
+-- through it: a single call, `kf:parallel` (whose run installs a driver of
+-- its own over it for its length: keyfactor.scheduler), paging, token
+-- fetches, retry backoff, `wait_deployed` intervals and `kf:sleep`.  A
+-- driver is a table with:
 --
 --   name                     "block", "cqueues", "haproxy", "ngx", ...
 --   d:active()               true when the running code may yield to the

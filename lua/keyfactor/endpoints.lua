@@ -790,6 +790,24 @@ local ENTRIES = {
       .. "  function(kf) return kf:certificate(2) end,\n})",
   },
   {
+    name = "set_driver", method = nil, path = nil, group = "Other", kind = "helper", hand = true,
+    summary = "Set how the client waits: block, or yield to a host's event loop",
+    params = {
+      req(p("driver", "table", nil, "active, poll, sleep[, wait] (keyfactor.driver)")),
+    },
+    returns = "the client (attach() of keyfactor.cqueues, .haproxy and .ngx calls it)",
+    example = 'kf:set_driver(require("keyfactor.cqueues").driver())',
+  },
+  {
+    name = "sleep", method = nil, path = nil, group = "Other", kind = "helper", hand = true,
+    summary = "Sleep the way the client waits (its driver; inside kf:parallel, the run's)",
+    params = {
+      req(p("seconds", "number", nil, "how long, 0 or more")),
+    },
+    returns = "nothing",
+    example = "kf:sleep(0.5)",
+  },
+  {
     name = "request", method = "any", path = "any", group = "Other", kind = "helper", hand = true,
     summary = "Call any endpoint",
     params = {

@@ -147,7 +147,7 @@ function Fleet:recover(err, deadline)
   while true do
     self.log(string.format("%s: Redis: %s; connecting again in %.1fs", self.name, tostring(err), delay))
     if deadline and core.now() + delay > deadline then error(err, 0) end
-    self.kf.http:sleep(delay)
+    self.kf:sleep(delay)
     pcall(self.db.quit, self.db)
     local ok, db = pcall(connection.open, self.settings)
     if ok then

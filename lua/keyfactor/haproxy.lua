@@ -130,7 +130,7 @@ end
 --- Makes `kf` yield to HAProxy while it waits.  Returns `kf`.
 function kf_haproxy.attach(kf)
   local warned = false
-  kf.http:set_driver(driver.polling {
+  kf:set_driver(driver.polling {
     name = "haproxy",
     -- core.msleep takes whole milliseconds; 0 would be a busy yield.
     sleep = function(seconds)

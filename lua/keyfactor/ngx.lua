@@ -39,7 +39,7 @@ end
 --- Makes `kf` yield to nginx while it waits.  Returns `kf`.
 function kf_ngx.attach(kf)
   local warned_in          -- the process that logged (each worker logs once)
-  kf.http:set_driver(driver.polling {
+  kf:set_driver(driver.polling {
     name = "ngx",
     sleep = function(seconds) ngx.sleep(seconds) end,
     active = function()

@@ -51,7 +51,8 @@ local HINT = {
 --- The error fields for a transfer of `method` that got no answer.
 -- `record` is the failure record of `request:result()`.  Returns a table
 -- with kind, message, retryable, retry_now (retry without backing off: a
--- kept-alive connection the server had closed), sent, curl (the code name).
+-- kept-alive connection the server had closed), sent, curl (the code name),
+-- curl_code (libcurl's number for it).
 function outcome.failure(method, record)
   local code = record.code
   local kind = KIND[code] or "transport"
@@ -68,6 +69,7 @@ function outcome.failure(method, record)
   end
   return {
     kind = kind, message = record.message .. (HINT[code] or ""), sent = sent, curl = code,
+    curl_code = record.curl_code,
     retryable = retryable, retry_now = retryable and record.replayed == true,
   }
 end

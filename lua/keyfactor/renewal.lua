@@ -299,7 +299,7 @@ function renewal.confirm(kf, pairs_, opts)
       open = open + #still
     end
     if open == 0 or core.now() + interval > deadline then break end
-    kf.http:sleep(interval)
+    kf:sleep(interval)
   end
   for _, pair in ipairs(pairs_) do
     local entry = pair[1]

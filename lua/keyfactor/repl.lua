@@ -239,9 +239,9 @@ local function cancellable(kf, sig)
     end
   end
   local http = type(kf) == "table" and rawget(kf, "http")
-  if http and http.set_driver then             -- a transport with drivers (keyfactor.driver)
+  if http and type(kf.set_driver) == "function" then   -- a client with drivers (keyfactor.driver)
     local now, nap = require("keyfactor.core").now, require("keyfactor.driver").block
-    http:set_driver {
+    kf:set_driver {
       name = "repl",
       active = function() return true end,
       wait = function(_, session, request) return wait(session, request) end,

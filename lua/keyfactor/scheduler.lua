@@ -2,45 +2,70 @@
 --
 -- As many worker coroutines as the concurrency limit each take the next
 -- function, run it, record its result and take the next, until none is
--- left.  The functions call ordinary `kf:` methods: when one needs the
--- network, `Transport:transfer` finds the scheduler of the running
--- coroutine and calls `Scheduler:transfer`, which starts the request and
--- yields; the scheduler drives every transfer at once through the client's
--- driver (`driver:poll`: blocking, or yielding to the host's event loop)
--- and resumes each worker when its request is done.  A worker has at most
--- one transfer open, so the number of workers is the bound on transfers.
+-- left.  The functions call ordinary `kf:` methods.  For the length of the
+-- run the client's transport waits through the run's driver (`run.driver`,
+-- installed by `Transport:parallel` over the client's own): inside one of
+-- the run's workers a wait yields the request to the run, and a sleep its
+-- deadline; anywhere else the wrapped driver waits as it always does.  The
+-- run drives every transfer at once through the client's driver
+-- (`driver:poll`: blocking, or yielding to the host's event loop) and
+-- resumes each worker when its request is done.  A worker has at most one
+-- transfer open, so the number of workers is the bound on transfers.
 -- When the client is closed by one of the functions, the run ends: what
 -- finished stays, the rest get "canceled" errors.
 -- @module keyfactor.scheduler
 
 local core = require "keyfactor.core"
+local driver = require "keyfactor.driver"
 local errors = require "keyfactor.errors"
 
 local scheduler = {}
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
--- worker coroutine -> scheduler, for the workers a scheduler is running now.
-local owner = setmetatable({}, { __mode = "k" })
+-- The driver a run installs: its workers yield to the run, any other
+-- coroutine waits with the wrapped driver (the client's own, or an outer
+-- run's when runs of one client overlap in an event loop).
+local Parallel = { name = "parallel" }
+Parallel.__index = Parallel
 
---- The scheduler running the current coroutine on `session`, if any.
-function scheduler.current(session)
+-- Whether the running coroutine is one of this run's workers.
+function Parallel:in_worker()
   local co = coroutine.running()
-  local s = co and owner[co]
-  if s and s.session == session then return s end
-  return nil
+  return co ~= nil and self.run.workers_by_co[co] ~= nil
 end
 
--- Called inside a worker.
-function Scheduler:transfer(spec)
-  local request = self.session:start(spec)
-  self.inflight = self.inflight + 1
+function Parallel:active()
+  return self:in_worker() or self.wrapped:active()
+end
+
+function Parallel:wait(session, request)
+  if not self:in_worker() then return driver.wait(self.wrapped, session, request) end
+  local run = self.run
+  run.inflight = run.inflight + 1
   coroutine.yield("wait", request)
-  return request
 end
 
-function Scheduler:sleep(seconds)
+function Parallel:sleep(seconds)
+  if not self:in_worker() then return self.wrapped:sleep(seconds) end
   coroutine.yield("sleep", core.now() + seconds)
+end
+
+function Parallel:poll(session, timeout)
+  return self.wrapped:poll(session, timeout)
+end
+
+--- The run whose worker is running now (this one, or an outer one), or nil.
+function Parallel:current()
+  if self:in_worker() then return self.run end
+  local outer = self.wrapped
+  return getmetatable(outer) == Parallel and outer:current() or nil
+end
+
+--- The driver `d` wraps when it is a run's, else nil (for Transport's
+-- driver chain).
+function scheduler.wrapped(d)
+  return getmetatable(d) == Parallel and d.wrapped or nil
 end
 
 -- A queue of workers to resume, with its own count (workers are appended
@@ -77,14 +102,14 @@ function Scheduler:spawn(ready)
   if self.next > self.total then return end
   local worker = {}
   worker.co = coroutine.create(function() return work(self, worker) end)
-  owner[worker.co] = self
+  self.workers_by_co[worker.co] = worker
   self.workers[#self.workers + 1] = worker
   self.live = self.live + 1
   push(ready, worker)
 end
 
 function Scheduler:retire(worker)
-  owner[worker.co] = nil
+  self.workers_by_co[worker.co] = nil
   self.live = self.live - 1
 end
 
@@ -119,6 +144,7 @@ end
 
 -- Moves the workers whose sleep is over to the ready queue.
 function Scheduler:wake_sleepers(ready)
+  if self.sleepers[1] == nil then return end
   local now = core.now()
   for i = #self.sleepers, 1, -1 do
     if self.sleepers[i].deadline <= now then
@@ -129,6 +155,7 @@ end
 
 function Scheduler:next_timeout()
   local timeout = 1
+  if self.sleepers[1] == nil then return timeout end
   local now = core.now()
   for _, s in ipairs(self.sleepers) do
     timeout = math.min(timeout, math.max(0, s.deadline - now))
@@ -167,7 +194,7 @@ function Scheduler:loop()
     if ready.n == 0 then
       local timeout = self:next_timeout()
       if self.inflight > 0 then
-        for _, request in ipairs(self.driver:poll(self.session, timeout)) do self:wake_request(request, ready) end
+        for _, request in ipairs(self.poller:poll(self.session, timeout)) do self:wake_request(request, ready) end
         if ready.n == 0 then
           -- Nothing reported: also catch a request finished by anyone else
           -- driving the session, so that no worker waits forever.
@@ -176,7 +203,7 @@ function Scheduler:loop()
           end
         end
       elseif timeout > 0 then
-        self.driver:sleep(timeout)
+        self.poller:sleep(timeout)
       end
       self:wake_sleepers(ready)
     end
@@ -185,20 +212,26 @@ function Scheduler:loop()
   if self.next <= self.total and self.session:closed() then self:cancel_rest(ready) end
 end
 
---- Runs `fns` concurrently on `session`; see `kf:parallel`.
--- `args_for(i)` gives the arguments of `fns[i]` (the client, then the index);
--- `waiter` is the driver that waits for the network (keyfactor.driver).
--- Returns values, errors: arrays in input order.
-function scheduler.run(session, fns, opts, args_for, waiter)
+--- A run of `fns` on `session`; see `kf:parallel`.  `args_for(i)` gives the
+-- arguments of `fns[i]` (the client, then the index); `waiter` is the driver
+-- that waits for the network (keyfactor.driver), `own` the driver the run's
+-- one wraps (`run.driver`, to install on the transport for `run:run()`).
+function scheduler.new(session, fns, opts, args_for, waiter, own)
   local self = setmetatable({
-    session = session, driver = waiter, limit = opts.concurrency or 16, inflight = 0,
+    session = session, poller = waiter, limit = opts.concurrency or 16, inflight = 0,
     fns = fns, args_for = args_for, next = 1, total = #fns,
-    workers = {}, waiting = {}, sleepers = {},
+    workers = {}, workers_by_co = {}, waiting = {}, sleepers = {},
     values = {}, errors = {}, live = 0, done = 0, failed = 0,
     progress = opts.progress,
   }, Scheduler)
+  self.driver = setmetatable({ run = self, wrapped = own }, Parallel)
+  return self
+end
+
+--- Runs the functions.  Returns values, errors: arrays in input order.
+function Scheduler:run()
   local ok, err = pcall(self.loop, self)
-  for _, worker in ipairs(self.workers) do owner[worker.co] = nil end
+  self.workers_by_co = {}
   for request in pairs(self.waiting) do request:cancel() end
   if not ok then error(err, 0) end
   return self.values, self.errors

@@ -1,10 +1,11 @@
 --- HTTP for the client: URLs, headers, JSON, retries, errors, debug lines.
 --
 -- One `transport` per client, over one `keyfactor.core` session.  Every API
--- call goes through `transport:call`.  How it waits is its driver's choice
--- (keyfactor.driver: block, or yield to cqueues, HAProxy, nginx); inside
--- `kf:parallel` it yields to the scheduler (keyfactor.scheduler) so other
--- calls proceed meanwhile.  What a failure means, and whether to retry, is
+-- call goes through `transport:call`.  Every wait goes through its driver
+-- (keyfactor.driver: block, or yield to cqueues, HAProxy, nginx);
+-- `kf:parallel` installs its run's driver over the client's own for its
+-- length, so that its workers yield to the run (keyfactor.scheduler) while
+-- other calls proceed.  What a failure means, and whether to retry, is
 -- keyfactor.outcome's.
 -- @module keyfactor.transport
 
@@ -81,17 +82,38 @@ function transport.new(session, config)
   return self
 end
 
---- Sets how this client waits (see keyfactor.driver).
-function Transport:set_driver(d)
-  self.driver = driver.check(d, "set_driver")
+-- The drivers installed form a chain: the transport's `driver`, then each
+-- `kf:parallel` run's `wrapped`, down to the client's own.  The table and
+-- field that hold `target` (nil: the client's own driver).
+local function chain_slot(self, target)
+  local holder, field = self, "driver"
+  while holder[field] ~= target and scheduler.wrapped(holder[field]) do
+    holder, field = holder[field], "wrapped"
+  end
+  return holder, field
 end
 
--- The driver for a wait now: the client's, or blocking where it cannot
--- yield (a host phase that forbids it).
+--- Sets how this client waits (see keyfactor.driver).  During a
+-- `kf:parallel` run this replaces the client's own driver under the run's.
+function Transport:set_driver(d)
+  d = driver.check(d, "set_driver")
+  local holder, field = chain_slot(self, nil)
+  holder[field] = d
+end
+
+-- The driver for a wait now: the installed one, or blocking where it
+-- cannot yield (a host phase that forbids it).
+local block = driver.block
 function Transport:waiter()
   local d = self.driver
-  if d ~= driver.block and not d:active() then return driver.block end
+  if d ~= block and not d:active() then return block end
   return d
+end
+
+--- The `kf:parallel` run whose worker is running now, or nil.
+function Transport:current_run()
+  local d = self.driver
+  return d.current ~= nil and d:current() or nil
 end
 
 --- Registers a secret under `name` (replacing any earlier one of that
@@ -111,24 +133,24 @@ function Transport:redact(text, extra)
   return self.secrets:redact(text, extra)
 end
 
---- Runs one transfer to completion and returns the finished request:
--- through the driver, or yielding to the scheduler inside `kf:parallel`.
+--- Runs one transfer to completion and returns the finished request.
 function Transport:transfer(spec)
-  local sched = scheduler.current(self.session)
-  if sched then return sched:transfer(spec) end
   local request = self.session:start(spec)
   self:await(request)
   return request
 end
 
--- Waits for a started request.
+-- Waits for a started request, through the driver.
 function Transport:await(request)
-  driver.wait(self:waiter(), self.session, request)
+  local d = self.driver
+  if d == block then return self.session:wait(request) end   -- the common case, directly
+  if not d:active() then return self.session:wait(request) end
+  if d.wait then return d:wait(self.session, request) end
+  driver.wait(d, self.session, request)
 end
 
+--- Sleeps `seconds` through the driver.
 function Transport:sleep(seconds)
-  local sched = scheduler.current(self.session)
-  if sched then return sched:sleep(seconds) end
   self:waiter():sleep(seconds)
 end
 
@@ -180,11 +202,6 @@ function Transport:http_failure(method, path, status, body, headers, extra)
   }
 end
 
-local function decode(body)
-  if body == "" then return true end
-  return core.decode_json(body)
-end
-
 function Transport:log(line)
   if self.debug then self.debug(self.secrets:redact(line, nil, secrets.OWN_TEXT_MIN)) end
 end
@@ -195,8 +212,9 @@ end
 -- (array of "Name: value", replacing the session's of the same name), secrets (strings to redact), url (absolute,
 -- instead of base .. path), raw (return the body undecoded), headers_wanted
 -- (return the response headers too), userpwd, auth.
+local NO_OPTS = {}
 function Transport:begin(method, path, opts, start)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   local url = opts.url or self.base .. path
   if opts.query then
     local qs = transport.query_string(opts.query)
@@ -204,18 +222,23 @@ function Transport:begin(method, path, opts, start)
   end
   local body = opts.body
   if type(body) == "table" then body = core.encode_json(body) end
-  local call = {
-    method = method, path = path, opts = opts, shown = url:sub(#self.base + 1),
-    spec = {
-      method = method, url = url, headers = opts.headers, body = body,
-      userpwd = opts.userpwd, auth = opts.auth, timeout = opts.timeout,
-    },
-  }
-  if start and not scheduler.current(self.session)
+  -- The call is also the core's request spec (session:start reads method,
+  -- url, headers, body, userpwd, auth, timeout): one table per call.
+  local call = { method = method, url = url, path = path, opts = opts, body = body }
+  if opts ~= NO_OPTS then   -- the rest only when given: a small table for the common call
+    call.headers, call.userpwd, call.auth, call.timeout = opts.headers, opts.userpwd, opts.auth, opts.timeout
+  end
+  -- not inside a kf:parallel worker: each holds one transfer at most
+  if start and not self:current_run()
       and (not self.auth or opts.auth == false or self.auth:ready()) then
-    call.started = self.session:start(call.spec)
+    call.started = self.session:start(call)
   end
   return call
+end
+
+-- The URL as debug lines show it: relative to the base URL.
+local function shown(self, call)
+  return call.url:sub(#self.base + 1)
 end
 
 -- One attempt, to the finished request (the prefetched one if there is
@@ -232,36 +255,41 @@ function Transport:attempt(call)
     self:await(request)
     return request
   end
-  if self.auth and call.opts.auth ~= false then
-    local ok, err = self.auth:prepare()
+  local auth = self.auth
+  if auth and auth.oauth and call.opts.auth ~= false then   -- only OAuth has anything to prepare
+    local ok, err = auth:prepare()
     if not ok then return nil, err end
   end
-  return self:transfer(call.spec)
+  return self:transfer(call)
 end
 
 --- Runs a prepared call to its end, with retries.
 -- Returns decoded body, status, headers (only with opts.headers_wanted or
 -- opts.raw); or nil, err.
 function Transport:finish(call)
-  local method, path, opts, shown = call.method, call.path, call.opts, call.shown
+  local method, path, opts = call.method, call.path, call.opts
   local refreshed = false
   local attempt = 0
   while true do
     attempt = attempt + 1
     local request, auth_err = self:attempt(call)
     if not request then return nil, auth_err end
-    local status, body, seconds = request:result()
+    -- a 2xx answer comes decoded straight from the received bytes (unless raw)
+    local status, body, seconds, why = request:result(not opts.raw)
     local err, headers
     if status == nil then        -- body: the failure record
       err = self:transport_failure(method, path, body, opts.secrets)
-    else
-      if status >= 300 or opts.raw or opts.headers_wanted then headers = request:headers() end
+    elseif status < 200 or status >= 300 or opts.raw or opts.headers_wanted then
+      headers = request:headers()
       err = self:http_failure(method, path, status, body, headers, opts.secrets)
     end
     if not err then
-      if self.debug then self:log(string.format("%s %s %d %.1fms", method, shown, status, seconds * 1000)) end
+      if self.debug then
+        self:log(string.format("%s %s %d %.1fms", method, shown(self, call), status, seconds * 1000))
+      end
       if opts.raw then return body, status, headers end
-      local value, why = decode(body)
+      if body == "" then return true, status, headers end
+      local value = body
       if value == nil then
         return nil, errors.decode {
           status = status, method = method, path = path,
@@ -275,15 +303,15 @@ function Transport:finish(call)
     if status == 401 and not refreshed and self.auth and self.auth:can_refresh() and opts.auth ~= false then
       refreshed = true
       self.auth:invalidate()
-      self:log(string.format("%s %s 401, refreshing the OAuth token", method, shown))
+      self:log(string.format("%s %s 401, refreshing the OAuth token", method, shown(self, call)))
       attempt = attempt - 1
     elseif err.retryable and attempt <= self.retries then
       local delay = outcome.delay(attempt, err)
       self:log(string.format("%s %s failed: %s; retry %d/%d in %.2fs",
-        method, shown, tostring(err), attempt, self.retries, delay))
+        method, shown(self, call), tostring(err), attempt, self.retries, delay))
       if delay > 0 then self:sleep(delay) end
     else
-      self:log(string.format("%s %s failed: %s", method, shown, tostring(err)))
+      self:log(string.format("%s %s failed: %s", method, shown(self, call), tostring(err)))
       return nil, err
     end
   end
@@ -309,9 +337,18 @@ function Transport:poke()
   self.session:step(0)
 end
 
---- Runs `fns` concurrently (kf:parallel), waiting through this client's driver.
+--- Runs `fns` concurrently (kf:parallel): installs the run's driver over
+-- the client's own for the length of the run, which waits for the network
+-- through the client's.
 function Transport:parallel(fns, opts, args_for)
-  return scheduler.run(self.session, fns, opts, args_for, self:waiter())
+  local run = scheduler.new(self.session, fns, opts, args_for, self:waiter(), self.driver)
+  self.driver = run.driver
+  local ok, values, errs = pcall(run.run, run)
+  -- out of the chain, wherever it is now (runs of one client may overlap)
+  local holder, field = chain_slot(self, run.driver)
+  if holder[field] == run.driver then holder[field] = run.driver.wrapped end
+  if not ok then error(values, 0) end
+  return values, errs
 end
 
 return transport

@@ -83,6 +83,32 @@ describe("keyfactor.cqueues when curl closes sockets", function()
     assert.is_true(ok, tostring(err))
     for i = 1, 8 do assert.is_table(results[1][i], "call " .. i .. ": " .. tostring(results[2][i])) end
   end)
+
+  it("two kf:parallel runs of one client overlap, the first ends first; the loop's driver is back after", function()
+    local attached = kf.http.driver
+    sb:fault { method = "GET", path = STATUS, times = 2, delay_ms = 300 }
+    local loop = cqueues.new()
+    local first, second, order = nil, nil, {}
+    loop:wrap(function()   -- installed first, under the second run's driver; ends first
+      local fns = {}
+      for i = 1, 2 do fns[i] = function(k) return k:status() end end
+      first = { kf:parallel(fns, { concurrency = 2, progress = false }) }
+      order[#order + 1] = "first"
+    end)
+    loop:wrap(function()
+      cqueues.sleep(0.05)
+      local fns = {}
+      for i = 1, 3 do fns[i] = function(k) k:sleep(0.8) return k:status() end end
+      second = { kf:parallel(fns, { concurrency = 3, progress = false }) }
+      order[#order + 1] = "second"
+    end)
+    local ok, err = loop:loop()
+    assert.is_true(ok, tostring(err))
+    assert.are.same({ "first", "second" }, order)
+    for i = 1, 2 do assert.is_table(first[1][i], "first " .. i .. ": " .. tostring(first[2][i])) end
+    for i = 1, 3 do assert.is_table(second[1][i], "second " .. i .. ": " .. tostring(second[2][i])) end
+    assert.are.equal(attached, kf.http.driver, "both runs' drivers were taken out of the chain")
+  end)
 end)
 
 -- kf:close() from another coroutine while calls of the client wait in the

@@ -127,6 +127,39 @@ describe("keyfactor.driver", function()
     kf:close()
   end)
 
+  it("kf:set_driver and kf:sleep are the public way in (what the adapters and the fleet use)", function()
+    local d, naps = counting()
+    local kf = fixture.client(sb)
+    assert.are.equal(kf, kf:set_driver(d))
+    kf:sleep(0.02)
+    assert.are.equal(1, naps.n, "kf:sleep napped through the driver")
+    assert.is_true(math.abs(naps.total - 0.02) < 1e-9)
+    assert.has_error(function() kf:sleep(-1) end, "kf:sleep: seconds must be 0 or more")
+    assert.has_error(function() kf:sleep("1") end, "kf:sleep: seconds must be a number, not string")
+    assert.has_error(function() kf:set_driver({ poll = print }) end, "set_driver: driver.active must be a function")
+    kf:close()
+  end)
+
+  it("inside kf:parallel, kf:sleep lets the other functions run, and the client's driver is back after", function()
+    local d, naps = counting()
+    local kf = fixture.client(sb, { driver = d })
+    local fns = {}
+    for i = 1, 4 do fns[i] = function(k) k:sleep(0.3) return k:status() end end
+    local t0 = core.now()
+    local values, errs = kf:parallel(fns, { concurrency = 4, progress = false })
+    local elapsed = core.now() - t0
+    for i = 1, 4 do assert.is_table(values[i], tostring(errs[i])) end
+    -- four sleeps of 0.3 s at once, not one after another; the run waited
+    -- for them through the client's driver
+    assert.is_true(elapsed < 0.9, "took " .. elapsed .. " s")
+    assert.is_true(naps.total >= 0.25, "napped " .. naps.total .. " s")
+    -- the run's driver is gone: a sleep outside is the client's again
+    local before = naps.n
+    kf:sleep(0.01)
+    assert.are.equal(before + 1, naps.n)
+    kf:close()
+  end)
+
   it("blocks where the host cannot yield", function()
     local d, naps = counting(function() return false end)
     local kf = fixture.client(sb, { driver = d })

@@ -74,6 +74,15 @@ describe("transport", function()
   end)
 
   describe("the failure record", function()
+    it("carries libcurl's number to the error table", function()
+      local unreachable = keyfactor.new { url = "http://127.0.0.1:1/KeyfactorAPI", retries = 0, connect_timeout = 2 }
+      local value, err = unreachable:status()
+      unreachable:close()
+      assert.is_nil(value)
+      assert.are.equal("CURLE_COULDNT_CONNECT", err.curl)
+      assert.are.equal(7, err.curl_code)
+    end)
+
     it("names curl's code and says nothing was sent for a refused connection", function()
       local s = core.session { connect_timeout = 2 }
       local request = s:start { method = "POST", url = "http://127.0.0.1:1/x", body = "{}" }
@@ -81,6 +90,7 @@ describe("transport", function()
       local status, failure = request:result()
       assert.is_nil(status)
       assert.are.equal("CURLE_COULDNT_CONNECT", failure.code)
+      assert.are.equal(7, failure.curl_code)   -- libcurl's number beside its name
       assert.is_false(failure.sent)
       assert.is_false(failure.replayed)
       s:close()

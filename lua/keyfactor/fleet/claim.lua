@@ -194,7 +194,7 @@ function claim.renew_once(kf, cert_id, opts)
   local now = opts.now or function() return os.time() + clock.offset end
   -- a time on the server's clock as one on this host's (retry_at is for a local schedule)
   local function local_time(t) return t - (opts.now and 0 or clock.offset) end
-  local function nap(seconds) kf.http:sleep(math.max(0, math.min(seconds, lease / 4))) end
+  local function nap(seconds) kf:sleep(math.max(0, math.min(seconds, lease / 4))) end
   local stage = opts.on_stage or function() end
   local mine                       -- {token, at, after, written_at (monotonic), fast, previous}
   local function record(newer, how)

@@ -1,0 +1,3 @@
+module kfbench/peer
+
+go 1.19
