@@ -364,9 +364,9 @@ end
 --- Sets how this client waits for the network: a driver (keyfactor.driver),
 -- as `attach(kf)` of keyfactor.cqueues, keyfactor.haproxy and keyfactor.ngx
 -- does.  Returns the client.
-function Client:set_driver(d)
+function Client:set_driver(driver)
   check_open(self, "kf:set_driver")
-  self.http:set_driver(d)
+  self.http:set_driver(driver)
   return self
 end
 

@@ -793,7 +793,7 @@ local ENTRIES = {
     name = "set_driver", method = nil, path = nil, group = "Other", kind = "helper", hand = true,
     summary = "Set how the client waits: block, or yield to a host's event loop",
     params = {
-      req(p("driver", "table", nil, "active, poll, sleep[, wait] (keyfactor.driver)")),
+      req(p("driver", "table", nil, "active, poll, sleep[, wait] (keyfactor.driver)", { at = "arg" })),
     },
     returns = "the client (attach() of keyfactor.cqueues, .haproxy and .ngx calls it)",
     example = 'kf:set_driver(require("keyfactor.cqueues").driver())',
@@ -802,7 +802,7 @@ local ENTRIES = {
     name = "sleep", method = nil, path = nil, group = "Other", kind = "helper", hand = true,
     summary = "Sleep the way the client waits (its driver; inside kf:parallel, the run's)",
     params = {
-      req(p("seconds", "number", nil, "how long, 0 or more")),
+      req(p("seconds", "number", nil, "how long, 0 or more", { at = "arg" })),
     },
     returns = "nothing",
     example = "kf:sleep(0.5)",

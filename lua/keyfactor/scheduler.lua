@@ -55,6 +55,12 @@ function Parallel:poll(session, timeout)
   return self.wrapped:poll(session, timeout)
 end
 
+-- kf:close() during the run: the wrapped driver lets go of the session
+-- (cqueues forgets its descriptor before it is closed).
+function Parallel:release(session)
+  if self.wrapped.release then self.wrapped:release(session) end
+end
+
 --- The run whose worker is running now (this one, or an outer one), or nil.
 function Parallel:current()
   if self:in_worker() then return self.run end
@@ -168,7 +174,7 @@ end
 -- not run.
 function Scheduler:cancel_rest(ready)
   for i = self.next, self.total do
-    self:record(i, true, nil, errors.new { kind = "canceled",
+    self:record(i, true, nil, errors.canceled {
       message = "kf:parallel: the client was closed before this function ran" })
   end
   self.next = self.total + 1
