@@ -181,6 +181,9 @@ rock-check:
 	$(ROCKS53) make --deps-mode=none keyfactor-0.1.0-1.rockspec
 	@$(ROCKS) show keyfactor | grep -q '^	keyfactor\.core ' || { echo "rock-check: no keyfactor.core in the client rock"; exit 1; }
 	@! $(ROCKS) show keyfactor | grep -q '^	keyfactor\.sandbox' || { echo "rock-check: the client rock holds sandbox modules"; exit 1; }
+	@shown=$$($(ROCKS) show keyfactor); for file in $$(cd lua && find keyfactor -name '*.lua' ! -path 'keyfactor/sandbox/*' ! -name init.lua); do \
+	  module=$$(echo $${file%.lua} | tr / .); echo "$$shown" | grep -q "^	$$module " || { echo "rock-check: $$module is not in the client rock"; exit 1; }; \
+	done
 	@! $(ROCKS) show keyfactor-sandbox | grep -E '^	keyfactor\.' | grep -vq '^	keyfactor\.sandbox' || { echo "rock-check: the sandbox rock holds client modules"; exit 1; }
 	cd /tmp && env -u LUA_PATH -u LUA_CPATH lua5.4 $(CURDIR)/.ci/installed-smoke.lua $(ROCKTREE) $(ROCKTREE53)
 	$(ROCKS) remove keyfactor-sandbox

@@ -19,6 +19,8 @@ LUA_KEY    := $(subst /,_,$(patsubst /%,%,$(LUA_INCDIR)))
 CORE       := build/rock/$(LUA_KEY)/keyfactor/core.so
 # Every client module; the sandbox's are in lua/keyfactor/sandbox/.
 CLIENT_LUA := $(wildcard lua/keyfactor/*.lua)
+# The client's folders below lua/keyfactor/, each installed as itself.
+CLIENT_DIRS := api auth fleet http parallel util
 SANDBOX_LUA := $(wildcard lua/keyfactor/sandbox/*.lua)
 
 .PHONY: client sandbox install-client install-sandbox
@@ -35,8 +37,9 @@ install-client: $(CORE)
 	install -m 644 $(filter-out lua/keyfactor/init.lua,$(CLIENT_LUA)) $(LUADIR)/keyfactor/
 	install -m 644 lua/keyfactor/init.lua $(LUADIR)/keyfactor.lua
 	install -m 755 $(CORE) $(LIBDIR)/keyfactor/
-	install -d $(LUADIR)/keyfactor/fleet
-	install -m 644 $(wildcard lua/keyfactor/fleet/*.lua) $(LUADIR)/keyfactor/fleet/
+	for dir in $(CLIENT_DIRS); do \
+	  install -d $(LUADIR)/keyfactor/$$dir && install -m 644 lua/keyfactor/$$dir/*.lua $(LUADIR)/keyfactor/$$dir/ || exit 1; \
+	done
 	install -m 755 bin/keyfactor bin/keyfactor-fleet $(BINDIR)/
 
 sandbox:

@@ -139,7 +139,7 @@ elseif mode == "pagerss" then
 elseif mode == "overhead" then
   local cjson = require "cjson"
   local core = require "keyfactor.core"
-  local v = require "keyfactor.validate"
+  local v = require "keyfactor.api.validate"
   local cert_body, deploy_body = read_file(arg[2]), read_file(arg[3])
   local n = assert(tonumber(arg[4]))
   local kf = keyfactor.new { url = "https://127.0.0.1:1/KeyfactorAPI", username = "u", password = "p" }

@@ -15,7 +15,7 @@
  * walks the client (pretty-printers, debuggers, a REPL's `kf`); bytes behind
  * a userdata are not.  Values are wiped when replaced or collected, and
  * live in pages of their own that a core dump leaves out (MADV_DONTDUMP,
- * where the system has it).  keyfactor.secrets computes the encoded forms.
+ * where the system has it).  keyfactor.auth.secrets computes the encoded forms.
  */
 /* madvise(), MAP_ANONYMOUS: not in POSIX 2008, but in glibc, musl and the BSDs */
 #define _DEFAULT_SOURCE 1

@@ -1,11 +1,11 @@
 -- Writes the reference page of every kf: call from the endpoint table
--- (lua/keyfactor/endpoints.lua), as Markdown for LDoc:
+-- (lua/keyfactor/api/endpoints.lua), as Markdown for LDoc:
 --   lua5.4 docs/gen-reference.lua OUT.md        (make docs does this)
 -- One section per call, grouped as the table groups them: the call, its
 -- endpoint, the fields it accepts (name, type, required, meaning), what it
 -- returns, and its example.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-local endpoints = require "keyfactor.endpoints"
+local endpoints = require "keyfactor.api.endpoints"
 
 local out_path = assert(arg[1], "usage: gen-reference.lua OUT.md")
 

@@ -12,7 +12,7 @@ local rand = require "openssl.rand"
 local kf_pem = {}
 
 --- Base64 to bytes (Pkcs12Blob is base64 in the JSON answer).
-kf_pem.unbase64 = require("keyfactor.base64").decode
+kf_pem.unbase64 = require("keyfactor.util.base64").decode
 
 local function hex(bytes)
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))

@@ -4,7 +4,7 @@
 -- `kf:set_driver(d)`, which is what `attach(kf)` of keyfactor.cqueues,
 -- keyfactor.haproxy and keyfactor.ngx does).  Every wait of the client goes
 -- through it: a single call, `kf:parallel` (whose run installs a driver of
--- its own over it for its length: keyfactor.scheduler), paging, token
+-- its own over it for its length: keyfactor.parallel.scheduler), paging, token
 -- fetches, retry backoff, `wait_deployed` intervals and `kf:sleep`.  A
 -- driver is a table with:
 --

@@ -30,9 +30,9 @@ local core = require "keyfactor.core"
 local claim = require "keyfactor.fleet.claim"
 local renewal = require "keyfactor.renewal"
 local connection = require "keyfactor.fleet.connection"
-local dates = require "keyfactor.dates"
+local dates = require "keyfactor.util.dates"
 local query_language = require "keyfactor.query"
-local v = require "keyfactor.validate"
+local v = require "keyfactor.api.validate"
 
 local fleet = { claim = claim }
 

@@ -13,11 +13,11 @@
 -- @module keyfactor
 
 local core = require "keyfactor.core"
-local auth = require "keyfactor.auth"
-local Client = require "keyfactor.client"
+local auth = require "keyfactor.auth.credentials"
+local Client = require "keyfactor.api.client"
 local errors = require "keyfactor.errors"
-local transport = require "keyfactor.transport"
-local v = require "keyfactor.validate"
+local transport = require "keyfactor.http.transport"
+local v = require "keyfactor.api.validate"
 
 local keyfactor = {
   VERSION = "0.1.0",

@@ -24,10 +24,10 @@ local csr_mod = require "openssl.x509.csr"
 local name_mod = require "openssl.x509.name"
 local altname = require "openssl.x509.altname"
 local pkcs12 = require "openssl.pkcs12"
-local base64 = require "keyfactor.base64"
-local dates = require "keyfactor.dates"
-local files = require "keyfactor.files"
-local v = require "keyfactor.validate"
+local base64 = require "keyfactor.util.base64"
+local dates = require "keyfactor.util.dates"
+local files = require "keyfactor.util.files"
+local v = require "keyfactor.api.validate"
 
 local pki = {}
 

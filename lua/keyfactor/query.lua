@@ -10,12 +10,12 @@
 -- an integer is bare; a boolean is `true` or `false`.
 -- @module keyfactor.query
 
-local dates = require "keyfactor.dates"
-local v = require "keyfactor.validate"
+local dates = require "keyfactor.util.dates"
+local v = require "keyfactor.api.validate"
 
 local query = {}
 
--- As a keyfactor.validate checker (value, path): the literal, or fail(path, ...).
+-- As a keyfactor.api.validate checker (value, path): the literal, or fail(path, ...).
 local function literal(value, path)
   if type(value) == "number" then return string.format("%d", v.integer(value, path)) end
   if type(value) == "boolean" then return tostring(value) end

@@ -48,7 +48,7 @@
 local claim = require "keyfactor.fleet.claim"
 local core = require "keyfactor.core"
 local query = require "keyfactor.query"
-local v = require "keyfactor.validate"
+local v = require "keyfactor.api.validate"
 
 local renewal = {}
 

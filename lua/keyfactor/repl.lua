@@ -42,7 +42,7 @@ end
 local function pack(...) return { n = select("#", ...), ... } end
 
 local function catalog()
-  local ok, endpoints = pcall(require, "keyfactor.endpoints")
+  local ok, endpoints = pcall(require, "keyfactor.api.endpoints")
   return ok and endpoints or nil
 end
 
@@ -87,7 +87,7 @@ end
 -- @treturn string
 function repl.help(kf, what)
   local endpoints = catalog()
-  if not endpoints then return "help needs keyfactor.endpoints" end
+  if not endpoints then return "help needs keyfactor.api.endpoints" end
   local entry
   if type(what) == "string" then
     entry = endpoints.get((what:gsub("^kf[:.]", "")))
@@ -202,7 +202,7 @@ local function explain_missing(message, code, env)
   if type(value) ~= "table" then return message end
   local known = {}
   for _, n in ipairs(members(value, true, catalog())) do known[n] = true end
-  local near = require("keyfactor.validate").near_miss(name, known)
+  local near = require("keyfactor.api.validate").near_miss(name, known)
   return string.format("%s%s%s is not a method%s", receiver, sep, name,
     near and " (did you mean " .. receiver .. sep .. near .. "?)" or "")
 end

@@ -1,14 +1,14 @@
--- keyfactor.secrets (issue 13.5, 13.6): secrets live in C memory, out of
+-- keyfactor.auth.secrets (issue 13.5, 13.6): secrets live in C memory, out of
 -- reach of anything that walks the client, and are redacted from errors in
 -- every form a server may echo them: JSON-escaped, percent-encoded,
 -- HTML-escaped, base64 (of Basic's "user:password" too), broken by the
 -- stripping and cutting of error pages, and however short.
 local fixture = require "support.fixture"
-local secrets = require "keyfactor.secrets"
+local secrets = require "keyfactor.auth.secrets"
 
 local function contains(text, s) return tostring(text):find(s, 1, true) ~= nil end
 
-describe("keyfactor.secrets", function()
+describe("keyfactor.auth.secrets", function()
   describe("the vault", function()
     it("keeps values out of Lua tables; get, redact and tostring", function()
       local vault = secrets.new()

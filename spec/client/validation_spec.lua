@@ -315,7 +315,7 @@ describe("argument checking", function()
   end)
 
   it("update_store takes create_store's fields, none required but Id; the CSR fields are the PFX ones", function()
-    local endpoints = require "keyfactor.endpoints"
+    local endpoints = require "keyfactor.api.endpoints"
     local create, update = endpoints.get("create_store"), endpoints.get("update_store")
     assert.are.equal("Id", update.params[1].name)
     assert.is_true(update.params[1].required)

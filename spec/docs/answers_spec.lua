@@ -5,7 +5,7 @@
 -- deploy takes it back as StoreId), and the renewal's new id is KeyfactorId
 -- at the top of its answer.
 local fixture = require "support.fixture"
-local endpoints = require "keyfactor.endpoints"
+local endpoints = require "keyfactor.api.endpoints"
 
 local read = require("support.files").must
 

@@ -2,7 +2,7 @@
 -- public modules and not the internals, and "The calls" (generated from the
 -- endpoint table) gives every call its endpoint, fields, answer and example.
 -- Also: the project's files cite its own architecture document.
-local endpoints = require "keyfactor.endpoints"
+local endpoints = require "keyfactor.api.endpoints"
 
 local read = require("support.files").must
 
@@ -106,7 +106,7 @@ describe("make docs", function()
 
   it("shows every call's true signature in the headings and in the REPL's help (one source)", function()
     local page = read("doc/html/topics/calls.md.html")
-    local Client = require "keyfactor.client"
+    local Client = require "keyfactor.api.client"
     local repl = require "keyfactor.repl"
     for _, e in ipairs(endpoints.list()) do
       local text = endpoints.call_text(e)

@@ -41,7 +41,7 @@
 -- @module keyfactor.fleet.claim
 
 local core = require "keyfactor.core"
-local dates = require "keyfactor.dates"
+local dates = require "keyfactor.util.dates"
 local query = require "keyfactor.query"
 
 local claim = {}
@@ -144,7 +144,7 @@ function claim.issued_for(kf, request_id)
     includeRevoked = true, includeExpired = true })
 end
 
---- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), or nil (keyfactor.dates).
+--- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), or nil (keyfactor.util.dates).
 claim.epoch = dates.epoch
 
 --- Seconds since the epoch of an HTTP date ("Mon, 07 Dec 2026 04:56:39 GMT"), or nil.

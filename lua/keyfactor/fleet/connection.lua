@@ -20,7 +20,7 @@
 -- @module keyfactor.fleet.connection
 
 local socket = require "socket"
-local v = require "keyfactor.validate"
+local v = require "keyfactor.api.validate"
 
 local connection = {}
 

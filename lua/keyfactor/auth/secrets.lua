@@ -21,7 +21,7 @@
 -- a short password makes messages ugly, never leaky.  Lines the client
 -- writes itself (debug lines) redact secrets of 4 characters and more, so a
 -- one-digit password cannot mangle "GET /Certificates/42".
--- @module keyfactor.secrets
+-- @module keyfactor.auth.secrets
 
 local core = require "keyfactor.core"
 
@@ -35,8 +35,8 @@ Vault.__index = Vault
 -- Redaction threshold for lines the client composes (see above).
 secrets.OWN_TEXT_MIN = 4
 
---- Base64 (RFC 4648, padded) of `s` (keyfactor.base64).
-secrets.base64 = require("keyfactor.base64").encode
+--- Base64 (RFC 4648, padded) of `s` (keyfactor.util.base64).
+secrets.base64 = require("keyfactor.util.base64").encode
 
 -- The code points of UTF-8 text, or nil when it is not valid UTF-8.
 local function code_points(s)

@@ -1,17 +1,17 @@
---- Client methods made from the endpoint table (keyfactor.endpoints).
+--- Client methods made from the endpoint table (keyfactor.api.endpoints).
 --
 -- `calls.prepare` checks a call's arguments against its entry (a mistake
 -- raises, naming the call and the field) and builds the request;
 -- `calls.send` sends it and applies the answer's shape and the partial rule,
 -- so every call returns a value or `nil, err`, whatever the server sent.
--- @module keyfactor.calls
+-- @module keyfactor.api.calls
 
 local errors = require "keyfactor.errors"
 local outcome = require "keyfactor.outcome"
-local pager = require "keyfactor.pager"
+local pager = require "keyfactor.api.pager"
 local show = require "keyfactor.show"
-local transport = require "keyfactor.transport"
-local v = require "keyfactor.validate"
+local transport = require "keyfactor.http.transport"
+local v = require "keyfactor.api.validate"
 
 local calls = {}
 

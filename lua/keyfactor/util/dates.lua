@@ -1,7 +1,7 @@
 --- Dates as the API writes them and seconds since the epoch, both ways, in
 -- UTC whatever the host's time zone (os.time would read a table as local
 -- time).
--- @module keyfactor.dates
+-- @module keyfactor.util.dates
 
 local dates = {}
 

@@ -13,7 +13,7 @@
 -- transfer open, so the number of workers is the bound on transfers.
 -- When the client is closed by one of the functions, the run ends: what
 -- finished stays, the rest get "canceled" errors.
--- @module keyfactor.scheduler
+-- @module keyfactor.parallel.scheduler
 
 local core = require "keyfactor.core"
 local driver = require "keyfactor.driver"

@@ -1,15 +1,15 @@
 --- Credentials: HTTP Basic, a bearer token, or OAuth2 client credentials.
 --
 -- Secrets are handed to the C session (which gives them to libcurl) and
--- kept in the transport's vault (keyfactor.secrets: C memory, redacted in
+-- kept in the transport's vault (keyfactor.auth.secrets: C memory, redacted in
 -- every encoded form); no Lua table of the client holds one, and they are
 -- never part of a header string built in Lua, an error, or a debug line.
--- @module keyfactor.auth
+-- @module keyfactor.auth.credentials
 
 local core = require "keyfactor.core"
 local errors = require "keyfactor.errors"
-local secrets = require "keyfactor.secrets"
-local transport = require "keyfactor.transport"
+local secrets = require "keyfactor.auth.secrets"
+local transport = require "keyfactor.http.transport"
 
 local auth = {}
 local Auth = {}

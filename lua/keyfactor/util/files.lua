@@ -1,9 +1,9 @@
 --- Writing a file whole, with its mode, in plain Lua (no luaossl): the
 -- CLI's `download --out` and `recover --out` and keyfactor.pki's
 -- write_file and write_key use it.
--- @module keyfactor.files
+-- @module keyfactor.util.files
 
-local v = require "keyfactor.validate"
+local v = require "keyfactor.api.validate"
 
 local files = {}
 
@@ -25,7 +25,7 @@ end
 -- fsync'ed.  `where` names the caller in messages.  Returns true; or nil,
 -- message (the temporary file removed).
 function files.write(path, data, mode, where)
-  where = where or "keyfactor.files.write"
+  where = where or "keyfactor.util.files.write"
   v.check(where, v.nonempty, path, "path")
   v.check(where, v.string, data, "data")
   mode = mode or "0644"

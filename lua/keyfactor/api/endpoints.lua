@@ -1,6 +1,6 @@
 --- The endpoint table: one declarative entry per `kf:` call.
 --
--- The client's methods (keyfactor.calls), their validation, the REPL's help
+-- The client's methods (keyfactor.api.calls), their validation, the REPL's help
 -- and completion, the CLI and the API reference are all made from these
 -- entries.  Documentation fields (pinned): name, method, path ({id} for path
 -- parameters), summary, group, params (ordered {name, type, required, doc}),
@@ -32,14 +32,14 @@
 --   rules              cross-field rules: functions(values) -> error text or nil,
 --                      run after the fields' own checks and defaults
 --   hand               true when client.lua writes the method by hand
--- @module keyfactor.endpoints
+-- @module keyfactor.api.endpoints
 
 local query_language = require "keyfactor.query"
-local v = require "keyfactor.validate"
+local v = require "keyfactor.api.validate"
 
 local endpoints = {}
 
-local now_iso = require("keyfactor.dates").iso
+local now_iso = require("keyfactor.util.dates").iso
 
 local SANS = v.map(v.array(v.string))
 local METADATA = v.map(function(value, path)

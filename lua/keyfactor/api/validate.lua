@@ -8,7 +8,7 @@
 --
 -- Checkers return a normalized copy (e.g. a JobTime given as `os.time()` comes
 -- back as an ISO 8601 string); the caller's table is never modified.
--- @module keyfactor.validate
+-- @module keyfactor.api.validate
 
 local validate = {}
 
@@ -91,7 +91,7 @@ end
 -- number of seconds since the epoch (`os.time()`), formatted as such.
 function validate.time(value, path)
   if type(value) == "number" then
-    return require("keyfactor.dates").iso(value)
+    return require("keyfactor.util.dates").iso(value)
   end
   if type(value) ~= "string" then
     fail(path, "must be an ISO 8601 UTC string or os.time() number, not " .. type(value))

@@ -4,17 +4,17 @@
 -- method checks its arguments first (a mistake raises a Lua error naming the
 -- call and the field; nothing is sent), then returns the decoded answer, or
 -- `nil, err` for a remote failure (see keyfactor.errors).
--- @module keyfactor.client
+-- @module keyfactor.api.client
 
-local calls = require "keyfactor.calls"
+local calls = require "keyfactor.api.calls"
 local core = require "keyfactor.core"
-local endpoints = require "keyfactor.endpoints"
+local endpoints = require "keyfactor.api.endpoints"
 local errors = require "keyfactor.errors"
-local progress = require "keyfactor.progress"
+local progress = require "keyfactor.parallel.progress"
 local query_language = require "keyfactor.query"
 local show = require "keyfactor.show"
-local transport = require "keyfactor.transport"
-local v = require "keyfactor.validate"
+local transport = require "keyfactor.http.transport"
+local v = require "keyfactor.api.validate"
 
 local Client = {}
 Client.__index = Client

@@ -1,7 +1,7 @@
 --- Base64 (RFC 4648, padded) both ways, in plain Lua: the client's Basic
 -- credentials, PFX blobs and certificate contents, without luaossl.
 -- Arithmetic only (no bitwise operators), for Lua 5.1 to 5.4 and LuaJIT.
--- @module keyfactor.base64
+-- @module keyfactor.util.base64
 
 local base64 = {}
 

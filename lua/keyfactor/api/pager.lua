@@ -11,7 +11,7 @@
 -- A remote failure in the middle of a loop is raised (as the structured
 -- error table): an iterator cannot return `nil, err` without silently ending
 -- the loop.  Wrap the loop in `pcall` to handle it.
--- @module keyfactor.pager
+-- @module keyfactor.api.pager
 
 local errors = require "keyfactor.errors"
 

@@ -4,17 +4,17 @@
 -- call goes through `transport:call`.  Every wait goes through its driver
 -- (keyfactor.driver: block, or yield to cqueues, HAProxy, nginx);
 -- `kf:parallel` installs its run's driver over the client's own for its
--- length, so that its workers yield to the run (keyfactor.scheduler) while
+-- length, so that its workers yield to the run (keyfactor.parallel.scheduler) while
 -- other calls proceed.  What a failure means, and whether to retry, is
 -- keyfactor.outcome's.
--- @module keyfactor.transport
+-- @module keyfactor.http.transport
 
 local core = require "keyfactor.core"
 local driver = require "keyfactor.driver"
 local errors = require "keyfactor.errors"
 local outcome = require "keyfactor.outcome"
-local scheduler = require "keyfactor.scheduler"
-local secrets = require "keyfactor.secrets"
+local scheduler = require "keyfactor.parallel.scheduler"
+local secrets = require "keyfactor.auth.secrets"
 
 local transport = {}
 local Transport = {}
@@ -75,7 +75,7 @@ function transport.new(session, config)
     retries = config.retries,
     debug = config.debug,
     secrets = secrets.new(),          -- kept in C, out of reach of table walkers
-    auth = nil,                       -- set by the client (keyfactor.auth)
+    auth = nil,                       -- set by the client (keyfactor.auth.credentials)
     driver = driver.block,
   }, Transport)
   if config.driver then self:set_driver(config.driver) end
@@ -118,7 +118,7 @@ end
 
 --- Registers a secret under `name` (replacing any earlier one of that
 -- name) to be redacted, in all its encoded forms and those of the related
--- strings `...`, from every message and debug line (keyfactor.secrets).
+-- strings `...`, from every message and debug line (keyfactor.auth.secrets).
 function Transport:set_secret(name, secret, ...)
   self.secrets:add(name, secret, ...)
 end

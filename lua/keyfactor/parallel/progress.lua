@@ -3,7 +3,7 @@
 -- Shown on stderr only when stderr is a terminal (so logs and pipes stay
 -- clean), redrawn at most ten times a second:
 --   keyfactor: 120/200 done, 2 failed, 41.3/s
--- @module keyfactor.progress
+-- @module keyfactor.parallel.progress
 
 local core = require "keyfactor.core"
 
