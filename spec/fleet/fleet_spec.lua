@@ -7,16 +7,9 @@
 local fixture = require "support.fixture"
 local pki = require "keyfactor.pki"
 local claim = require "keyfactor.fleet.claim"
-local socket = require "socket"
+local redis = require "support.redis"
 
 local sh = fixture.sh
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
 
 local ROOT = sh("pwd"):match("^(.-)%s*$")
 local LEASE = 5                -- short, so taken-over claims resolve within the spec
@@ -28,12 +21,10 @@ describe("fleet", function()
   fixture.live(function(s, k)
     sb, kf = s, k
     fleet = require "keyfactor.fleet"
-    port, dir = free_port(), os.tmpname()
+    dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir))
-    local _, code = sh(("redis-server --bind 127.0.0.1 --port %d --dir %s --save '' --appendonly no "
-      .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log"):format(port, dir, dir, dir))
-    assert.equal(0, code)
+    port = redis.start(dir, "redis")
     assert(fixture.poll(function() return select(2, sh("redis-cli -p " .. port .. " ping")) == 0 end, 10))
     env = ("KEYFACTOR_HOSTNAME=%s KEYFACTOR_API_PATH=KeyfactorAPI KEYFACTOR_USERNAME='%s' "
       .. "KEYFACTOR_PASSWORD=%s KEYFACTOR_CA_CERT=%s KF_REDIS_HOST=127.0.0.1 KF_REDIS_PORT=%d "
@@ -42,7 +33,10 @@ describe("fleet", function()
   end)
 
   lazy_teardown(function()
-    if dir then sh(("kill $(cat %s/redis.pid) 2>/dev/null; sleep 0.2; rm -rf %s"):format(dir, dir)) end
+    if dir then
+      redis.stop(dir, "redis")
+      sh("rm -rf " .. dir)
+    end
   end)
 
   -- n fresh certificates with unique subjects; returns their ids and CNs
