@@ -130,6 +130,26 @@ describe("fleet", function()
     assert.equal(#stages, renew_posts(200) - before)
   end)
 
+  it("with deploy off, says renewed and never deployed everywhere (the log and keyfactor-fleet work)", function()
+    local certs = enroll(2, "nodeploy")
+    local lines = {}
+    local f = member("nodeploy", { deploy = false, log = function(line) lines[#lines + 1] = line end })
+    assert.equal(1, f:schedule { days = 400, query = 'IssuedCN -eq "' .. certs[1].cn .. '"' })
+    assert.equal(1, f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }.renewed)
+    local text = table.concat(lines, "\n")
+    assert.truthy(text:find("recoverer: certificate " .. certs[1].id .. " renewed %-> %d+\n")
+      or text:find("recoverer: certificate " .. certs[1].id .. " renewed %-> %d+$"), text)
+    assert.is_nil(text:find("everywhere", 1, true), text)
+    local query = " --prefix nodeploy-cli --query " .. "'IssuedCN -eq \"" .. certs[2].cn .. "\"'"
+    local out = sh(env .. "bin/keyfactor-fleet schedule --days 400" .. query)
+    assert.truthy(out:find("scheduled 1 certificates", 1, true), out)
+    out = sh(env .. "bin/keyfactor-fleet work --no-deploy --idle-exit 0.5 --prefix nodeploy-cli --lease " .. LEASE
+      .. " --settle 0.5 2>&1")
+    assert.truthy(out:find(": 1 renewed, 0 already renewed, 0 pending approval, 0 deferred, 0 failed\n", 1, true), out)
+    assert.is_nil(out:find("everywhere", 1, true), out)
+    assert_renewed_once(certs)
+  end)
+
   it("renews after the Retry-After of a 429 answer to the renewal POST", function()
     local certs = enroll(1, "busy")
     local f = member("busy")
