@@ -284,8 +284,9 @@ function claim.renew_once(kf, cert_id, opts)
         stage("recorded", cert_id)
         return outcome("renewed", { new_id = new_id })
       end
-      -- keyfactor.errors: `unprocessed` (429, 503) and `refused` (another
-      -- status below 500) come from the server's answer, `sent` from the transfer
+      -- keyfactor.errors: `retryable` (calling again is safe), `unprocessed`
+      -- (429, 503) and `refused` (another status below 500) come from the
+      -- server's answer, `sent` from the transfer
       local failure = type(rerr) == "table" and rerr or {}
       if failure.retryable or failure.sent == false or failure.unprocessed then
         -- nothing was done: wait as told (never past the lease), then look again
