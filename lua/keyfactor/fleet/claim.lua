@@ -144,9 +144,6 @@ function claim.issued_for(kf, request_id)
     includeRevoked = true, includeExpired = true })
 end
 
---- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), or nil (keyfactor.dates).
-claim.epoch = dates.epoch
-
 --- Seconds since the epoch of an HTTP date ("Mon, 07 Dec 2026 04:56:39 GMT"), or nil.
 claim.http_date = dates.http
 
