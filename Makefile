@@ -59,7 +59,7 @@ demo: deps build
 	$(call lua_env,$(BUILD)) $(LUA) examples/deploy_to_stores.lua
 
 lint:
-	luacheck lua spec examples bin bench
+	luacheck lua spec examples bench bin/keyfactor bin/keyfactor-fleet bin/keyfactor-sandbox
 	clang-tidy --quiet --warnings-as-errors='*' $(SRC) -- -std=c99 -D_POSIX_C_SOURCE=200809L \
 	  -I$(LUA_INC) $(shell pkg-config --cflags libcurl 2>/dev/null)
 

@@ -241,11 +241,7 @@ describe("bin/keyfactor", function()
     end
   end
 
-  local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-  end
+  local write = require("support.files").write
 
   it("renew --expiring --deploy: a decoy of the same subject changes nothing, the renewal replaces the old "
      .. "certificate under its alias; without the entry password it exits 1 saying so, and the rerun with "

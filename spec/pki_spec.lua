@@ -13,11 +13,7 @@ local function tempdir()
   return dir
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = require("support.files").write
 
 local read = require("support.files").must
 

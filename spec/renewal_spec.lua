@@ -204,4 +204,17 @@ describe("keyfactor.renewal", function()
     assert.is_true(report.Complete, renewal.line(report.Certificates[1]))
     assert.are.equal(2, #report.Certificates)
   end)
+
+  it("its one-line report names no subject it does not know, and no stores when it deploys nowhere", function()
+    local missing = renewal.finish(kf, 987654321, { settle = 0.2 })
+    assert.are.equal("failed", missing.State)
+    assert.truthy(renewal.line(missing):find("^certificate 987654321: failed: "), renewal.line(missing))
+    local cn = fixture.unique("line")
+    local id = expiring(cn)
+    place(id, "app01.sandbox.local", "line-a")
+    local report = assert(renewal.run(kf, opts(cn, { deploy = false })))
+    local entry = report.Certificates[1]
+    assert.are.equal(string.format("certificate %d CN=%s: complete, renewed as %d", id, cn, entry.SuccessorId),
+      renewal.line(entry))
+  end)
 end)

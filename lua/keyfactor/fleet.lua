@@ -276,7 +276,9 @@ function Fleet:run(jobs)
       outcomes[i] = result
       self.log(string.format("%s: certificate %d %s%s%s%s", self.name, job.cert, result.result,
         result.new_id and (" -> " .. string.format("%d", result.new_id)) or "",
-        result.new_id and (result.complete and ", deployed everywhere" or ", not yet everywhere") or "",
+        -- without deploy, complete means renewed: nothing was to be put anywhere
+        self.deploy and result.new_id and (result.complete and ", deployed everywhere" or ", not yet everywhere")
+          or "",
         result.reason and (" (" .. result.reason .. ")") or ""))
       return result
     end

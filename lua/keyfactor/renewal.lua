@@ -275,7 +275,8 @@ end
 -- settles each entry's State and Reasons.  `pairs_`: array of {entry, waiting}.
 function renewal.confirm(kf, pairs_, opts)
   opts = check("keyfactor.renewal.confirm", opts)
-  local deadline = core.now() + (opts.wait or 120)
+  local wait = opts.wait or 120
+  local deadline = core.now() + wait
   local interval = opts.interval or 1
   while true do
     local open = 0
@@ -304,8 +305,7 @@ function renewal.confirm(kf, pairs_, opts)
   for _, pair in ipairs(pairs_) do
     local entry = pair[1]
     for _, place in ipairs(pair[2]) do
-      place.Reason = string.format("not there after %gs (the job is scheduled; a later run checks again)",
-        opts.wait or 120)
+      place.Reason = string.format("not there after %gs (the job is scheduled; a later run checks again)", wait)
     end
     local missing = 0
     for _, place in ipairs(entry.SuccessorId and entry.Stores or {}) do
@@ -363,17 +363,23 @@ function renewal.run(kf, opts)
   return report
 end
 
---- One line for a report entry: "certificate 25 CN=x: renewed as 28, in 2 of 2 stores".
+--- One line for a report entry: "certificate 25 CN=x: complete, renewed as 28, in 2 of 2 stores"
+-- (the subject when known; the stores when there are places to be in:
+-- without deploy, or for a certificate in no store, there are none).
 function renewal.line(entry)
   local deployed = 0
   for _, place in ipairs(entry.Stores) do
     if place.Deployed then deployed = deployed + 1 end
   end
-  local parts = { string.format("certificate %s %s: %s", tostring(entry.CertificateId), tostring(entry.IssuedDN),
-    entry.State) }
+  local parts = { string.format("certificate %s%s: %s", tostring(entry.CertificateId),
+    entry.IssuedDN and " " .. tostring(entry.IssuedDN) or "", entry.State) }
   if entry.SuccessorId then
-    parts[#parts + 1] = string.format(", %s %s, in %d of %d store%s", entry.Renewed and "renewed as" or "renewal",
-      tostring(entry.SuccessorId), deployed, #entry.Stores, #entry.Stores == 1 and "" or "s")
+    parts[#parts + 1] = string.format(", %s %s", entry.Renewed and "renewed as" or "renewal",
+      tostring(entry.SuccessorId))
+    if #entry.Stores > 0 then
+      parts[#parts + 1] = string.format(", in %d of %d store%s", deployed, #entry.Stores,
+        #entry.Stores == 1 and "" or "s")
+    end
   end
   if #entry.Reasons > 0 then parts[#parts + 1] = ": " .. table.concat(entry.Reasons, "; ") end
   return table.concat(parts)

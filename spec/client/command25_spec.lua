@@ -19,11 +19,7 @@ local function have(command)
   return code == 0
 end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = require("support.files").write
 
 describe("Command 25 enrollment", function()
   local sb, kf

@@ -7,16 +7,9 @@
 local fixture = require "support.fixture"
 local pki = require "keyfactor.pki"
 local claim = require "keyfactor.fleet.claim"
-local socket = require "socket"
+local redis = require "support.redis"
 
 local sh = fixture.sh
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
 
 local ROOT = sh("pwd"):match("^(.-)%s*$")
 local LEASE = 5                -- short, so taken-over claims resolve within the spec
@@ -28,12 +21,10 @@ describe("fleet", function()
   fixture.live(function(s, k)
     sb, kf = s, k
     fleet = require "keyfactor.fleet"
-    port, dir = free_port(), os.tmpname()
+    dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir))
-    local _, code = sh(("redis-server --bind 127.0.0.1 --port %d --dir %s --save '' --appendonly no "
-      .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log"):format(port, dir, dir, dir))
-    assert.equal(0, code)
+    port = redis.start(dir, "redis")
     assert(fixture.poll(function() return select(2, sh("redis-cli -p " .. port .. " ping")) == 0 end, 10))
     env = ("KEYFACTOR_HOSTNAME=%s KEYFACTOR_API_PATH=KeyfactorAPI KEYFACTOR_USERNAME='%s' "
       .. "KEYFACTOR_PASSWORD=%s KEYFACTOR_CA_CERT=%s KF_REDIS_HOST=127.0.0.1 KF_REDIS_PORT=%d "
@@ -42,7 +33,10 @@ describe("fleet", function()
   end)
 
   lazy_teardown(function()
-    if dir then sh(("kill $(cat %s/redis.pid) 2>/dev/null; sleep 0.2; rm -rf %s"):format(dir, dir)) end
+    if dir then
+      redis.stop(dir, "redis")
+      sh("rm -rf " .. dir)
+    end
   end)
 
   -- n fresh certificates with unique subjects; returns their ids and CNs
@@ -134,6 +128,26 @@ describe("fleet", function()
     assert_renewed_once(certs)
     -- one renewal answered per certificate, the killed in-flight one never answered
     assert.equal(#stages, renew_posts(200) - before)
+  end)
+
+  it("with deploy off, says renewed and never deployed everywhere (the log and keyfactor-fleet work)", function()
+    local certs = enroll(2, "nodeploy")
+    local lines = {}
+    local f = member("nodeploy", { deploy = false, log = function(line) lines[#lines + 1] = line end })
+    assert.equal(1, f:schedule { days = 400, query = 'IssuedCN -eq "' .. certs[1].cn .. '"' })
+    assert.equal(1, f:work { idle_exit = 0.2, block = 0.2, max_seconds = 3 * LEASE }.renewed)
+    local text = table.concat(lines, "\n")
+    assert.truthy(text:find("recoverer: certificate " .. certs[1].id .. " renewed %-> %d+\n")
+      or text:find("recoverer: certificate " .. certs[1].id .. " renewed %-> %d+$"), text)
+    assert.is_nil(text:find("everywhere", 1, true), text)
+    local query = " --prefix nodeploy-cli --query " .. "'IssuedCN -eq \"" .. certs[2].cn .. "\"'"
+    local out = sh(env .. "bin/keyfactor-fleet schedule --days 400" .. query)
+    assert.truthy(out:find("scheduled 1 certificates", 1, true), out)
+    out = sh(env .. "bin/keyfactor-fleet work --no-deploy --idle-exit 0.5 --prefix nodeploy-cli --lease " .. LEASE
+      .. " --settle 0.5 2>&1")
+    assert.truthy(out:find(": 1 renewed, 0 already renewed, 0 pending approval, 0 deferred, 0 failed\n", 1, true), out)
+    assert.is_nil(out:find("everywhere", 1, true), out)
+    assert_renewed_once(certs)
   end)
 
   it("renews after the Retry-After of a 429 answer to the renewal POST", function()

@@ -5,16 +5,10 @@
 -- password never on the command line, never in a message).
 local fixture = require "support.fixture"
 local pki = require "keyfactor.pki"
+local redis = require "support.redis"
 local socket = require "socket"
 
 local sh = fixture.sh
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local ROOT = sh("pwd"):match("^(.-)%s*$")
 local PASSWORD, ACL_USER, ACL_PASSWORD = "req-pass-7f3e", "fleet", "acl-pass-91c2"
@@ -26,18 +20,11 @@ describe("fleet Redis connection", function()
 
   -- Starts a redis-server with extra arguments; returns its port.
   local function start_redis(name, extra, port)
-    port = port or free_port()
-    local _, code = sh(("redis-server --bind 127.0.0.1 --port %d --dir %s --save '' --appendonly no "
-      .. "--daemonize yes --pidfile %s/%s.pid --logfile %s/%s.log %s")
-      :format(port, dir, dir, name, dir, name, extra or ""))
-    assert.equal(0, code)
+    port = redis.start(dir, name, port, extra)
     servers[name] = port
     return port
   end
-  local function stop_redis(name)
-    sh(("kill $(cat %s/%s.pid) 2>/dev/null; for _ in $(seq 50); do kill -0 $(cat %s/%s.pid) 2>/dev/null || break; "
-      .. "sleep 0.1; done"):format(dir, name, dir, name))
-  end
+  local function stop_redis(name) redis.stop(dir, name) end
   local function cli(port, args) return sh(("redis-cli -p %d %s"):format(port, args)) end
 
   fixture.live(function(s, k)
@@ -250,10 +237,10 @@ describe("fleet Redis connection", function()
       assert.equal(0, code)
       local tls = ("--tls-cert-file %s/server.pem --tls-key-file %s/server.key --tls-ca-cert-file %s/ca.pem")
         :format(tls_dir, tls_dir, tls_dir)
-      port = free_port()
-      start_redis("tls", ("--tls-port %d %s --tls-auth-clients no"):format(port, tls), free_port())
-      mtls_port = free_port()
-      start_redis("mtls", ("--tls-port %d %s --tls-auth-clients yes"):format(mtls_port, tls), free_port())
+      port = redis.free_port()
+      start_redis("tls", ("--tls-port %d %s --tls-auth-clients no"):format(port, tls), redis.free_port())
+      mtls_port = redis.free_port()
+      start_redis("mtls", ("--tls-port %d %s --tls-auth-clients yes"):format(mtls_port, tls), redis.free_port())
       assert(fixture.poll(function()
         return select(2, sh(("redis-cli --tls --cacert %s/ca.pem -p %d ping"):format(tls_dir, port))) == 0
       end, 10))

@@ -3,8 +3,9 @@
 -- client_secret or a token is ever written to it (nor recalled).
 local fixture = require "support.fixture"
 local repl = require "keyfactor.repl"
+local terminal = require "support.tmux"
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local quote = terminal.quote
 
 local read = require("support.files").read
 
@@ -31,32 +32,23 @@ describe("keyfactor repl history", function()
   end)
 
   describe("on a terminal", function()
-    local sb, home, socket
-    local function tmux(args)
-      local p = io.popen("tmux -L " .. socket .. " " .. args .. " 2>&1")
-      local out = p:read("a")
-      p:close()
-      return out
-    end
+    local sb, home, tmux
 
     fixture.live(function(s)
       sb = s
       home = os.tmpname() .. ".home"
       os.execute("mkdir -p " .. quote(home))
-      socket = "kfhist" .. tostring(os.time()) .. tostring(math.random(1e6))
+      tmux = terminal.server("kfhist")
     end)
     lazy_teardown(function()
-      if socket then tmux("kill-server") end
+      if tmux then tmux:kill() end
       if home then os.execute("rm -rf " .. quote(home)) end
     end)
 
     -- Runs the REPL in session `name` with `env`, types `lines`, then Ctrl-D.
     local function session(name, env, lines)
-      local port = sb.url:match("^https://[^:/]+:(%d+)")
       tmux("new-session -d -s " .. name .. " -x 200 -y 40 " .. quote(table.concat({
-        "env -u LUA_PATH -u LUA_CPATH HOME=" .. quote(home), "TERM=xterm", env,
-        "KEYFACTOR_HOSTNAME=" .. quote("127.0.0.1:" .. port), "KEYFACTOR_USERNAME=" .. quote(sb.username),
-        "KEYFACTOR_PASSWORD=" .. quote(sb.password), "KEYFACTOR_CA_CERT=" .. quote(sb.ca_file),
+        "env -u LUA_PATH -u LUA_CPATH HOME=" .. quote(home), "TERM=xterm", env, terminal.credentials(sb),
         "bin/keyfactor repl; echo REPL-EXIT=$?; sleep 30" }, " ")))
       local function screen() return tmux("capture-pane -p -J -S -100 -t " .. name) end
       assert(fixture.poll(function() return screen():find("kf> ", 1, true) end, 15, 0.1), screen())

@@ -3,17 +3,12 @@
 -- Line editing and history, Tab completion, help, one-line results, and
 -- Ctrl-C cancelling a line, a Lua loop and a call without ending the prompt.
 local fixture = require "support.fixture"
+local terminal = require "support.tmux"
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local quote = terminal.quote
 
 describe("keyfactor repl on a terminal", function()
-  local sb, tmp, socket
-  local function tmux(args)
-    local p = io.popen("tmux -L " .. socket .. " " .. args .. " 2>&1")
-    local out = p:read("a")
-    p:close()
-    return out
-  end
+  local sb, tmp, tmux
   local function screen() return tmux("capture-pane -p -J -S -200 -t repl") end
   local function keys(...)
     for i = 1, select("#", ...) do tmux("send-keys -t repl " .. select(i, ...)) end
@@ -37,19 +32,15 @@ describe("keyfactor repl on a terminal", function()
   fixture.live(function(s)
     sb = s
     tmp = os.tmpname()
-    socket = "kfspec" .. tostring(os.time()) .. tostring(math.random(1e6))
-    local port = sb.url:match("^https://[^:/]+:(%d+)")
+    tmux = terminal.server("kfspec")
     local env = table.concat({
-      "env -u LUA_PATH -u LUA_CPATH HOME=" .. quote(tmp .. ".home"), "TERM=xterm",
-      "KEYFACTOR_HOSTNAME=" .. quote("127.0.0.1:" .. port),
-      "KEYFACTOR_USERNAME=" .. quote(sb.username), "KEYFACTOR_PASSWORD=" .. quote(sb.password),
-      "KEYFACTOR_CA_CERT=" .. quote(sb.ca_file),
+      "env -u LUA_PATH -u LUA_CPATH HOME=" .. quote(tmp .. ".home"), "TERM=xterm", terminal.credentials(sb),
     }, " ")
     os.execute("mkdir -p " .. quote(tmp .. ".home"))
     tmux("new-session -d -s repl -x 200 -y 60 " .. quote(env .. " bin/keyfactor repl; echo REPL-EXIT=$?; sleep 30"))
   end)
   lazy_teardown(function()
-    if socket then tmux("kill-server") end
+    if tmux then tmux:kill() end
     if tmp then os.execute("rm -rf " .. quote(tmp .. ".home")) os.remove(tmp) end
   end)
 
@@ -138,11 +129,8 @@ describe("keyfactor repl on a terminal", function()
     local f = assert(io.open(dir .. "/readline.lua", "w"))
     f:write('error("readline is not installed here")\n')
     f:close()
-    local port = sb.url:match("^https://[^:/]+:(%d+)")
     tmux("new-session -d -s plain -x 120 -y 20 " .. quote(table.concat({
-      "env LUA_PATH=" .. quote(dir .. "/?.lua;;"), "HOME=" .. quote(tmp .. ".home"),
-      "KEYFACTOR_HOSTNAME=" .. quote("127.0.0.1:" .. port), "KEYFACTOR_USERNAME=" .. quote(sb.username),
-      "KEYFACTOR_PASSWORD=" .. quote(sb.password), "KEYFACTOR_CA_CERT=" .. quote(sb.ca_file),
+      "env LUA_PATH=" .. quote(dir .. "/?.lua;;"), "HOME=" .. quote(tmp .. ".home"), terminal.credentials(sb),
       "bin/keyfactor repl; echo PLAIN-EXIT=$?; sleep 30" }, " ")))
     local function plain() return tmux("capture-pane -p -J -t plain") end
     assert(fixture.poll(function() return plain():find("kf> ", 1, true) end, 15, 0.1), plain())

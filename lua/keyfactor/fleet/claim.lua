@@ -144,9 +144,6 @@ function claim.issued_for(kf, request_id)
     includeRevoked = true, includeExpired = true })
 end
 
---- "2027-11-25T13:24:19Z" -> seconds since the epoch (UTC), or nil (keyfactor.util.dates).
-claim.epoch = dates.epoch
-
 --- Seconds since the epoch of an HTTP date ("Mon, 07 Dec 2026 04:56:39 GMT"), or nil.
 claim.http_date = dates.http
 
@@ -284,8 +281,9 @@ function claim.renew_once(kf, cert_id, opts)
         stage("recorded", cert_id)
         return outcome("renewed", { new_id = new_id })
       end
-      -- keyfactor.errors: `unprocessed` (429, 503) and `refused` (another
-      -- status below 500) come from the server's answer, `sent` from the transfer
+      -- keyfactor.errors: `retryable` (calling again is safe), `unprocessed`
+      -- (429, 503) and `refused` (another status below 500) come from the
+      -- server's answer, `sent` from the transfer
       local failure = type(rerr) == "table" and rerr or {}
       if failure.retryable or failure.sent == false or failure.unprocessed then
         -- nothing was done: wait as told (never past the lease), then look again

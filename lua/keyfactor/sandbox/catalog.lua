@@ -32,9 +32,7 @@ local template_fields = {
 }
 
 local function list_templates(_, req)
-  local page = query.page(state.templates, req.params, "sq", template_fields)
-  for i, t in ipairs(page) do page[i] = render_template(t) end
-  return page
+  return query.page(state.templates, req.params, "sq", template_fields, render_template)
 end
 
 local function get_template(_, _, id)

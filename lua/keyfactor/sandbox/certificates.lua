@@ -213,10 +213,9 @@ local function list(sandbox, req)
       candidates[#candidates + 1] = cert
     end
   end
-  local page = query.page(candidates, p, "pq", certificates.fields)
   local opts = render_opts(req)
-  for i, cert in ipairs(page) do page[i] = certificates.render(sandbox, cert, opts) end
-  return page
+  return query.page(candidates, p, "pq", certificates.fields,
+    function(cert) return certificates.render(sandbox, cert, opts) end)
 end
 
 -- CertificateLocationsResponse: the locations grouped by store type, the

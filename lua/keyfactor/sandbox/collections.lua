@@ -123,9 +123,7 @@ local function update(sandbox, req)
 end
 
 local function list(sandbox, req)
-  local page = query.page(data(sandbox).list, req.params, "pq", fields)
-  for i, c in ipairs(page) do page[i] = render(sandbox, c) end
-  return page
+  return query.page(data(sandbox).list, req.params, "pq", fields, function(c) return render(sandbox, c) end)
 end
 
 local function get_by_id(sandbox, _, id)

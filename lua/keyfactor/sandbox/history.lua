@@ -66,9 +66,7 @@ end
 
 local function list(sandbox, req)
   local rows = history.rows(sandbox)
-  local page = query.page(rows, req.params, "pq", fields)
-  for i, r in ipairs(page) do page[i] = r[1] end
-  return page
+  return query.page(rows, req.params, "pq", fields, function(r) return r[1] end)
 end
 
 history.routes = {

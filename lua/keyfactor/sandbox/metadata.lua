@@ -90,9 +90,7 @@ local query_fields = {
 }
 
 local function list(_, req)
-  local page = query.page(metadata.fields, req.params, "pq", query_fields)
-  for i, f in ipairs(page) do page[i] = util.copy(f) end
-  return page
+  return query.page(metadata.fields, req.params, "pq", query_fields, util.copy)
 end
 
 local SET_FIELDS = { Id = "int", Metadata = "object", CollectionId = "int" }

@@ -183,9 +183,8 @@ local function update(sandbox, req)
 end
 
 local function list(sandbox, req)
-  local page = query.page(store(sandbox).providers, req.params, "pq", fields)
-  for i, provider in ipairs(page) do page[i] = render(provider, v2(req)) end
-  return page
+  return query.page(store(sandbox).providers, req.params, "pq", fields,
+    function(provider) return render(provider, v2(req)) end)
 end
 
 local function get_one(sandbox, req, id)

@@ -50,9 +50,7 @@ local FIELDS = {
 }
 
 local function list(_, req)
-  local page = query.page(state.enrollment_patterns, req.params, "", FIELDS)
-  for i, p in ipairs(page) do page[i] = patterns.render(p) end
-  return page
+  return query.page(state.enrollment_patterns, req.params, "", FIELDS, patterns.render)
 end
 
 local function get_one(_, _, id)

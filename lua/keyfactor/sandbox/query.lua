@@ -200,8 +200,9 @@ function query.field(get, kind) return { get = get, kind = kind or "string" } en
 -- Reads <prefix>.queryString/.pageReturned/.returnLimit/.sortField/.sortAscending
 -- from the request's (lower-cased) query params, filters, sorts and pages.
 -- Prefix "": the bare names QueryString, PageReturned, ... (Command 25's
--- newer endpoints, e.g. /EnrollmentPatterns).
-function query.page(records, params, prefix, fields)
+-- newer endpoints, e.g. /EnrollmentPatterns).  `render` (optional): what
+-- each record of the page becomes in the answer, render(record).
+function query.page(records, params, prefix, fields, render)
   local function name(suffix)
     return prefix == "" and suffix:sub(1, 1):upper() .. suffix:sub(2) or prefix .. "." .. suffix
   end
@@ -225,7 +226,9 @@ function query.page(records, params, prefix, fields)
   end
   local out = util.array()
   for i = (page - 1) * limit + 1, math.min(#matched, page * limit) do
-    out[#out + 1] = matched[i]
+    local record = matched[i]
+    if render then record = render(record) end
+    out[#out + 1] = record
   end
   return out
 end

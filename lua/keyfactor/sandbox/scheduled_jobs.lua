@@ -67,9 +67,7 @@ local fields = {
 }
 
 local function list(sandbox, req)
-  local page = query.page(rows(sandbox), req.params, "pq", fields)
-  for i, r in ipairs(page) do page[i] = r[1] end
-  return page
+  return query.page(rows(sandbox), req.params, "pq", fields, function(r) return r[1] end)
 end
 
 local function may_schedule(user, store)

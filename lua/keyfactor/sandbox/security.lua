@@ -157,9 +157,7 @@ end
 
 local function list_roles(sandbox, req)
   local sec = security.data(sandbox)
-  local page = query.page(sec.roles, req.params, "pq", role_fields)
-  for i, role in ipairs(page) do page[i] = render_role(sec, role) end
-  return page
+  return query.page(sec.roles, req.params, "pq", role_fields, function(role) return render_role(sec, role) end)
 end
 
 local function get_role(sandbox, _, id)
@@ -180,9 +178,8 @@ end
 ---------------------------------------------------------------- identities
 local function list_identities(sandbox, req)
   local sec = security.data(sandbox)
-  local page = query.page(sec.identities, req.params, "pq", identity_fields)
-  for i, identity in ipairs(page) do page[i] = render_identity(sec, identity) end
-  return page
+  return query.page(sec.identities, req.params, "pq", identity_fields,
+    function(identity) return render_identity(sec, identity) end)
 end
 
 local function create_identity(sandbox, req)

@@ -106,9 +106,8 @@ local container_fields = {
 }
 
 local function list_containers(sandbox, req)
-  local page = query.page(state.containers, req.params, "pq", container_fields)
-  for i, c in ipairs(page) do page[i] = render_container(sandbox, c) end
-  return page
+  return query.page(state.containers, req.params, "pq", container_fields,
+    function(c) return render_container(sandbox, c) end)
 end
 
 local function get_container(sandbox, _, id)
@@ -146,9 +145,7 @@ local store_fields = {
 }
 
 local function list_stores(sandbox, req)
-  local page = query.page(sandbox.state.stores, req.params, "certificateStoreQuery", store_fields)
-  for i, st in ipairs(page) do page[i] = stores.render(st) end
-  return page
+  return query.page(sandbox.state.stores, req.params, "certificateStoreQuery", store_fields, stores.render)
 end
 
 function stores.find(sandbox, id)

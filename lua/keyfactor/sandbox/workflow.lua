@@ -46,9 +46,7 @@ local function listing(status)
     for _, r in ipairs(sandbox.state.requests) do
       if r.status == status then matching[#matching + 1] = r end
     end
-    local page = query.page(matching, req.params, "pagedQuery", fields)
-    for i, r in ipairs(page) do page[i] = render(r) end
-    return page
+    return query.page(matching, req.params, "pagedQuery", fields, render)
   end
 end
 

@@ -126,9 +126,7 @@ local function listing(which)
     for _, instance in ipairs(list(sandbox)) do
       if which(instance, req.user) then rows[#rows + 1] = instance end
     end
-    local page = query.page(rows, req.params, "pq", fields)
-    for i, instance in ipairs(page) do page[i] = render(instance, false) end
-    return page
+    return query.page(rows, req.params, "pq", fields, function(instance) return render(instance, false) end)
   end
 end
 
