@@ -1,6 +1,6 @@
 --- Writing a file whole, with its mode, in plain Lua (no luaossl): the
 -- CLI's `download --out` and `recover --out` and keyfactor.pki's
--- write_file and write_key use it.
+-- write_file and write_key use it; and reading a password file's line.
 -- @module keyfactor.util.files
 
 local v = require "keyfactor.api.validate"
@@ -52,6 +52,16 @@ function files.write(path, data, mode, where)
   local renamed, rerr = os.rename(tmp, path)
   if not renamed then return fail(tostring(rerr)) end
   return true
+end
+
+--- The first line of the file at `path`, without its line end (a password
+-- file, as the command line's --password-file reads it); or nil, message.
+function files.read_line(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local line = f:read("l") or ""
+  f:close()
+  return (line:gsub("\r$", ""))
 end
 
 return files
