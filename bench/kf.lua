@@ -156,6 +156,7 @@ elseif mode == "overhead" then
   function fake.start() return request end
   function fake.wait() end
   function fake.step() end
+  function fake.closed() return false end
   kf.http.session = fake
   local function per_call(fn)
     fn() -- warm-up

@@ -63,6 +63,7 @@ void kf_class_methods(lua_State *L, const char *name, const luaL_Reg *methods);
 typedef struct kf_link {
   struct kf_link *prev;
   struct kf_link *next;
+  unsigned long settings;       /* the session's: see kf_session_add */
 } kf_link;
 
 /* Drops a transfer the session can no longer run: `abandon` 0 when the
@@ -84,10 +85,12 @@ int kf_session_http2(const kf_session *s);
 const struct curl_slist *kf_session_headers(const kf_session *s);
 struct curl_slist *kf_session_merge_headers(const kf_session *s, struct curl_slist *extra);
 int kf_session_check_headers(lua_State *L, const kf_session *s, const char *method,
-                             const struct curl_slist *headers);
-void kf_session_configure(const kf_session *s, CURL *easy, long timeout_ms, long connect_timeout_ms, int auth);
-/* transfers: an easy handle from the pool, added to the multi handle */
-CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop);
+                             const struct curl_slist *extra);
+/* transfers: an easy handle from the pool with the session's settings (and,
+ * with `auth`, its credentials); `plain`: a bodyless GET with the session's
+ * credentials, which may get a handle an earlier plain one left configured
+ * (no reset, no options set again: the common call's fast path) */
+CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop, int auth, int plain);
 CURLMcode kf_session_start(kf_session *s, CURL *easy);
 void kf_session_remove(kf_session *s, kf_link *link, CURL *easy);
 void kf_session_forget(kf_session *s, kf_link *link);

@@ -297,22 +297,22 @@ static int start(lua_State *L, kf_session *s, int spec)
 
   {
     struct curl_slist *extra = kf_opt_slist(L, spec, "headers");
+    if (!kf_session_check_headers(L, s, method, extra)) {
+      curl_slist_free_all(extra);   /* no easy handle yet: gc would not free it */
+      return lua_error(L);
+    }
     if (extra != NULL && (r->headers = kf_session_merge_headers(s, extra)) == NULL)
       return luaL_error(L, "keyfactor.core: out of memory building the headers");
   }
-  if (!kf_session_check_headers(L, s, method, r->headers)) {
-    curl_slist_free_all(r->headers);   /* no easy handle yet: gc would not free it */
-    r->headers = NULL;
-    return lua_error(L);
-  }
-  r->easy = kf_session_add(s, &r->link, drop);
+  r->easy = kf_session_add(s, &r->link, drop, auth && userpwd == NULL,
+                           auth && userpwd == NULL && body == NULL && strcmp(method, "GET") == 0);
   if (r->easy == NULL)
     return luaL_error(L, "keyfactor.core: out of memory creating a curl handle");
   r->session = s;
   r->state = KF_REQUEST_RUNNING;
 
-  kf_session_configure(s, r->easy, kf_seconds_to_ms(timeout),
-                       kf_seconds_to_ms(connect_timeout), auth && userpwd == NULL);
+  curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, kf_seconds_to_ms(timeout));
+  curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, kf_seconds_to_ms(connect_timeout));
   if (userpwd != NULL) {
     curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     curl_easy_setopt(r->easy, CURLOPT_USERPWD, userpwd);  /* curl copies it */

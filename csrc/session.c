@@ -51,8 +51,15 @@ struct kf_session {
   kf_link *active;              /* in-flight transfers, a doubly linked list */
   int nactive;
   kf_drop_fn drop;              /* how to drop one (given by kf_session_add) */
-  CURL *idle[KF_IDLE_MAX];
+  /* idle easy handles, each with the settings generation a plain request
+   * left it configured with, or 0: reset to libcurl's defaults */
+  struct kf_idle {
+    CURL *easy;
+    unsigned long settings;
+  } idle[KF_IDLE_MAX];
   int nidle;
+  unsigned long settings;       /* generation of the settings: changes with the credentials */
+  char *unsafe;                 /* why a setting must not be sent (a control character), or NULL */
   /* what curl wants watched: its sockets, and when to call it anyway */
   kf_watch *watch;
   int nwatch;
@@ -176,13 +183,31 @@ const struct curl_slist *kf_session_headers(const kf_session *s)
   return s->headers;
 }
 
-/* The request's method and headers (NULL: the session's own), the user
- * agent and the bearer token free of control characters; else 0 with the
- * message pushed (kf_check_request_headers). */
+/* The request's method and its own headers (`extra`, NULL for none) free
+ * of control characters, and the session's settings too (checked when they
+ * were set); else 0 with the message pushed (kf_check_request_headers). */
 int kf_session_check_headers(lua_State *L, const kf_session *s, const char *method,
-                             const struct curl_slist *headers)
+                             const struct curl_slist *extra)
 {
-  return kf_check_request_headers(L, method, headers != NULL ? headers : s->headers, s->user_agent, s->bearer);
+  if (s->unsafe != NULL) {
+    lua_pushstring(L, s->unsafe);
+    return 0;
+  }
+  return kf_check_request_headers(L, method, extra, NULL, NULL);
+}
+
+/* Checks the settings that become request headers (the headers, the user
+ * agent, the bearer token) once, when they are set: every request that
+ * follows refuses them with the same message (kf_session_check_headers). */
+static void check_settings(lua_State *L, kf_session *s)
+{
+  free(s->unsafe);
+  s->unsafe = NULL;
+  if (!kf_check_request_headers(L, "GET", s->headers, s->user_agent, s->bearer)) {
+    s->unsafe = kf_strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  s->settings++;   /* handles configured before are configured again */
 }
 
 /* Whether two header lines name the same header ("Name: value", "Name;"). */
@@ -221,14 +246,12 @@ struct curl_slist *kf_session_merge_headers(const kf_session *s, struct curl_sli
 }
 
 /* The session's settings on an easy handle; with `auth`, its credentials. */
-void kf_session_configure(const kf_session *s, CURL *easy, long timeout_ms, long connect_timeout_ms, int auth)
+static void configure(const kf_session *s, CURL *easy, int auth)
 {
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_SHARE, s->share);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
   curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_body);
   curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                    s->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
@@ -262,12 +285,30 @@ void kf_session_configure(const kf_session *s, CURL *easy, long timeout_ms, long
 /* ---- transfers ------------------------------------------------------------ */
 
 /* Links a transfer into the active list and gives it an easy handle (from
- * the idle stack, or a new one); NULL when out of memory (nothing linked). */
-CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop)
+ * the idle stack, or a new one) configured with the session's settings;
+ * NULL when out of memory (nothing linked).  Setting every option again
+ * after curl_easy_reset costs a plain GET more than its own request does,
+ * so a handle a plain request used goes back to the stack as it is, and the
+ * next plain request (same settings generation) takes it unchanged; any
+ * other request gets a reset handle, and resets it when it is done.  The
+ * caller sets what is its own: URL, headers, timeouts, callbacks, method. */
+CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop, int auth, int plain)
 {
-  CURL *easy = s->nidle > 0 ? s->idle[--s->nidle] : curl_easy_init();
-  if (easy == NULL)
+  CURL *easy;
+  unsigned long settings = 0;
+  if (s->nidle > 0) {
+    s->nidle--;
+    easy = s->idle[s->nidle].easy;
+    settings = s->idle[s->nidle].settings;
+  } else if ((easy = curl_easy_init()) == NULL) {
     return NULL;
+  }
+  if (!plain || settings != s->settings) {
+    if (settings != 0)
+      curl_easy_reset(easy);
+    configure(s, easy, auth);
+  }
+  link->settings = plain ? s->settings : 0;
   s->drop = drop;
   link->prev = NULL;
   link->next = s->active;
@@ -299,13 +340,19 @@ void kf_session_forget(kf_session *s, kf_link *link)
 }
 
 /* Takes a transfer out of the multi handle and the active list; its easy
- * handle goes back to the idle stack (reset) or is freed. */
+ * handle goes back to the idle stack (reset, unless a plain request used
+ * it: see kf_session_add) or is freed. */
 void kf_session_remove(kf_session *s, kf_link *link, CURL *easy)
 {
   curl_multi_remove_handle(s->multi, easy);
   if (!s->closed && s->nidle < KF_IDLE_MAX) {
-    curl_easy_reset(easy);
-    s->idle[s->nidle++] = easy;
+    if (link->settings == 0)
+      curl_easy_reset(easy);
+    else
+      curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);   /* the request's, about to go */
+    s->idle[s->nidle].easy = easy;
+    s->idle[s->nidle].settings = link->settings;
+    s->nidle++;
   } else {
     curl_easy_cleanup(easy);
   }
@@ -602,6 +649,7 @@ static int session_set_credentials(lua_State *L)
   } else if (kind == 2) {
     s->bearer = kf_strdup(a);
   }
+  check_settings(L, s);
   return 0;
 }
 
@@ -648,7 +696,7 @@ static void session_release(lua_State *L, kf_session *s)
     close(s->epfd);
   s->epfd = -1;
   while (s->nidle > 0)
-    curl_easy_cleanup(s->idle[--s->nidle]);
+    curl_easy_cleanup(s->idle[--s->nidle].easy);
   if (s->multi != NULL)
     curl_multi_cleanup(s->multi);
   if (s->share != NULL)
@@ -666,6 +714,8 @@ static void session_release(lua_State *L, kf_session *s)
   kf_free_secret(&s->username);
   kf_free_secret(&s->password);
   kf_free_secret(&s->bearer);
+  free(s->unsafe);
+  s->unsafe = NULL;
 }
 
 static int session_close(lua_State *L)
@@ -735,6 +785,7 @@ static int session_new(lua_State *L)
   s->http2 = 1;
   if (t)
     read_settings(L, s, 1);
+  check_settings(L, s);
   return 1;
 }
 
