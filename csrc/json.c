@@ -29,8 +29,18 @@
 /* Levels that batch their items; deeper ones store each item at once. */
 #define JSON_BATCH_DEPTH 16
 
+/* Object keys repeat from one answer to the next (every certificate has
+ * the same seventy names): their Lua strings are kept in a table of
+ * KEY_SLOTS, found by a cheap hash of the bytes and checked by comparing
+ * them, which costs a third of what Lua's hashing and interning of a new
+ * string does.  Only short keys (Lua interns strings up to 40 bytes). */
+#define KEY_SLOTS 512
+#define KEY_MAX_LEN 40
+#define KEY_CACHE "keyfactor.json_keys"
+
 typedef struct json_parser {
   lua_State *L;
+  int keys;               /* stack index of the key cache */
   const char *start;
   const char *p;
   const char *end;
@@ -178,6 +188,56 @@ static int parse_string(json_parser *jp)
   return fail(jp, "unterminated string");
 }
 
+/* A slot for the key s[0..len), len <= KEY_MAX_LEN: its first and last
+ * eight bytes (or all of them) and its length, mixed. */
+static int key_slot(const char *s, size_t len)
+{
+  unsigned long long a = 0, b = 0, h;
+  size_t i;
+  if (len >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + len - 8, 8);
+  } else {
+    for (i = 0; i < len; i++)
+      a = (a << 8) | (unsigned char)s[i];
+  }
+  h = (a * 0x9E3779B97F4A7C15ULL) ^ (b * 0xC2B2AE3D27D4EB4FULL) ^ len;
+  h ^= h >> 29;
+  return (int)(h & (KEY_SLOTS - 1)) + 1;
+}
+
+/* An object key at jp->p (on its opening quote), pushed: the cached string
+ * when the same bytes came before; keys with escapes take parse_string. */
+static int parse_key(json_parser *jp)
+{
+  lua_State *L = jp->L;
+  const char *s = jp->p + 1, *cached;
+  size_t len, n;
+  int slot;
+  jp->p = s;
+  skip_plain(jp);
+  if (jp->p >= jp->end || *jp->p != '"') {
+    jp->p = s - 1;
+    return parse_string(jp);
+  }
+  len = (size_t)(jp->p - s);
+  jp->p++;
+  if (len > KEY_MAX_LEN) {
+    lua_pushlstring(L, s, len);
+    return 1;
+  }
+  slot = key_slot(s, len);
+  lua_rawgeti(L, jp->keys, slot);
+  cached = lua_tolstring(L, -1, &n);   /* NULL for an empty slot */
+  if (cached != NULL && n == len && memcmp(cached, s, len) == 0)
+    return 1;
+  lua_pop(L, 1);
+  lua_pushlstring(L, s, len);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, jp->keys, slot);
+  return 1;
+}
+
 static int is_digit(json_parser *jp)
 {
   return jp->p < jp->end && *jp->p >= '0' && *jp->p <= '9';
@@ -276,7 +336,8 @@ static int parse_literal(json_parser *jp, const char *word, size_t len)
 }
 
 /* Stores the items waiting above the container's slot at `base` (the slot
- * holds nil until the first flush creates the table, at the size known then). */
+ * holds nil until the first flush creates the table, at the size known
+ * then).  Pairs go in text order, so that the last of duplicate keys wins. */
 static void flush_object(lua_State *L, int base, int pairs)
 {
   int i;
@@ -292,6 +353,7 @@ static void flush_object(lua_State *L, int base, int pairs)
   lua_settop(L, base);
 }
 
+/* Items go from the top down: each store pops its item, none is copied. */
 static void flush_array(lua_State *L, int base, int items, int *length)
 {
   int i;
@@ -299,11 +361,9 @@ static void flush_array(lua_State *L, int base, int items, int *length)
     lua_createtable(L, items, 0);
     lua_replace(L, base);
   }
-  for (i = 0; i < items; i++) {
-    lua_pushvalue(L, base + 1 + i);
-    lua_rawseti(L, base, ++*length);
-  }
-  lua_settop(L, base);
+  for (i = items; i > 0; i--)
+    lua_rawseti(L, base, *length + i);
+  *length += items;
 }
 
 /* Opens a container: its slot pushed, *batch set to how many items (pairs
@@ -341,7 +401,7 @@ static int parse_object(json_parser *jp)
     for (;;) {
       if (peek(jp) != '"')
         return fail(jp, jp->p < jp->end ? "expected a string key" : "unexpected end of text");
-      if (!parse_string(jp))
+      if (!parse_key(jp))
         return 0;
       if (peek(jp) != ':')
         return fail(jp, jp->p < jp->end ? "expected ':'" : "unexpected end of text");
@@ -435,14 +495,24 @@ int kf_decode_json_text(lua_State *L, const char *text, size_t len)
 {
   json_parser jp;
   int base = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, KEY_CACHE);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, KEY_SLOTS, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, KEY_CACHE);
+  }
   jp.L = L;
+  jp.keys = base + 1;
   jp.start = jp.p = text;
   jp.end = text + len;
   jp.depth = 0;
   jp.error = NULL;
   if (parse_value(&jp)) {
-    if (peek(&jp) == 0)
+    if (peek(&jp) == 0) {
+      lua_remove(L, jp.keys);
       return 1;
+    }
     jp.error = "text after the value";
   }
   lua_settop(L, base);

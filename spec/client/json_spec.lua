@@ -142,6 +142,36 @@ describe("core.decode_json", function()
     end
   end)
 
+  it("gives every key its own bytes, whatever the cache of keys holds (csrc/json.c, KEY_SLOTS)", function()
+    -- same length, same first and last eight bytes: the same slot, told apart by the bytes
+    local a, b = "aaaaaaaaXbbbbbbbb", "aaaaaaaaYbbbbbbbb"
+    for _ = 1, 3 do
+      local object = assert(decode(string.format('{"%s": 1, "%s": 2}', a, b)))
+      assert.are.equal(1, object[a])
+      assert.are.equal(2, object[b])
+    end
+    -- more distinct keys than slots, twice over; 40 and 41 bytes (the longest cached and the shortest not);
+    -- escaped keys; the empty key
+    local fields, expected = {}, {}
+    for i = 1, 1500 do
+      local key = "key" .. i .. string.rep("x", i % 45)
+      fields[#fields + 1] = string.format('"%s": %d', key, i)
+      expected[key] = i
+    end
+    for _, key in ipairs { string.rep("k", 40), string.rep("k", 41), "" } do
+      fields[#fields + 1] = string.format('"%s": "%s"', key, key)
+      expected[key] = key
+    end
+    fields[#fields + 1] = '"quo\\"te": 1'
+    expected['quo"te'] = 1
+    fields[#fields + 1] = '"\\u00e9t\\u00e9": 2'
+    expected["\195\169t\195\169"] = 2
+    local text = "{" .. table.concat(fields, ",") .. "}"
+    for _ = 1, 2 do assert.is_true(same(expected, assert(decode(text)))) end
+    assert.is_true(same({ { aaaaaaaaXbbbbbbbb = { [a] = 3 } } },
+      assert(decode('[{"aaaaaaaaXbbbbbbbb": {"' .. a .. '": 3}}]'))))
+  end)
+
   it("refuses malformed text with the reason and the byte offset", function()
     assert.are.equal("unexpected end of text at byte 1", fails(""))
     assert.are.equal("unexpected character at byte 1 ('x')", fails("x"))
