@@ -6,9 +6,10 @@
 --   kf.lua parallel URL CA USER PASS N C         kf:parallel, N x kf:certificate, concurrency C
 --   kf.lua core     URL CA USER PASS N C [decode]
 --                   the C core alone, from a plain loop: N x session:start/step
---                   (at most C in flight), the bodies kept as strings or, with
---                   decode, decoded (request:result(true), as the transport
---                   asks for them); no transport, no scheduler
+--                   (at most C in flight), each body handed over as a string
+--                   and dropped (as the discarding C peer drops it) or, with
+--                   decode, decoded and kept (request:result(true), as the
+--                   transport asks for them); no transport, no scheduler
 --   kf.lua iterate  URL CA USER PASS PAGE [prefetch]
 --                   every item of kf:certificates{page_size=PAGE}; prints
 --                   "seconds items vmhwm_kib baseline_rss_kib"
@@ -103,7 +104,7 @@ elseif mode == "core" then
     for _, request in ipairs(session:step(1)) do
       local status, body = request:result(decode)
       if status ~= 200 or body == nil then die("HTTP " .. tostring(status)) end
-      values[#values + 1] = body
+      values[#values + 1] = decode and body or true   -- decoded answers kept, bodies dropped
       inflight = inflight - 1
     end
   end

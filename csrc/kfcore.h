@@ -157,13 +157,21 @@ int kf_new_vault(lua_State *L);     /* vault.c: secrets out of Lua's reach */
 
 /* ---- options.c: reading option tables ------------------------------------ */
 
-const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt);
-double kf_opt_number(lua_State *L, int t, const char *field, double dflt);
 #define KF_MAX_SECONDS 86400.0   /* longest timeout accepted (a day) */
+/* a field of the option table at t */
+const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt);
 double kf_opt_range(lua_State *L, int t, const char *field, double dflt, double min, double max);
-long kf_seconds_to_ms(double seconds);
 int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt);
 struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field);
+/* the fields `names` of the table at t pushed in one pass (nil when absent),
+ * then each read from the stack, `field` naming it in errors */
+void kf_gather(lua_State *L, int t, const char *const names[], int n);
+const char *kf_value_string(lua_State *L, int idx, const char *field, const char *dflt);
+double kf_value_number(lua_State *L, int idx, const char *field, double dflt);
+double kf_value_range(lua_State *L, int idx, const char *field, double dflt, double min, double max);
+int kf_value_boolean(lua_State *L, int idx, const char *field, int dflt);
+struct curl_slist *kf_value_slist(lua_State *L, int idx, const char *field);
+long kf_seconds_to_ms(double seconds);
 int kf_header_value_ok(const char *value);
 int kf_token_ok(const char *s, size_t len);
 int kf_header_line_ok(const char *line);

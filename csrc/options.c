@@ -7,11 +7,11 @@
 
 #include "kfcore.h"
 
-static int field_type(lua_State *L, int t, const char *field, int want)
+/* The type of the value at `idx`, which must be nil or `want`: otherwise an
+ * argument error naming the option `field`. */
+static int value_type(lua_State *L, int idx, const char *field, int want)
 {
-  int type;
-  lua_getfield(L, t, field);
-  type = lua_type(L, -1);
+  int type = lua_type(L, idx);
   if (type != LUA_TNIL && type != want) {
     luaL_error(L, "option '%s' must be a %s, not a %s", field,
                lua_typename(L, want), lua_typename(L, type));
@@ -19,71 +19,74 @@ static int field_type(lua_State *L, int t, const char *field, int want)
   return type;
 }
 
-/* The returned string stays valid while the option table is alive. */
-const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt)
+/* Pushes the values of the fields `names[0..n)` of the table at `t` (nil
+ * for an absent one), in one pass over the table: for a small table most of
+ * whose names are absent (a request spec), cheaper than a lookup per name. */
+void kf_gather(lua_State *L, int t, const char *const names[], int n)
 {
-  const char *s = dflt;
-  if (field_type(L, t, field, LUA_TSTRING) == LUA_TSTRING)
-    s = lua_tostring(L, -1);
-  lua_pop(L, 1);
-  return s;
+  int base, i;
+  t = lua_absindex(L, t);
+  base = lua_gettop(L);
+  luaL_checkstack(L, n + 3, "too many option fields");
+  for (i = 0; i < n; i++)
+    lua_pushnil(L);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    size_t len;
+    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
+    for (i = 0; key != NULL && i < n; i++) {
+      if (strlen(names[i]) == len && memcmp(names[i], key, len) == 0)
+        break;
+    }
+    if (key != NULL && i < n)
+      lua_replace(L, base + 1 + i);
+    else
+      lua_pop(L, 1);
+  }
 }
 
-double kf_opt_number(lua_State *L, int t, const char *field, double dflt)
+/* The string at `idx` (option `field`), or `dflt` when nil; it stays valid
+ * while the value is on the stack. */
+const char *kf_value_string(lua_State *L, int idx, const char *field, const char *dflt)
 {
-  double n = dflt;
-  if (field_type(L, t, field, LUA_TNUMBER) == LUA_TNUMBER)
-    n = (double)lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return n;
+  return value_type(L, idx, field, LUA_TSTRING) == LUA_TSTRING ? lua_tostring(L, idx) : dflt;
 }
 
-/* A number field in [min, max]: NaN, infinities and absurd values are an
- * error naming the field, before any cast to an integer type can overflow. */
-double kf_opt_range(lua_State *L, int t, const char *field, double dflt, double min, double max)
+double kf_value_number(lua_State *L, int idx, const char *field, double dflt)
 {
-  double n = kf_opt_number(L, t, field, dflt);
+  return value_type(L, idx, field, LUA_TNUMBER) == LUA_TNUMBER ? (double)lua_tonumber(L, idx) : dflt;
+}
+
+/* A number in [min, max]: NaN, infinities and absurd values are an error
+ * naming the option, before any cast to an integer type can overflow. */
+double kf_value_range(lua_State *L, int idx, const char *field, double dflt, double min, double max)
+{
+  double n = kf_value_number(L, idx, field, dflt);
   if (!(n >= min && n <= max))   /* NaN fails both */
     luaL_error(L, "option '%s' must be a number from %f to %f", field, (lua_Number)min, (lua_Number)max);
   return n;
 }
 
-/* Seconds to milliseconds for libcurl, clamped to [0, KF_MAX_SECONDS]. */
-long kf_seconds_to_ms(double seconds)
+int kf_value_boolean(lua_State *L, int idx, const char *field, int dflt)
 {
-  if (!(seconds > 0))
-    return 0;
-  if (seconds > KF_MAX_SECONDS)
-    seconds = KF_MAX_SECONDS;
-  return (long)(seconds * 1000.0);
+  return value_type(L, idx, field, LUA_TBOOLEAN) == LUA_TBOOLEAN ? lua_toboolean(L, idx) : dflt;
 }
 
-int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt)
-{
-  int b = dflt;
-  if (field_type(L, t, field, LUA_TBOOLEAN) == LUA_TBOOLEAN)
-    b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
-}
-
-/* An array of strings as a curl_slist (NULL when the field is nil); the
- * caller frees it.  A partly built list is freed before an error is raised. */
-struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field)
+/* An array of strings as a curl_slist (NULL when nil); the caller frees
+ * it.  A partly built list is freed before an error is raised. */
+struct curl_slist *kf_value_slist(lua_State *L, int idx, const char *field)
 {
   struct curl_slist *list = NULL;
   int i, n;
-  lua_getfield(L, t, field);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
+  idx = lua_absindex(L, idx);
+  if (lua_isnil(L, idx))
     return NULL;
-  }
-  if (!lua_istable(L, -1))
+  if (!lua_istable(L, idx))
     luaL_error(L, "option '%s' must be an array of strings", field);
-  n = (int)lua_rawlen(L, -1);
+  n = (int)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
     struct curl_slist *grown = NULL;
-    lua_rawgeti(L, -1, i);
+    lua_rawgeti(L, idx, i);
     if (lua_type(L, -1) == LUA_TSTRING)
       grown = curl_slist_append(list, lua_tostring(L, -1));
     if (grown == NULL) {
@@ -96,8 +99,55 @@ struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field)
     list = grown;
     lua_pop(L, 1);
   }
+  return list;
+}
+
+/* The same for a field of the option table at `t`.  A string stays valid
+ * while the table is alive. */
+const char *kf_opt_string(lua_State *L, int t, const char *field, const char *dflt)
+{
+  const char *s;
+  lua_getfield(L, t, field);
+  s = kf_value_string(L, -1, field, dflt);
+  lua_pop(L, 1);
+  return s;
+}
+
+double kf_opt_range(lua_State *L, int t, const char *field, double dflt, double min, double max)
+{
+  double n;
+  lua_getfield(L, t, field);
+  n = kf_value_range(L, -1, field, dflt, min, max);
+  lua_pop(L, 1);
+  return n;
+}
+
+int kf_opt_boolean(lua_State *L, int t, const char *field, int dflt)
+{
+  int b;
+  lua_getfield(L, t, field);
+  b = kf_value_boolean(L, -1, field, dflt);
+  lua_pop(L, 1);
+  return b;
+}
+
+struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field)
+{
+  struct curl_slist *list;
+  lua_getfield(L, t, field);
+  list = kf_value_slist(L, -1, field);
   lua_pop(L, 1);
   return list;
+}
+
+/* Seconds to milliseconds for libcurl, clamped to [0, KF_MAX_SECONDS]. */
+long kf_seconds_to_ms(double seconds)
+{
+  if (!(seconds > 0))
+    return 0;
+  if (seconds > KF_MAX_SECONDS)
+    seconds = KF_MAX_SECONDS;
+  return (long)(seconds * 1000.0);
 }
 
 /* ---- what may go into a request header ----------------------------------- */

@@ -264,26 +264,37 @@ static void drop(lua_State *L, kf_link *link, int abandoned)
     detach(L, r);
 }
 
+/* The spec's fields, gathered onto the stack in this order (kf_gather). */
+static const char *const SPEC_FIELDS[] = {
+  "method", "url", "userpwd", "timeout", "connect_timeout", "auth", "body", "headers"
+};
+enum { SPEC_METHOD = 1, SPEC_URL, SPEC_USERPWD, SPEC_TIMEOUT, SPEC_CONNECT_TIMEOUT, SPEC_AUTH, SPEC_BODY,
+       SPEC_HEADERS, SPEC_COUNT = SPEC_HEADERS };
+
 static int start(lua_State *L, kf_session *s, int spec)
 {
-  const char *method = kf_opt_string(L, spec, "method", NULL);
-  const char *url = kf_opt_string(L, spec, "url", NULL);
-  const char *userpwd = kf_opt_string(L, spec, "userpwd", NULL);
-  double timeout = kf_opt_range(L, spec, "timeout", (double)kf_session_timeout_ms(s) / 1000.0, 0, KF_MAX_SECONDS);
-  double connect_timeout = kf_opt_range(L, spec, "connect_timeout",
-                                        (double)kf_session_connect_timeout_ms(s) / 1000.0, 0, KF_MAX_SECONDS);
-  int auth = kf_opt_boolean(L, spec, "auth", 1);
-  const char *body = NULL;
+  int base = lua_gettop(L);
+  const char *method, *url, *userpwd, *body;
+  double timeout, connect_timeout;
+  int auth;
   size_t body_len = 0;
   kf_request *r;
   CURLMcode mc;
 
+  kf_gather(L, spec, SPEC_FIELDS, SPEC_COUNT);   /* stays on the stack: the strings are anchored */
+  method = kf_value_string(L, base + SPEC_METHOD, "method", NULL);
+  url = kf_value_string(L, base + SPEC_URL, "url", NULL);
+  userpwd = kf_value_string(L, base + SPEC_USERPWD, "userpwd", NULL);
+  timeout = kf_value_range(L, base + SPEC_TIMEOUT, "timeout",
+                           (double)kf_session_timeout_ms(s) / 1000.0, 0, KF_MAX_SECONDS);
+  connect_timeout = kf_value_range(L, base + SPEC_CONNECT_TIMEOUT, "connect_timeout",
+                                   (double)kf_session_connect_timeout_ms(s) / 1000.0, 0, KF_MAX_SECONDS);
+  auth = kf_value_boolean(L, base + SPEC_AUTH, "auth", 1);
   if (method == NULL || url == NULL)
     return luaL_error(L, "request fields 'method' and 'url' are required");
-  lua_getfield(L, spec, "body");
-  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+  if (!lua_isnil(L, base + SPEC_BODY) && lua_type(L, base + SPEC_BODY) != LUA_TSTRING)
     return luaL_error(L, "request field 'body' must be a string");
-  body = lua_tolstring(L, -1, &body_len);   /* stays on the stack: anchored below */
+  body = lua_tolstring(L, base + SPEC_BODY, &body_len);
 
   r = lua_newuserdata(L, sizeof *r);
   memset(r, 0, sizeof *r);
@@ -296,7 +307,7 @@ static int start(lua_State *L, kf_session *s, int spec)
   lua_setmetatable(L, -2);
 
   {
-    struct curl_slist *extra = kf_opt_slist(L, spec, "headers");
+    struct curl_slist *extra = kf_value_slist(L, base + SPEC_HEADERS, "headers");
     if (!kf_session_check_headers(L, s, method, extra)) {
       curl_slist_free_all(extra);   /* no easy handle yet: gc would not free it */
       return lua_error(L);
@@ -331,7 +342,7 @@ static int start(lua_State *L, kf_session *s, int spec)
   apply_method(r, method, body, body_len);
 
   /* curl reads the body in place (no copy): keep the string alive. */
-  lua_pushvalue(L, -2);
+  lua_pushvalue(L, base + SPEC_BODY);
   r->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
   r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -24,11 +24,16 @@ local function join(path, key)
   return path == "" and key or path .. "." .. key
 end
 
+-- The type test of each checker made by `typed`, for `validate.array`.
+local type_test = setmetatable({}, { __mode = "k" })
+
 local function typed(name, test)
-  return function(value, path)
+  local check = function(value, path)
     if not test(value) then fail(path, "must be " .. name .. ", not " .. type(value)) end
     return value
   end
+  type_test[check] = test
+  return check
 end
 
 validate.string = typed("a string", function(v) return type(v) == "string" end)
@@ -137,8 +142,15 @@ function validate.array(item, opts)
       fail(path, "must be an array, not " .. type(value))
     end
     if #value < min then fail(path, "must have at least " .. min .. " item" .. (min > 1 and "s" or "")) end
-    local out = {}
-    for i = 1, #value do out[i] = item(value[i], join(path, i)) end
+    local out, test = {}, type_test[item]
+    if test then   -- a plain type check (kf:parallel's functions): the item's path only for its error
+      for i = 1, #value do
+        local x = value[i]
+        out[i] = test(x) and x or item(x, join(path, i))
+      end
+    else
+      for i = 1, #value do out[i] = item(value[i], join(path, i)) end
+    end
     return setmetatable(out, require("keyfactor.core").array_mt)   -- goes out as [] when empty
   end
 end
