@@ -89,8 +89,9 @@ int kf_session_check_headers(lua_State *L, const kf_session *s, const char *meth
 /* transfers: an easy handle from the pool with the session's settings (and,
  * with `auth`, its credentials); `plain`: a bodyless GET with the session's
  * credentials, which may get a handle an earlier plain one left configured
- * (no reset, no options set again: the common call's fast path) */
-CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop, int auth, int plain);
+ * (no reset, no options set again: the common call's fast path), and then
+ * sets *reused */
+CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop, int auth, int plain, int *reused);
 CURLMcode kf_session_start(kf_session *s, CURL *easy);
 void kf_session_remove(kf_session *s, kf_link *link, CURL *easy);
 void kf_session_forget(kf_session *s, kf_link *link);

@@ -276,7 +276,7 @@ static int start(lua_State *L, kf_session *s, int spec)
   int base = lua_gettop(L);
   const char *method, *url, *userpwd, *body;
   double timeout, connect_timeout;
-  int auth;
+  int auth, reused;
   size_t body_len = 0;
   kf_request *r;
   CURLMcode mc;
@@ -316,7 +316,7 @@ static int start(lua_State *L, kf_session *s, int spec)
       return luaL_error(L, "keyfactor.core: out of memory building the headers");
   }
   r->easy = kf_session_add(s, &r->link, drop, auth && userpwd == NULL,
-                           auth && userpwd == NULL && body == NULL && strcmp(method, "GET") == 0);
+                           auth && userpwd == NULL && body == NULL && strcmp(method, "GET") == 0, &reused);
   if (r->easy == NULL)
     return luaL_error(L, "keyfactor.core: out of memory creating a curl handle");
   r->session = s;
@@ -333,13 +333,15 @@ static int start(lua_State *L, kf_session *s, int spec)
                    r->headers != NULL ? r->headers : kf_session_headers(s));
   curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
   curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-  curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, (void *)r);
-  curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, (void *)r);
-  curl_easy_setopt(r->easy, CURLOPT_PREREQFUNCTION, on_prereq);
   curl_easy_setopt(r->easy, CURLOPT_PREREQDATA, (void *)r);
-  apply_method(r, method, body, body_len);
+  if (!reused) {   /* a reused handle has these from the plain GET before */
+    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(r->easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    apply_method(r, method, body, body_len);
+  }
 
   /* curl reads the body in place (no copy): keep the string alive. */
   lua_pushvalue(L, base + SPEC_BODY);

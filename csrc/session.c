@@ -291,8 +291,9 @@ static void configure(const kf_session *s, CURL *easy, int auth)
  * so a handle a plain request used goes back to the stack as it is, and the
  * next plain request (same settings generation) takes it unchanged; any
  * other request gets a reset handle, and resets it when it is done.  The
- * caller sets what is its own: URL, headers, timeouts, callbacks, method. */
-CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop, int auth, int plain)
+ * caller sets what is its own: URL, headers, timeouts, callbacks and method
+ * (those that are the same for every plain request only when not *reused). */
+CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop, int auth, int plain, int *reused)
 {
   CURL *easy;
   unsigned long settings = 0;
@@ -303,7 +304,8 @@ CURL *kf_session_add(kf_session *s, kf_link *link, kf_drop_fn drop, int auth, in
   } else if ((easy = curl_easy_init()) == NULL) {
     return NULL;
   }
-  if (!plain || settings != s->settings) {
+  *reused = plain && settings == s->settings;
+  if (!*reused) {
     if (settings != 0)
       curl_easy_reset(easy);
     configure(s, easy, auth);

@@ -133,20 +133,13 @@ function Transport:redact(text, extra)
   return self.secrets:redact(text, extra)
 end
 
---- Runs one transfer to completion and returns the finished request.
-function Transport:transfer(spec)
-  local request = self.session:start(spec)
-  self:await(request)
-  return request
-end
-
--- Waits for a started request, through the driver.
+-- Waits for a started request, through the driver (blocking directly when
+-- it is the default or cannot yield here).
 function Transport:await(request)
-  local d = self.driver
-  if d == block then return self.session:wait(request) end   -- the common case, directly
-  if not d:active() then return self.session:wait(request) end
-  if d.wait then return d:wait(self.session, request) end
-  driver.wait(d, self.session, request)
+  local d, session = self.driver, self.session
+  if d == block or not d:active() then return session:wait(request) end
+  if d.wait then return d:wait(session, request) end
+  driver.wait(d, session, request)
 end
 
 --- Sleeps `seconds` through the driver.
@@ -245,22 +238,24 @@ end
 -- one); nil, err when no token could be had or the client was closed
 -- meanwhile (by another coroutine, a callback, ...).
 function Transport:attempt(call)
-  if self.session:closed() then
+  local session = self.session
+  if session:closed() then
     return nil, errors.canceled { method = call.method, path = call.path,
       message = "the client was closed before the call could be sent" }
   end
   local request = call.started
   if request then
     call.started = nil
-    self:await(request)
-    return request
+  else
+    local auth = self.auth
+    if auth and auth.oauth and call.opts.auth ~= false then   -- only OAuth has anything to prepare
+      local ok, err = auth:prepare()
+      if not ok then return nil, err end
+    end
+    request = session:start(call)
   end
-  local auth = self.auth
-  if auth and auth.oauth and call.opts.auth ~= false then   -- only OAuth has anything to prepare
-    local ok, err = auth:prepare()
-    if not ok then return nil, err end
-  end
-  return self:transfer(call)
+  self:await(request)
+  return request
 end
 
 --- Runs a prepared call to its end, with retries.
