@@ -13,6 +13,9 @@
 #ifndef lua_rawlen
 #define lua_rawlen(L, i) lua_objlen((L), (i))
 #endif
+#ifndef lua_absindex
+#define lua_absindex(L, i) ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
+#endif
 
 #ifndef luaL_newlib
 static inline void kf_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
