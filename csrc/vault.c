@@ -57,15 +57,25 @@ static size_t page_span(size_t len)
 }
 
 /* `len` bytes in pages of their own, left out of core dumps where the
- * system can do that; NULL when out of memory. */
+ * system can do that; NULL when out of memory.  With mmap, an inaccessible
+ * guard page on each side: a stray read or write running off a neighbouring
+ * buffer faults instead of reaching a secret, and the secret's pages stay a
+ * mapping of their own (the kernel merges adjacent mappings of equal
+ * protection and flags, which would fold them into a neighbour's). */
 static char *secret_alloc(size_t len)
 {
   size_t span = page_span(len);
   void *p;
 #ifdef MAP_ANONYMOUS
-  p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
+  size_t guard = page_span(1);
+  char *region = mmap(NULL, span + 2 * guard, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED)
     return NULL;
+  p = region + guard;
+  if (mprotect(p, span, PROT_READ | PROT_WRITE) != 0) {
+    munmap(region, span + 2 * guard);
+    return NULL;
+  }
 #else
   if (posix_memalign(&p, page_span(1), span) != 0)
     return NULL;
@@ -87,7 +97,7 @@ static void secret_free(char *p, size_t len)
   while (n-- > 0)
     *c++ = '\0';
 #ifdef MAP_ANONYMOUS
-  munmap(p, page_span(len));
+  munmap(p - page_span(1), page_span(len) + 2 * page_span(1));
 #else
   free(p);
 #endif
