@@ -168,7 +168,6 @@ struct curl_slist *kf_opt_slist(lua_State *L, int t, const char *field);
  * then each read from the stack, `field` naming it in errors */
 void kf_gather(lua_State *L, int t, const char *const names[], int n);
 const char *kf_value_string(lua_State *L, int idx, const char *field, const char *dflt);
-double kf_value_number(lua_State *L, int idx, const char *field, double dflt);
 double kf_value_range(lua_State *L, int idx, const char *field, double dflt, double min, double max);
 int kf_value_boolean(lua_State *L, int idx, const char *field, int dflt);
 struct curl_slist *kf_value_slist(lua_State *L, int idx, const char *field);

@@ -52,7 +52,7 @@ const char *kf_value_string(lua_State *L, int idx, const char *field, const char
   return value_type(L, idx, field, LUA_TSTRING) == LUA_TSTRING ? lua_tostring(L, idx) : dflt;
 }
 
-double kf_value_number(lua_State *L, int idx, const char *field, double dflt)
+static double value_number(lua_State *L, int idx, const char *field, double dflt)
 {
   return value_type(L, idx, field, LUA_TNUMBER) == LUA_TNUMBER ? (double)lua_tonumber(L, idx) : dflt;
 }
@@ -61,7 +61,7 @@ double kf_value_number(lua_State *L, int idx, const char *field, double dflt)
  * naming the option, before any cast to an integer type can overflow. */
 double kf_value_range(lua_State *L, int idx, const char *field, double dflt, double min, double max)
 {
-  double n = kf_value_number(L, idx, field, dflt);
+  double n = value_number(L, idx, field, dflt);
   if (!(n >= min && n <= max))   /* NaN fails both */
     luaL_error(L, "option '%s' must be a number from %f to %f", field, (lua_Number)min, (lua_Number)max);
   return n;
@@ -201,8 +201,8 @@ int kf_header_line_ok(const char *line)
 }
 
 /* Whether everything libcurl will turn into request headers for this
- * request (the method, the header list, the user agent, the bearer token)
- * is safe to send: whatever their source, a CR or LF must never reach the
+ * request (the method, the header list, the user agent, the bearer token;
+ * each NULL when there is none to check) is safe to send: whatever their source, a CR or LF must never reach the
  * wire, where it would add headers or a whole second request.  Returns 1,
  * or 0 with the error message pushed (never quoting a value, which may be
  * a secret) for the caller to raise once it has freed what it holds. */
@@ -211,7 +211,7 @@ int kf_check_request_headers(lua_State *L, const char *method, const struct curl
 {
   const struct curl_slist *h;
   int i = 1;
-  if (!kf_token_ok(method, strlen(method))) {
+  if (method != NULL && !kf_token_ok(method, strlen(method))) {
     lua_pushliteral(L, "keyfactor.core: request method must be an HTTP token (letters, digits, !#$%&'*+-.^_`|~)");
     return 0;
   }

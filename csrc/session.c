@@ -196,14 +196,15 @@ int kf_session_check_headers(lua_State *L, const kf_session *s, const char *meth
   return kf_check_request_headers(L, method, extra, NULL, NULL);
 }
 
-/* Checks the settings that become request headers (the headers, the user
- * agent, the bearer token) once, when they are set: every request that
- * follows refuses them with the same message (kf_session_check_headers). */
-static void check_settings(lua_State *L, kf_session *s)
+/* After the settings were set or the credentials changed: checks those that
+ * become request headers (the headers, the user agent, the bearer token)
+ * once, so that every request that follows refuses them with the same
+ * message (kf_session_check_headers), and starts a new generation. */
+static void settings_changed(lua_State *L, kf_session *s)
 {
   free(s->unsafe);
   s->unsafe = NULL;
-  if (!kf_check_request_headers(L, "GET", s->headers, s->user_agent, s->bearer)) {
+  if (!kf_check_request_headers(L, NULL, s->headers, s->user_agent, s->bearer)) {
     s->unsafe = kf_strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
@@ -651,7 +652,7 @@ static int session_set_credentials(lua_State *L)
   } else if (kind == 2) {
     s->bearer = kf_strdup(a);
   }
-  check_settings(L, s);
+  settings_changed(L, s);
   return 0;
 }
 
@@ -787,7 +788,7 @@ static int session_new(lua_State *L)
   s->http2 = 1;
   if (t)
     read_settings(L, s, 1);
-  check_settings(L, s);
+  settings_changed(L, s);
   return 1;
 }
 

@@ -97,7 +97,10 @@ static void secret_free(char *p, size_t len)
   while (n-- > 0)
     *c++ = '\0';
 #ifdef MAP_ANONYMOUS
-  munmap(p - page_span(1), page_span(len) + 2 * page_span(1));
+  {
+    size_t guard = page_span(1);   /* the guard pages secret_alloc put around them */
+    munmap(p - guard, page_span(len) + 2 * guard);
+  }
 #else
   free(p);
 #endif
